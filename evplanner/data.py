@@ -1,0 +1,700 @@
+"""Data in: read EV registrations and charging stations, clean them honestly.
+
+Three kinds of vehicle input are understood, told apart by their columns:
+
+* the Washington State Department of Licensing "Electric Vehicle Population Data" CSV,
+  exactly as published (original column names, ``Vehicle Location`` as
+  ``POINT (lon lat)``);
+* the bundled Parquet in ``data/`` (derived from that CSV by :func:`build_bundled_data`);
+* a plain CSV or Parquet with ``lon``/``lat`` columns (aliases ``longitude``/``latitude``,
+  ``lng``) and an optional ``weight`` column.
+
+Stations come as the US DOE Alternative Fuels Data Center (AFDC) CSV export as published,
+the bundled Parquet, or a plain CSV of lon/lat (a planner's own list of sites).
+
+Nothing is dropped silently: every row left out is counted by reason in a
+:class:`LoadReport` (with the first offending row as an example), which the CLI and the
+app show. Files that cannot be read at all raise :class:`~evplanner.errors.InputError`
+naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evplanner.errors import InputError
+
+__all__ = [
+    "BUNDLED_STATIONS",
+    "BUNDLED_VEHICLES",
+    "DATA_DIR",
+    "LoadReport",
+    "build_bundled_data",
+    "load_stations",
+    "load_vehicles",
+    "parse_point",
+    "parse_points",
+    "read_points_dask",
+]
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+BUNDLED_VEHICLES = DATA_DIR / "vehicles.parquet"
+BUNDLED_STATIONS = DATA_DIR / "stations.parquet"
+
+#: The planning area: vehicles registered in another state are counted as out of area.
+PLANNING_STATE = "WA"
+
+# Drop reasons, worded for the load report a planner reads.
+MISSING_LOCATION = "missing location"
+UNPARSABLE_POINT = "unparsable point"
+OUT_OF_RANGE = "coordinates out of range"
+INVALID_WEIGHT = "invalid weight"
+NOT_ELECTRIC = "not an electric station"
+
+#: Output columns of :func:`load_vehicles`, in order.
+VEHICLE_COLUMNS = [
+    "lon", "lat", "weight", "county", "city", "state", "postal_code", "census_tract",
+    "model_year", "make", "model", "ev_type", "electric_range", "utility",
+]  # fmt: skip
+#: Output columns of :func:`load_stations`, in order.
+STATION_COLUMNS = [
+    "station_id", "name", "lon", "lat", "level1_ports", "level2_ports",
+    "dc_fast_ports", "network", "open_date",
+]  # fmt: skip
+
+# WA DOL export: published column -> our column.
+_DOL_COLUMNS = {
+    "County": "county",
+    "City": "city",
+    "State": "state",
+    "Postal Code": "postal_code",
+    "2020 Census Tract": "census_tract",
+    "Model Year": "model_year",
+    "Make": "make",
+    "Model": "model",
+    "Electric Vehicle Type": "ev_type",
+    "Electric Range": "electric_range",
+    "Electric Utility": "utility",
+}
+_DOL_REQUIRED = ["Vehicle Location", "State"]
+_EV_TYPES = {
+    "Battery Electric Vehicle (BEV)": "BEV",
+    "Plug-in Hybrid Electric Vehicle (PHEV)": "PHEV",
+}
+
+# AFDC export: published column -> our column.
+_AFDC_COLUMNS = {
+    "ID": "station_id",
+    "Station Name": "name",
+    "Longitude": "lon",
+    "Latitude": "lat",
+    "EV Level1 EVSE Num": "level1_ports",
+    "EV Level2 EVSE Num": "level2_ports",
+    "EV DC Fast Count": "dc_fast_ports",
+    "EV Network": "network",
+    "Open Date": "open_date",
+}
+_AFDC_REQUIRED = ["Fuel Type Code", "Latitude", "Longitude"]
+
+_LON_ALIASES = ("lon", "longitude", "lng", "long", "x")
+_LAT_ALIASES = ("lat", "latitude", "y")
+
+_POINT_RE = re.compile(
+    r"^\s*POINT\s*\(\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s+"
+    r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\)\s*$",
+    re.IGNORECASE,
+)
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class LoadReport:
+    """What a load read, kept and dropped, by reason.
+
+    Attributes
+    ----------
+    source : str
+        The file read.
+    kind : str
+        Which format it was read as (``"wa-dol-csv"``, ``"bundled-vehicles"``,
+        ``"points"``, ``"afdc-csv"``, ``"bundled-stations"``, ``"station-points"``).
+    rows_read : int
+        Data rows in the file.
+    rows_kept : int
+        Rows in the returned frame.
+    dropped : dict of str to int
+        Rows left out, by reason.
+    examples : dict of str to str
+        For each drop reason, the first row concerned (1-based data row and value).
+    out_of_area : int
+        Rows outside the planning area (registered in another state); left out unless
+        ``kept_out_of_area``.
+    kept_out_of_area : bool
+        Whether out-of-area rows were kept.
+    """
+
+    source: str
+    kind: str
+    rows_read: int = 0
+    rows_kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)
+    out_of_area: int = 0
+    kept_out_of_area: bool = False
+
+    @property
+    def rows_dropped(self) -> int:
+        """Rows left out for any reason, out-of-area rows included when excluded."""
+        return self.rows_read - self.rows_kept
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_dropped": self.rows_dropped,
+            "dropped": dict(self.dropped),
+            "examples": dict(self.examples),
+            "out_of_area": self.out_of_area,
+            "kept_out_of_area": self.kept_out_of_area,
+        }
+
+    def format(self) -> str:
+        """Multi-line text for a terminal or a page."""
+        lines = [
+            f"source: {self.source} ({self.kind})",
+            f"rows read: {self.rows_read:,}",
+            f"rows kept: {self.rows_kept:,}",
+            f"rows dropped: {self.rows_dropped:,}",
+        ]
+        for reason, count in sorted(self.dropped.items()):
+            example = self.examples.get(reason)
+            lines.append(
+                f"  {reason}: {count:,}" + (f" (first: {example})" if example else "")
+            )
+        if self.out_of_area:
+            verb = "kept" if self.kept_out_of_area else "left out"
+            lines.append(
+                f"  outside the planning area ({PLANNING_STATE}): "
+                f"{self.out_of_area:,} ({verb})"
+            )
+        return "\n".join(lines)
+
+    def merge(self, other: LoadReport) -> LoadReport:
+        """Sum of two reports on parts of the same source (for chunked reads)."""
+        dropped = dict(self.dropped)
+        for reason, count in other.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + count
+        examples = {**other.examples, **self.examples}
+        return LoadReport(
+            source=self.source,
+            kind=self.kind,
+            rows_read=self.rows_read + other.rows_read,
+            rows_kept=self.rows_kept + other.rows_kept,
+            dropped=dropped,
+            examples=examples,
+            out_of_area=self.out_of_area + other.out_of_area,
+            kept_out_of_area=self.kept_out_of_area,
+        )
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_point(text: str) -> tuple[float, float]:
+    """Parse one WKT ``POINT (lon lat)`` string into ``(lon, lat)`` degrees.
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is not a 2-D WKT point.
+
+    Examples
+    --------
+    >>> parse_point("POINT (-122.34301 47.659185)")
+    (-122.34301, 47.659185)
+    """
+    match = _POINT_RE.match(text or "")
+    if match is None:
+        raise ValueError(f"expected 'POINT (lon lat)', got {text!r}")
+    return float(match.group(1)), float(match.group(2))
+
+
+def parse_points(texts: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised :func:`parse_point` that marks failures instead of raising.
+
+    Parameters
+    ----------
+    texts : pandas.Series of str, shape (n,)
+        WKT strings; empty or missing values mean "no location".
+
+    Returns
+    -------
+    lon, lat : ndarray of float64, shape (n,)
+        Degrees; NaN where not parsed.
+    status : ndarray of object, shape (n,)
+        ``None`` where parsed, else :data:`MISSING_LOCATION` or
+        :data:`UNPARSABLE_POINT`.
+    """
+    texts = texts.astype("string").fillna("")
+    parts = texts.str.extract(_POINT_RE)
+    lon = pd.to_numeric(parts[0], errors="coerce").to_numpy("float64", na_value=np.nan)
+    lat = pd.to_numeric(parts[1], errors="coerce").to_numpy("float64", na_value=np.nan)
+    status = np.full(len(texts), None, dtype=object)
+    missing = (texts.str.strip() == "").to_numpy(bool)
+    status[np.isnan(lon) | np.isnan(lat)] = UNPARSABLE_POINT
+    status[missing] = MISSING_LOCATION
+    return lon, lat, status
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _check_file(path: Path) -> None:
+    """Fail early, naming the file, on what pandas would report as a traceback."""
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    if path.is_dir():
+        raise InputError("expected a file, got a directory", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("empty file", path=path)
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _read_csv_text(path: Path) -> pd.DataFrame:
+    """Read a CSV as strings (empty cells as ""), with readable errors."""
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    if head[:4] == b"PAR1":
+        raise InputError(
+            "not a CSV file (it is Parquet; give it a .parquet name)", path=path
+        )
+    if b"\x00" in head:
+        raise InputError("not a CSV file (binary content)", path=path)
+    try:
+        head.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        # A cut multi-byte character at the end of the sample is not an error.
+        if err.start < len(head) - 4:
+            raise InputError(
+                f"not a CSV text file (not UTF-8 at byte {err.start})", path=path
+            ) from err
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, encoding="utf-8-sig"
+        )
+    except pd.errors.EmptyDataError as err:
+        raise InputError("empty file (no header row)", path=path) from err
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise InputError(f"not a valid CSV file ({err})", path=path) from err
+    if frame.shape[1] < 2:
+        raise InputError(
+            f"not a valid CSV file: found {frame.shape[1]} column "
+            f"({', '.join(map(repr, frame.columns))})",
+            path=path,
+        )
+    return frame
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV (all strings) or Parquet (typed) file."""
+    _check_file(path)
+    if _is_parquet(path):
+        try:
+            return pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises several unrelated types
+            raise InputError(f"not a readable Parquet file ({err})", path=path) from err
+    if path.suffix.lower() in (".parquet", ".pq"):
+        raise InputError("not a Parquet file (no Parquet magic bytes)", path=path)
+    return _read_csv_text(path)
+
+
+def _find_column(columns, aliases) -> str | None:
+    lookup = {str(c).strip().lower(): c for c in columns}
+    for alias in aliases:
+        if alias in lookup:
+            return lookup[alias]
+    return None
+
+
+def _require(frame: pd.DataFrame, required, path: Path, what: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"missing required column(s) {missing} for {what}; found columns: "
+            f"{list(frame.columns)[:20]}",
+            path=path,
+        )
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def _number(values: pd.Series) -> np.ndarray:
+    """Floats from strings or numbers; NaN where not a number."""
+    return pd.to_numeric(values, errors="coerce").to_numpy("float64", na_value=np.nan)
+
+
+def _lonlat_status(lon: np.ndarray, lat: np.ndarray, status: np.ndarray) -> None:
+    """Mark missing and out-of-range coordinates in ``status`` (in place)."""
+    unset = np.array([s is None for s in status], dtype=bool)
+    missing = np.isnan(lon) | np.isnan(lat)
+    out = ~missing & ((np.abs(lon) > 180) | (np.abs(lat) > 90))
+    status[unset & missing] = MISSING_LOCATION
+    status[unset & out] = OUT_OF_RANGE
+
+
+def _apply_status(
+    frame: pd.DataFrame, status: np.ndarray, report: LoadReport, shown: pd.Series
+) -> pd.DataFrame:
+    """Count drops by reason (with a first example) and keep the clean rows."""
+    reasons = pd.Series(status, dtype=object)
+    for reason, count in reasons.value_counts().items():
+        report.dropped[reason] = report.dropped.get(reason, 0) + int(count)
+        first = int(np.flatnonzero(status == reason)[0])
+        report.examples.setdefault(reason, f"row {first + 1}: {shown.iloc[first]!r}")
+    return frame.loc[reasons.isna().to_numpy()].reset_index(drop=True)
+
+
+def _clean_dol(raw: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.Series]:
+    """WA DOL export (all strings) -> vehicle columns, drop status, shown value."""
+    lon, lat, status = parse_points(raw["Vehicle Location"])
+    _lonlat_status(lon, lat, status)
+    out = pd.DataFrame({"lon": lon, "lat": lat, "weight": 1.0})
+    for published, ours in _DOL_COLUMNS.items():
+        if published in raw.columns:
+            out[ours] = raw[published].replace("", pd.NA).to_numpy()
+        else:
+            out[ours] = pd.NA
+    out["model_year"] = pd.to_numeric(out["model_year"], errors="coerce").astype(
+        "Int16"
+    )
+    out["ev_type"] = out["ev_type"].map(_EV_TYPES).astype("string")
+    # DOL writes 0 where the range has not been researched: unknown, not zero.
+    rng = _number(out["electric_range"])
+    out["electric_range"] = np.where(rng > 0, rng, np.nan)
+    return out, status, raw["Vehicle Location"]
+
+
+def _clean_points(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Plain or bundled lon/lat frame -> vehicle columns and drop status."""
+    lon_col = _find_column(frame.columns, _LON_ALIASES)
+    lat_col = _find_column(frame.columns, _LAT_ALIASES)
+    if lon_col is None or lat_col is None:
+        raise InputError(
+            "missing required column: expected 'Vehicle Location' (WA DOL export) or "
+            f"lon/lat columns; found columns: {list(frame.columns)[:20]}",
+            path=path,
+        )
+    lon, lat = _number(frame[lon_col]), _number(frame[lat_col])
+    status = np.full(len(frame), None, dtype=object)
+    raw_lon = frame[lon_col].astype("string").fillna("").str.strip()
+    raw_lat = frame[lat_col].astype("string").fillna("").str.strip()
+    not_number = (np.isnan(lon) & (raw_lon != "").to_numpy(bool)) | (
+        np.isnan(lat) & (raw_lat != "").to_numpy(bool)
+    )
+    status[not_number] = UNPARSABLE_POINT
+    _lonlat_status(lon, lat, status)
+    weight_col = _find_column(frame.columns, ("weight", "vehicles", "count"))
+    if weight_col is None:
+        weight = np.ones(len(frame))
+    else:
+        weight = _number(frame[weight_col])
+        bad = ~np.isfinite(weight) | (weight < 0)
+        status[bad & np.array([s is None for s in status])] = INVALID_WEIGHT
+    out = pd.DataFrame({"lon": lon, "lat": lat, "weight": weight})
+    for col in VEHICLE_COLUMNS[3:]:
+        out[col] = frame[col].to_numpy() if col in frame.columns else pd.NA
+    out["model_year"] = pd.to_numeric(out["model_year"], errors="coerce").astype(
+        "Int16"
+    )
+    out["electric_range"] = _number(out["electric_range"])
+    for col in ("county", "city", "state", "postal_code", "census_tract", "make",
+                "model", "ev_type", "utility"):  # fmt: skip
+        out[col] = out[col].astype("string")
+    return out, status
+
+
+def _clean_vehicle_frame(
+    frame: pd.DataFrame, path: Path, keep_out_of_area: bool, kind: str | None = None
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Detect the format of ``frame`` and clean it into :data:`VEHICLE_COLUMNS`."""
+    if "Vehicle Location" in frame.columns or "DOL Vehicle ID" in frame.columns:
+        _require(frame, _DOL_REQUIRED, path, "the WA DOL vehicle export")
+        out, status, shown = _clean_dol(frame.astype("string").fillna(""))
+        kind = kind or "wa-dol-csv"
+    else:
+        out, status = _clean_points(frame, path)
+        shown = out["lon"].astype(str) + " " + out["lat"].astype(str)
+        kind = kind or "points"
+    report = LoadReport(source=str(path), kind=kind, rows_read=len(frame))
+    out = _apply_status(out, status, report, shown)
+    state = out["state"].astype("string")
+    outside = (state.notna() & (state.str.upper() != PLANNING_STATE)).to_numpy(bool)
+    report.out_of_area = int(outside.sum())
+    report.kept_out_of_area = keep_out_of_area
+    if not keep_out_of_area and report.out_of_area:
+        out = out.loc[~outside].reset_index(drop=True)
+    report.rows_kept = len(out)
+    return out[VEHICLE_COLUMNS], report
+
+
+def load_vehicles(
+    path: str | Path | None = None, *, keep_out_of_area: bool = False
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Load EV registrations (or plain demand points) and report what was dropped.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        WA DOL CSV as published, the bundled Parquet, or a CSV/Parquet with lon/lat
+        (and optional weight) columns. Default: the bundled ``data/vehicles.parquet``.
+    keep_out_of_area : bool, default False
+        Keep vehicles registered outside the planning area (State other than WA);
+        they are counted in the report either way.
+
+    Returns
+    -------
+    vehicles : pandas.DataFrame
+        One row per vehicle (or input point), columns :data:`VEHICLE_COLUMNS`;
+        ``lon``/``lat`` in WGS84 degrees, ``weight`` 1.0 per vehicle,
+        ``electric_range`` in miles with NaN where DOL has not researched it.
+    report : LoadReport
+        Rows read, kept and dropped by reason.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, empty, not a CSV/Parquet, or lacks the location
+        columns.
+    """
+    path = Path(path) if path is not None else BUNDLED_VEHICLES
+    frame = _read_table(path)
+    kind = "bundled-vehicles" if path.resolve() == BUNDLED_VEHICLES else None
+    vehicles, report = _clean_vehicle_frame(frame, path, keep_out_of_area, kind)
+    logger.info("loaded %s: kept %d of %d rows", path, report.rows_kept, len(frame))
+    return vehicles, report
+
+
+def _clean_station_frame(
+    frame: pd.DataFrame, path: Path
+) -> tuple[pd.DataFrame, LoadReport]:
+    if "Fuel Type Code" in frame.columns:
+        _require(frame, _AFDC_REQUIRED, path, "the AFDC station export")
+        frame = frame.astype("string").fillna("")
+        kind = "afdc-csv"
+        status = np.full(len(frame), None, dtype=object)
+        fuel = frame["Fuel Type Code"].str.strip().str.upper()
+        status[(fuel != "ELEC").to_numpy(bool)] = NOT_ELECTRIC
+        out = pd.DataFrame({ours: frame[pub] if pub in frame.columns else pd.NA
+                            for pub, ours in _AFDC_COLUMNS.items()})  # fmt: skip
+        shown = frame["Fuel Type Code"] + " " + frame.get("Station Name", "")
+    else:
+        lon_col = _find_column(frame.columns, _LON_ALIASES)
+        lat_col = _find_column(frame.columns, _LAT_ALIASES)
+        if lon_col is None or lat_col is None:
+            raise InputError(
+                "missing required column: expected lon/lat (or the AFDC export's "
+                f"Longitude/Latitude); found columns: {list(frame.columns)[:20]}",
+                path=path,
+            )
+        kind = "bundled-stations" if "station_id" in frame.columns else "station-points"
+        status = np.full(len(frame), None, dtype=object)
+        out = pd.DataFrame({c: frame[c] if c in frame.columns else pd.NA
+                            for c in STATION_COLUMNS})  # fmt: skip
+        out["lon"], out["lat"] = frame[lon_col], frame[lat_col]
+        if "name" not in frame.columns:
+            out["name"] = [f"site {i + 1}" for i in range(len(frame))]
+        shown = frame[lon_col].astype(str) + " " + frame[lat_col].astype(str)
+    lon, lat = _number(out["lon"]), _number(out["lat"])
+    raw = out["lon"].astype("string").fillna("").str.strip()
+    unparsable = np.isnan(lon) & (raw != "").to_numpy(bool)
+    status[unparsable & np.array([s is None for s in status])] = UNPARSABLE_POINT
+    _lonlat_status(lon, lat, status)
+    out["lon"], out["lat"] = lon, lat
+    for col in ("level1_ports", "level2_ports", "dc_fast_ports"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").fillna(0).astype("int32")
+    out["station_id"] = out["station_id"].astype("string")
+    if out["station_id"].isna().all():
+        out["station_id"] = pd.array([str(i + 1) for i in range(len(out))], "string")
+    out["name"] = out["name"].astype("string")
+    out["network"] = out["network"].astype("string").replace("", pd.NA)
+    out["open_date"] = pd.to_datetime(out["open_date"], errors="coerce")
+    report = LoadReport(source=str(path), kind=kind, rows_read=len(frame))
+    out = _apply_status(out, status, report, shown)
+    report.rows_kept = len(out)
+    return out[STATION_COLUMNS], report
+
+
+def load_stations(path: str | Path | None = None) -> tuple[pd.DataFrame, LoadReport]:
+    """Load existing public charging stations (or a planner's list of sites).
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        AFDC Station Locator CSV export as published (only rows with
+        ``Fuel Type Code == ELEC`` and coordinates are stations; the others are
+        counted as dropped), the bundled Parquet, or a CSV with lon/lat columns.
+        Default: the bundled ``data/stations.parquet``.
+
+    Returns
+    -------
+    stations : pandas.DataFrame
+        Columns :data:`STATION_COLUMNS`; ports as int32 counts, ``open_date`` as
+        datetime (NaT where unknown).
+    report : LoadReport
+    """
+    path = Path(path) if path is not None else BUNDLED_STATIONS
+    frame = _read_table(path)
+    stations, report = _clean_station_frame(frame, path)
+    logger.info("loaded %s: %d stations", path, len(stations))
+    return stations, report
+
+
+# --------------------------------------------------------------------------- dask
+
+
+def read_points_dask(paths, *, keep_out_of_area: bool = False, blocksize="64MB"):
+    """Read vehicle/demand files lazily with dask.dataframe, cleaning each partition.
+
+    Parameters
+    ----------
+    paths : str, Path or list
+        A file, a glob (``"demand-*.parquet"``) or a list of files; every file must be
+        of one of the formats :func:`load_vehicles` reads.
+    keep_out_of_area : bool, default False
+        As in :func:`load_vehicles`.
+    blocksize : str or int
+        CSV block size per partition.
+
+    Returns
+    -------
+    points : dask.dataframe.DataFrame
+        Columns ``lon``, ``lat``, ``weight`` (float64), one partition per block.
+    report : dask.delayed.Delayed
+        Computes to the :class:`LoadReport` summed over partitions; compute it in the
+        same call as ``points`` (``dask.compute``/``persist``) so files are read once.
+    """
+    import glob
+
+    import dask
+    import dask.dataframe as dd
+
+    if isinstance(paths, (str, Path)):
+        matched = sorted(glob.glob(str(paths))) or [str(paths)]
+    else:
+        matched = [str(p) for p in paths]
+    for file in matched:
+        _check_file(Path(file))
+    if all(_is_parquet(Path(f)) for f in matched):
+        raw = dd.read_parquet(matched)
+    else:
+        for file in matched:
+            _read_csv_text_head(Path(file))
+        raw = dd.read_csv(
+            matched, dtype=str, keep_default_na=False, blocksize=blocksize,
+            encoding="utf-8-sig",
+        )  # fmt: skip
+    source = matched[0] if len(matched) == 1 else f"{matched[0]} (+{len(matched) - 1})"
+
+    def clean(part: pd.DataFrame):
+        out, report = _clean_vehicle_frame(part, Path(source), keep_out_of_area)
+        return out[["lon", "lat", "weight"]], report
+
+    cleaned = [dask.delayed(clean, nout=2)(part) for part in raw.to_delayed()]
+    meta = pd.DataFrame({"lon": [], "lat": [], "weight": []}, dtype="float64")
+    points = dd.from_delayed([c[0] for c in cleaned], meta=meta)
+
+    def merge(reports):
+        total = reports[0]
+        for rep in reports[1:]:
+            total = total.merge(rep)
+        return total
+
+    report = dask.delayed(merge)([c[1] for c in cleaned])
+    return points, report
+
+
+def _read_csv_text_head(path: Path) -> None:
+    """Check one CSV's header with the same messages as the in-memory reader."""
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    if b"\x00" in head:
+        raise InputError("not a CSV file (binary content)", path=path)
+    first = head.decode("utf-8-sig", errors="replace").splitlines()[0:1]
+    columns = first[0].split(",") if first else []
+    if "Vehicle Location" not in columns and (
+        _find_column(columns, _LON_ALIASES) is None
+        or _find_column(columns, _LAT_ALIASES) is None
+    ):
+        raise InputError(
+            "missing required column: expected 'Vehicle Location' (WA DOL export) or "
+            f"lon/lat columns; found columns: {columns[:20]}",
+            path=path,
+        )
+
+
+# --------------------------------------------------------------------------- bundling
+
+
+def build_bundled_data(
+    vehicles_csv: str | Path,
+    stations_csv: str | Path,
+    out_dir: str | Path = DATA_DIR,
+) -> dict[str, LoadReport]:
+    """Regenerate ``data/vehicles.parquet`` and ``data/stations.parquet``.
+
+    The vehicle file keeps every row of the published CSV, with only the columns the
+    product uses. Rows without a usable location keep empty (NaN) coordinates, so that
+    :func:`load_vehicles` reports the same drops and keeps the same rows on the bundled
+    file as on the raw CSV; out-of-state rows are kept too, so the out-of-area option
+    still works. The station file keeps the electric stations with coordinates.
+
+    Parameters
+    ----------
+    vehicles_csv : path
+        WA DOL "Electric Vehicle Population Data" CSV as published.
+    stations_csv : path
+        AFDC Station Locator export for Washington as published.
+    out_dir : path
+        Where to write; default the package's ``data/``.
+
+    Returns
+    -------
+    dict
+        The load reports of both raw files (``"vehicles"``, ``"stations"``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vehicles_csv = Path(vehicles_csv)
+    _, v_report = load_vehicles(vehicles_csv, keep_out_of_area=True)
+    raw = _read_table(vehicles_csv)
+    _require(raw, _DOL_REQUIRED, vehicles_csv, "the WA DOL vehicle export")
+    vehicles, status, _ = _clean_dol(raw.astype("string").fillna(""))
+    unusable = np.array([s is not None for s in status], dtype=bool)
+    vehicles.loc[unusable, ["lon", "lat"]] = np.nan
+    for col in ("county", "city", "state", "make", "model", "ev_type", "utility"):
+        vehicles[col] = vehicles[col].astype("category")
+    vehicles = vehicles[VEHICLE_COLUMNS]
+    vehicles.to_parquet(
+        out_dir / "vehicles.parquet", index=False, compression="zstd"
+    )
+    stations, s_report = load_stations(stations_csv)
+    stations.to_parquet(out_dir / "stations.parquet", index=False, compression="zstd")
+    return {"vehicles": v_report, "stations": s_report}
