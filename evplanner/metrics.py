@@ -131,11 +131,11 @@ def _as_weights(sample_weight: Any, n: int, name: str = "sample_weight") -> np.n
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{name} must be finite and >= 0; row {row} is {w[row]!r} "
+            f"{name} must be finite and >= 0; row {row} is {float(w[row])!r} "
             f"({int(bad.sum())} bad values)"
         )
     if not w.sum() > 0:
-        raise ValueError(f"{name} must have a positive sum, got {w.sum()!r}")
+        raise ValueError(f"{name} must have a positive sum, got {float(w.sum())!r}")
     return w
 
 
@@ -346,7 +346,8 @@ def assign_to_sites(
 
     Examples
     --------
-    >>> labels, dist = assign_to_sites([[0.0, 0.0], [10.0, 5.0]], [[0.0, 1.0], [9.0, 9.0]])
+    >>> points_m = [[0.0, 0.0], [10.0, 5.0]]
+    >>> labels, dist = assign_to_sites(points_m, [[0.0, 1.0], [9.0, 9.0]])
     >>> labels.tolist(), dist.tolist()
     ([0, 1], [1.0, 5.0])
     """
@@ -554,7 +555,8 @@ class CoverageMetrics:
         lab = np.asarray(labels)
         if lab.shape != d.shape or not np.issubdtype(lab.dtype, np.integer):
             raise ValueError(
-                f"labels must be integers of shape {d.shape}, got {lab.dtype} {lab.shape}"
+                f"labels must be integers of shape {d.shape}, "
+                f"got {lab.dtype} {lab.shape}"
             )
         if lab.min() < 0 or lab.max() >= sts.shape[0]:
             raise ValueError(
@@ -948,7 +950,8 @@ def compare_networks(
     """
     if baseline.metric != improved.metric:
         raise ValueError(
-            f"metric differs: baseline {baseline.metric!r}, improved {improved.metric!r}"
+            f"metric differs: baseline {baseline.metric!r}, "
+            f"improved {improved.metric!r}"
         )
     if baseline.n_points != improved.n_points or not np.array_equal(
         baseline.weight, improved.weight
@@ -959,7 +962,8 @@ def compare_networks(
         )
     if baseline.radius_m != improved.radius_m:
         raise ValueError(
-            f"radius_m differs: baseline {baseline.radius_m}, improved {improved.radius_m}"
+            f"radius_m differs: baseline {baseline.radius_m}, "
+            f"improved {improved.radius_m}"
         )
     before = np.array([getattr(baseline, name) for name in _COMPARED])
     after = np.array([getattr(improved, name) for name in _COMPARED])
