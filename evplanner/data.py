@@ -5,12 +5,14 @@ Three kinds of vehicle input are understood, told apart by their columns:
 * the Washington State Department of Licensing "Electric Vehicle Population Data" CSV,
   exactly as published (original column names, ``Vehicle Location`` as
   ``POINT (lon lat)``);
-* the bundled Parquet in ``data/`` (derived from that CSV by :func:`build_bundled_data`);
-* a plain CSV or Parquet with ``lon``/``lat`` columns (aliases ``longitude``/``latitude``,
-  ``lng``) and an optional ``weight`` column.
+* the bundled Parquet in ``data/`` (derived from that CSV by
+  :func:`build_bundled_data`);
+* a plain CSV or Parquet with ``lon``/``lat`` columns (aliases ``longitude``,
+  ``latitude``, ``lng``) and an optional ``weight`` column.
 
-Stations come as the US DOE Alternative Fuels Data Center (AFDC) CSV export as published,
-the bundled Parquet, or a plain CSV of lon/lat (a planner's own list of sites).
+Stations come as the US DOE Alternative Fuels Data Center (AFDC) CSV export as
+published, the bundled Parquet, or a plain CSV of lon/lat (a planner's own list of
+sites).
 
 Nothing is dropped silently: every row left out is counted by reason in a
 :class:`LoadReport` (with the first offending row as an example), which the CLI and the
@@ -38,6 +40,7 @@ __all__ = [
     "build_bundled_data",
     "load_stations",
     "load_vehicles",
+    "merge_reports",
     "parse_point",
     "parse_points",
     "read_points_dask",
@@ -587,9 +590,10 @@ def read_points_dask(paths, *, keep_out_of_area: bool = False, blocksize="64MB")
     -------
     points : dask.dataframe.DataFrame
         Columns ``lon``, ``lat``, ``weight`` (float64), one partition per block.
-    report : dask.delayed.Delayed
-        Computes to the :class:`LoadReport` summed over partitions; compute it in the
-        same call as ``points`` (``dask.compute``/``persist``) so files are read once.
+    reports : dask.dataframe.DataFrame
+        The per-partition load reports as rows of counts; compute it in the same
+        ``dask.compute``/``persist`` call as ``points`` so files are read once, then
+        sum with :func:`merge_reports`.
     """
     import glob
 
@@ -613,22 +617,62 @@ def read_points_dask(paths, *, keep_out_of_area: bool = False, blocksize="64MB")
         )  # fmt: skip
     source = matched[0] if len(matched) == 1 else f"{matched[0]} (+{len(matched) - 1})"
 
-    def clean(part: pd.DataFrame):
+    def clean(part: pd.DataFrame, index: int):
         out, report = _clean_vehicle_frame(part, Path(source), keep_out_of_area)
+        # Row numbers count from the start of the partition: say which one.
+        report.examples = {
+            reason: f"partition {index}, {text}"
+            for reason, text in report.examples.items()
+        }
         return out[["lon", "lat", "weight"]], report
 
-    cleaned = [dask.delayed(clean, nout=2)(part) for part in raw.to_delayed()]
+    cleaned = [
+        dask.delayed(clean, nout=2)(part, index)
+        for index, part in enumerate(raw.to_delayed())
+    ]
     meta = pd.DataFrame({"lon": [], "lat": [], "weight": []}, dtype="float64")
-    points = dd.from_delayed([c[0] for c in cleaned], meta=meta)
+    points = dd.from_delayed([c[0] for c in cleaned], meta=meta, verify_meta=False)
+    # The per-partition reports travel as a small dask DataFrame (not a Delayed), so
+    # that one dask.compute of points and reports reads each file once.
+    report_meta = _report_to_frame(LoadReport(source, "")).iloc[:0]
+    parts = [dask.delayed(_report_to_frame)(c[1]) for c in cleaned]
+    reports = dd.from_delayed(parts, meta=report_meta, verify_meta=False)
+    return points, reports
 
-    def merge(reports):
-        total = reports[0]
-        for rep in reports[1:]:
-            total = total.merge(rep)
-        return total
 
-    report = dask.delayed(merge)([c[1] for c in cleaned])
-    return points, report
+def _report_to_frame(report: LoadReport) -> pd.DataFrame:
+    """A :class:`LoadReport` as a long frame of plain columns (for chunked reads).
+
+    Dask turns object columns into strings, so the report travels as
+    ``key``/``count``/``example`` rows rather than as an object.
+    """
+    keys = ["rows_read", "rows_kept", "out_of_area"]
+    counts = [report.rows_read, report.rows_kept, report.out_of_area]
+    examples = ["", "", ""]
+    for reason, count in report.dropped.items():
+        keys.append(f"dropped:{reason}")
+        counts.append(count)
+        examples.append(report.examples.get(reason, ""))
+    return pd.DataFrame(
+        {"key": keys, "count": np.asarray(counts, dtype="int64"), "example": examples}
+    )
+
+
+def merge_reports(parts: pd.DataFrame, *, source: str, kind: str,
+                  kept_out_of_area: bool = False) -> LoadReport:  # fmt: skip
+    """Sum the computed per-partition ``reports`` of :func:`read_points_dask`."""
+    report = LoadReport(source=source, kind=kind, kept_out_of_area=kept_out_of_area)
+    for key, count, example in parts[["key", "count", "example"]].itertuples(
+        index=False
+    ):
+        if key.startswith("dropped:"):
+            reason = key.removeprefix("dropped:")
+            report.dropped[reason] = report.dropped.get(reason, 0) + int(count)
+            if example:
+                report.examples.setdefault(reason, example)
+        else:
+            setattr(report, key, getattr(report, key) + int(count))
+    return report
 
 
 def _read_csv_text_head(path: Path) -> None:
@@ -692,9 +736,7 @@ def build_bundled_data(
     for col in ("county", "city", "state", "make", "model", "ev_type", "utility"):
         vehicles[col] = vehicles[col].astype("category")
     vehicles = vehicles[VEHICLE_COLUMNS]
-    vehicles.to_parquet(
-        out_dir / "vehicles.parquet", index=False, compression="zstd"
-    )
+    vehicles.to_parquet(out_dir / "vehicles.parquet", index=False, compression="zstd")
     stations, s_report = load_stations(stations_csv)
     stations.to_parquet(out_dir / "stations.parquet", index=False, compression="zstd")
     return {"vehicles": v_report, "stations": s_report}

@@ -13,7 +13,7 @@ import pyproj
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
 
-__all__ = ["WGS84", "choose_crs", "to_metres", "to_lonlat"]
+__all__ = ["WGS84", "choose_crs", "to_lonlat", "to_metres"]
 
 WGS84 = pyproj.CRS.from_epsg(4326)
 

@@ -1,0 +1,49 @@
+# Two commands do all set-up on a fresh machine:
+#   make serve   - the planner web app on the bundled data (http://localhost:5006/planner)
+#   make test    - the whole test suite (installs the test tools and Chromium first)
+
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 5006
+ADDRESS ?= 127.0.0.1
+BIN := $(VENV)/bin
+
+.PHONY: serve test lint bench chromium clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall when the package metadata changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+serve: $(VENV)/.installed
+	$(BIN)/panel serve apps/planner.py --port $(PORT) --address $(ADDRESS) \
+		--allow-websocket-origin $(ADDRESS):$(PORT) \
+		--allow-websocket-origin localhost:$(PORT)
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads
+# a browser of its own).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: $(VENV)/.installed chromium
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check evplanner apps tests benchmarks
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,33 @@
+"""evplanner: place EV charging stations with weighted K-Medians (L1 distance, metres).
+
+The layout follows the data flow: :mod:`evplanner.data` (files in, load reports) ->
+:mod:`evplanner.projection` and :mod:`evplanner.demand` (metres, weighted demand
+points) -> :mod:`evplanner.kmedians` (the model) -> :mod:`evplanner.metrics`
+(coverage) -> :mod:`evplanner.app` and :mod:`evplanner.cli` (entry points).
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+# Public names, imported on first use so that `import evplanner` (and the CLI's
+# start-up) does not pay for numba, dask and scikit-learn until they are needed.
+_EXPORTS = {
+    "InputError": "evplanner.errors",
+    "LoadReport": "evplanner.data",
+    "load_vehicles": "evplanner.data",
+    "load_stations": "evplanner.data",
+    "demand_points": "evplanner.demand",
+    "synthesize_demand": "evplanner.demand",
+    "choose_crs": "evplanner.projection",
+    "KMedians": "evplanner.kmedians",
+    "k_medians": "evplanner.kmedians",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'evplanner' has no attribute {name!r}")

@@ -1,0 +1,322 @@
+"""Loading and cleaning: POINT parsing, drop reasons, readable errors, bundled data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evplanner.data import (
+    BUNDLED_STATIONS,
+    BUNDLED_VEHICLES,
+    INVALID_WEIGHT,
+    MISSING_LOCATION,
+    NOT_ELECTRIC,
+    OUT_OF_RANGE,
+    UNPARSABLE_POINT,
+    build_bundled_data,
+    load_stations,
+    load_vehicles,
+    merge_reports,
+    parse_point,
+    parse_points,
+    read_points_dask,
+)
+from evplanner.errors import InputError
+
+from .conftest import RAW_STATIONS_2023, RAW_STATIONS_2025
+
+DOL_HEADER = (
+    "VIN (1-10),County,City,State,Postal Code,Model Year,Make,Model,"
+    "Electric Vehicle Type,Clean Alternative Fuel Vehicle (CAFV) Eligibility,"
+    "Electric Range,Base MSRP,Legislative District,DOL Vehicle ID,Vehicle Location,"
+    "Electric Utility,2020 Census Tract"
+)
+
+
+def dol_row(location, state="WA", county="King", ev="Battery Electric Vehicle (BEV)",
+            year="2020", rng="258"):  # fmt: skip
+    return (
+        f"KM8K33AGXL,{county},Seattle,{state},98103,{year},HYUNDAI,KONA,{ev},"
+        f"Eligible,{rng},0,43,1,{location},CITY OF SEATTLE - (WA),53033004800"
+    )
+
+
+def write(tmp_path, name, lines):
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- POINT parsing
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("POINT (-122.34301 47.659185)", (-122.34301, 47.659185)),
+        ("POINT(-122 47)", (-122.0, 47.0)),
+        ("  point ( -1.5e2   4.7E1 )  ", (-150.0, 47.0)),
+        ("POINT (+.5 -0.25)", (0.5, -0.25)),
+    ],
+)
+def test_parse_point_good(text, expected):
+    assert parse_point(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "POINT ()", "POINT (-122.3)", "POINT (-122.3 47.6 12)", "POINT (a b)",
+     "LINESTRING (0 0, 1 1)", "-122.3 47.6", "POINT (-122.3, 47.6)", None],
+)  # fmt: skip
+def test_parse_point_malformed_raises(text):
+    with pytest.raises(ValueError, match="expected 'POINT \\(lon lat\\)'"):
+        parse_point(text)
+
+
+def test_parse_points_marks_missing_and_unparsable():
+    lon, lat, status = parse_points(
+        pd.Series(["POINT (1 2)", "", None, "POINT (x 2)", "  "])
+    )
+    assert lon[0] == 1 and lat[0] == 2
+    assert list(status) == [
+        None, MISSING_LOCATION, MISSING_LOCATION, UNPARSABLE_POINT, MISSING_LOCATION
+    ]  # fmt: skip
+    assert np.isnan(lon[1:]).all()
+
+
+# ---------------------------------------------------------------- drop reasons
+
+
+def test_every_drop_reason_is_counted(tmp_path):
+    path = write(tmp_path, "dol.csv", [
+        DOL_HEADER,
+        dol_row("POINT (-122.3 47.6)"),
+        dol_row("POINT (-122.3 47.6)"),
+        dol_row(""),                            # missing location
+        dol_row("POINT (-122.3)"),              # unparsable point
+        dol_row("POINT (-222.3 47.6)"),         # longitude out of range
+        dol_row("POINT (-122.3 97.6)"),         # latitude out of range
+        dol_row("POINT (-77.0 38.9)", state="VA"),  # outside the planning area
+    ])  # fmt: skip
+    vehicles, report = load_vehicles(path)
+    assert report.kind == "wa-dol-csv"
+    assert report.rows_read == 7
+    assert report.rows_kept == len(vehicles) == 2
+    assert report.dropped == {MISSING_LOCATION: 1, UNPARSABLE_POINT: 1, OUT_OF_RANGE: 2}
+    assert report.out_of_area == 1 and not report.kept_out_of_area
+    assert report.rows_dropped == 5
+    assert report.examples[UNPARSABLE_POINT] == "row 4: 'POINT (-122.3)'"
+    text = report.format()
+    assert "coordinates out of range: 2" in text and "(WA): 1 (left out)" in text
+
+    kept, report_all = load_vehicles(path, keep_out_of_area=True)
+    assert len(kept) == 3 and report_all.rows_kept == 3
+    assert report_all.out_of_area == 1 and report_all.kept_out_of_area
+    assert set(kept["state"]) == {"WA", "VA"}
+
+
+def test_dol_columns_cleaned(tmp_path):
+    path = write(tmp_path, "dol.csv", [
+        DOL_HEADER,
+        dol_row("POINT (-122.3 47.6)", rng="0",
+                ev="Plug-in Hybrid Electric Vehicle (PHEV)"),
+        dol_row("POINT (-122.3 47.6)", year="20x0"),
+    ])  # fmt: skip
+    vehicles, _ = load_vehicles(path)
+    # DOL publishes 0 for a range it has not researched: unknown, not zero.
+    assert np.isnan(vehicles.loc[0, "electric_range"])
+    assert vehicles.loc[1, "electric_range"] == 258
+    assert list(vehicles["ev_type"]) == ["PHEV", "BEV"]
+    assert vehicles.loc[0, "model_year"] == 2020 and pd.isna(
+        vehicles.loc[1, "model_year"]
+    )
+    assert vehicles.loc[0, "census_tract"] == "53033004800"
+    assert (vehicles["weight"] == 1.0).all()
+
+
+def test_plain_points_file_with_weights(tmp_path):
+    path = write(tmp_path, "pts.csv", [
+        "Longitude,Latitude,weight",
+        "-122.3,47.6,2.5",
+        "-122.4,47.7,",       # invalid weight (empty)
+        "-122.4,47.7,-1",     # invalid weight (negative)
+        "abc,47.7,1",         # unparsable
+        ",47.7,1",            # missing
+        "-122.4,147.7,1",     # out of range
+    ])  # fmt: skip
+    points, report = load_vehicles(path)
+    assert report.kind == "points"
+    assert len(points) == 1 and points.loc[0, "weight"] == 2.5
+    assert report.dropped == {
+        INVALID_WEIGHT: 2, UNPARSABLE_POINT: 1, MISSING_LOCATION: 1, OUT_OF_RANGE: 1
+    }  # fmt: skip
+    assert points["county"].isna().all()
+
+
+def test_parquet_points_file(tmp_path):
+    path = tmp_path / "pts.parquet"
+    pd.DataFrame({"lon": [-122.3, np.nan], "lat": [47.6, 47.0]}).to_parquet(path)
+    points, report = load_vehicles(path)
+    assert len(points) == 1 and report.dropped == {MISSING_LOCATION: 1}
+
+
+# ---------------------------------------------------------------- bad files
+
+
+def test_missing_column_error_names_file_and_columns(tmp_path):
+    path = write(tmp_path, "bad.csv", ["Postal Code,State", "98103,WA"])
+    with pytest.raises(InputError, match=r"bad\.csv: missing required column") as err:
+        load_vehicles(path)
+    assert "Postal Code" in str(err.value) and err.value.path == str(path)
+
+
+def test_dol_file_without_state_column(tmp_path):
+    path = write(tmp_path, "dol.csv", ["County,Vehicle Location", "King,POINT (1 2)"])
+    with pytest.raises(InputError, match=r"missing required column\(s\) \['State'\]"):
+        load_vehicles(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.csv: empty file"):
+        load_vehicles(path)
+
+
+def test_whitespace_only_file(tmp_path):
+    path = write(tmp_path, "blank.csv", ["", ""])
+    with pytest.raises(InputError, match=r"blank\.csv: empty file"):
+        load_vehicles(path)
+
+
+def test_binary_file_is_not_a_csv(tmp_path):
+    path = tmp_path / "image.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(InputError, match=r"image\.csv: not a CSV file"):
+        load_vehicles(path)
+
+
+def test_non_utf8_text_is_not_a_csv(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("lon,lat\n\xff\xfe,1\n".encode("latin-1") + b"\xff" * 100)
+    with pytest.raises(InputError, match="not a CSV text file"):
+        load_vehicles(path)
+
+
+def test_parquet_named_csv(tmp_path):
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"lon": [1.0], "lat": [2.0]}).to_parquet(path)
+    # Content decides: a Parquet file is read as Parquet whatever its name.
+    points, _ = load_vehicles(path)
+    assert len(points) == 1
+
+
+def test_csv_named_parquet(tmp_path):
+    path = write(tmp_path, "data.parquet", ["lon,lat", "1,2"])
+    with pytest.raises(InputError, match="not a Parquet file"):
+        load_vehicles(path)
+
+
+def test_missing_file():
+    with pytest.raises(InputError, match="nope.csv: file not found"):
+        load_vehicles("nope.csv")
+
+
+# ---------------------------------------------------------------- stations
+
+
+@pytest.mark.parametrize(
+    "path, stations, level2, dc_fast, dropped",
+    [
+        (RAW_STATIONS_2023, 1642, 3222, 857, 62),
+        (RAW_STATIONS_2025, 2473, 5143, 1507, 85),
+    ],
+)
+def test_afdc_export_as_published(path, stations, level2, dc_fast, dropped):
+    # Figures from shared/data/SOURCES.md, counted independently of this code.
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    frame, report = load_stations(path)
+    assert len(frame) == stations
+    assert frame["level2_ports"].sum() == level2
+    assert frame["dc_fast_ports"].sum() == dc_fast
+    assert report.dropped == {NOT_ELECTRIC: dropped}
+    assert frame["station_id"].is_unique
+
+
+def test_plain_station_csv(tmp_path):
+    path = write(tmp_path, "mine.csv", ["lat,lon", "47.6,-122.3", "47.7,-122.4",
+                                        "147.7,-122.4"])  # fmt: skip
+    frame, report = load_stations(path)
+    assert report.kind == "station-points"
+    assert len(frame) == 2 and list(frame["name"]) == ["site 1", "site 2"]
+    assert report.dropped == {OUT_OF_RANGE: 1}
+    assert (frame["level2_ports"] == 0).all()
+
+
+def test_station_csv_without_coordinates(tmp_path):
+    path = write(tmp_path, "mine.csv", ["name,city", "A,Seattle"])
+    with pytest.raises(InputError, match="expected lon/lat"):
+        load_stations(path)
+
+
+# ---------------------------------------------------------------- bundled data
+
+
+def test_bundled_files_exist_and_load():
+    vehicles, report = load_vehicles()
+    stations, s_report = load_stations()
+    assert BUNDLED_VEHICLES.exists() and BUNDLED_STATIONS.exists()
+    assert report.kind == "bundled-vehicles"
+    assert vehicles["state"].eq("WA").all()
+    assert vehicles["lon"].between(-125, -116).all()
+    assert vehicles["lat"].between(45, 49.5).all()
+    assert s_report.rows_kept == len(stations) > 0
+
+
+def test_bundled_and_raw_report_the_same(raw_vehicles_csv):
+    _, bundled = load_vehicles()
+    _, raw = load_vehicles(raw_vehicles_csv)
+    assert bundled.rows_read == raw.rows_read == 150_482
+    assert bundled.rows_kept == raw.rows_kept
+    assert bundled.dropped == raw.dropped
+    assert bundled.out_of_area == raw.out_of_area
+
+
+def test_build_bundled_data_regenerates_identical_rows(raw_vehicles_csv, tmp_path):
+    if not RAW_STATIONS_2025.exists():
+        pytest.skip("raw AFDC file not present")
+    build_bundled_data(raw_vehicles_csv, RAW_STATIONS_2025, tmp_path)
+    fresh = pd.read_parquet(tmp_path / "vehicles.parquet")
+    shipped = pd.read_parquet(BUNDLED_VEHICLES)
+    pd.testing.assert_frame_equal(fresh, shipped)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "stations.parquet"),
+        pd.read_parquet(BUNDLED_STATIONS),
+    )
+
+
+# ---------------------------------------------------------------- dask reader
+
+
+def test_read_points_dask_matches_in_memory(tmp_path):
+    lines = [DOL_HEADER] + [
+        dol_row(f"POINT (-122.{i:03d} 47.{i:03d})") for i in range(300)
+    ]
+    lines += [dol_row(""), dol_row("POINT (1)"), dol_row("POINT (-77 38)", state="VA")]
+    path = write(tmp_path, "dol.csv", lines)
+    import dask
+
+    points, reports = read_points_dask(path, blocksize=4000)
+    assert points.npartitions > 1
+    frame, parts = dask.compute(points, reports)
+    report = merge_reports(parts, source=str(path), kind="wa-dol-csv")
+    memory, mem_report = load_vehicles(path)
+    np.testing.assert_array_equal(frame["lon"].to_numpy(), memory["lon"].to_numpy())
+    assert report.rows_read == mem_report.rows_read == 303
+    assert report.rows_kept == mem_report.rows_kept == 300
+    assert report.dropped == mem_report.dropped
+    assert report.out_of_area == 1
+    assert report.examples.keys() == mem_report.examples.keys()
+    assert report.examples[UNPARSABLE_POINT].endswith("'POINT (1)'")
