@@ -2,8 +2,13 @@
 
 The kernels here are pure functions of NumPy arrays: they never see Dask,
 never validate (the public entry points do that once) and never allocate an
-``n x k`` distance matrix. Each one is compiled on first use and cached on
-disk (``cache=True``) so that later processes skip the compile.
+``n x k`` distance matrix (except :func:`l1_distances`, which is the
+``transform`` output). Each one is compiled on first use and cached on disk
+(``cache=True``) so that later processes skip the compile.
+
+Determinism matters more than the last few percent of speed here: the NumPy
+and the Dask paths of :mod:`evplanner.kmedians` must agree, so ties always
+go to the lowest index and sums always run in row order.
 """
 
 from __future__ import annotations
@@ -11,33 +16,92 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["assign_l1", "l1_distances"]
+__all__ = [
+    "assign2_l1",
+    "assign_l1",
+    "cluster_histograms",
+    "cluster_lower_medians",
+    "l1_distances",
+    "swap_costs",
+    "weighted_lower_median",
+]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False)
-def _assign_l1(X, centers, labels, dist):
-    n, d = X.shape
-    k = centers.shape[0]
+# ---------------------------------------------------------------------------
+# Assignment
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _l1_capped(X, i, centers, j, cap):
+    # Stops summing once the distance exceeds `cap`: the caller only needs to
+    # know that this centre cannot win.
+    s = 0.0
+    for c in range(X.shape[1]):
+        s += abs(X[i, c] - centers[j, c])
+        if s > cap:
+            return s
+    return s
+
+
+@numba.njit(parallel=True, cache=True)
+def _assign_l1(X, centers, order, key, axis, labels, dist):
+    # Centres are sorted along `axis`; |x_axis - c_axis| is a lower bound of
+    # the L1 distance, so a point only examines the centres whose projection
+    # lies within its best distance so far, walking outwards from its own
+    # projection. The result equals the brute-force (distance, index) minimum.
+    n = X.shape[0]
+    k = key.shape[0]
     for i in numba.prange(n):
+        xa = X[i, axis]
+        lo = 0
+        hi = k
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if key[mid] < xa:
+                lo = mid + 1
+            else:
+                hi = mid
+        left = lo - 1
+        right = lo
         best = np.inf
-        best_j = 0
-        for j in range(k):
-            s = 0.0
-            for c in range(d):
-                s += abs(X[i, c] - centers[j, c])
-            # Strict "<" keeps the lowest centre index on ties, so the labels
-            # do not depend on how the rows are chunked or threaded.
-            if s < best:
+        best_j = k
+        while left >= 0 or right < k:
+            gap_l = xa - key[left] if left >= 0 else np.inf
+            gap_r = key[right] - xa if right < k else np.inf
+            if gap_l <= gap_r:
+                gap = gap_l
+                pos = left
+                left -= 1
+            else:
+                gap = gap_r
+                pos = right
+                right += 1
+            if gap > best:
+                break
+            j = order[pos]
+            s = _l1_capped(X, i, centers, j, best)
+            if s < best or (s == best and j < best_j):
                 best = s
                 best_j = j
         labels[i] = best_j
         dist[i] = best
 
 
+def _sorted_axis(centers):
+    # Sort along the coordinate where the centres spread most: that prunes most.
+    spread = centers.max(axis=0) - centers.min(axis=0)
+    axis = int(np.argmax(spread))
+    order = np.argsort(centers[:, axis], kind="stable").astype(np.int64)
+    key = np.ascontiguousarray(centers[order, axis])
+    return order, key, axis
+
+
 def assign_l1(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Assign every point to its nearest centre in L1 distance.
 
-    Fused distance + argmin, parallel over rows; memory is O(n), never O(n k).
+    Fused distance + argmin, parallel over rows with ``numba.prange``; memory
+    is O(n), never O(n k).
 
     Parameters
     ----------
@@ -53,6 +117,14 @@ def assign_l1(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarra
     dist : np.ndarray, shape (n,), float64
         L1 distance to that centre, in the units of ``X``.
 
+    Notes
+    -----
+    The centres are sorted along the coordinate where they spread most; a
+    point walks outwards from its own position in that order and stops once
+    the gap along that coordinate (a lower bound of the L1 distance) exceeds
+    its best distance. The result is identical to the brute-force minimum
+    over ``(distance, index)``.
+
     Examples
     --------
     >>> import numpy as np
@@ -67,8 +139,87 @@ def assign_l1(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarra
     labels = np.empty(n, dtype=np.int64)
     dist = np.empty(n, dtype=np.float64)
     if n:
-        _assign_l1(X, centers, labels, dist)
+        order, key, axis = _sorted_axis(centers)
+        _assign_l1(X, centers, order, key, axis, labels, dist)
     return labels, dist
+
+
+@numba.njit(parallel=True, cache=True)
+def _assign2_l1(X, centers, order, key, axis, labels, dist1, dist2):
+    # As _assign_l1, but also keeps the second-best distance (the cost of a
+    # point if its own centre were removed), pruning on the second best.
+    n = X.shape[0]
+    k = key.shape[0]
+    for i in numba.prange(n):
+        xa = X[i, axis]
+        lo = 0
+        hi = k
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if key[mid] < xa:
+                lo = mid + 1
+            else:
+                hi = mid
+        left = lo - 1
+        right = lo
+        best = np.inf
+        best_j = k
+        second = np.inf
+        while left >= 0 or right < k:
+            gap_l = xa - key[left] if left >= 0 else np.inf
+            gap_r = key[right] - xa if right < k else np.inf
+            if gap_l <= gap_r:
+                gap = gap_l
+                pos = left
+                left -= 1
+            else:
+                gap = gap_r
+                pos = right
+                right += 1
+            if gap > second:
+                break
+            j = order[pos]
+            s = _l1_capped(X, i, centers, j, second)
+            if s < best or (s == best and j < best_j):
+                second = best
+                best = s
+                best_j = j
+            elif s < second:
+                second = s
+        labels[i] = best_j
+        dist1[i] = best
+        dist2[i] = second
+
+
+def assign2_l1(
+    X: np.ndarray, centers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest centre, its distance and the second-nearest distance (L1).
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, d), float64
+    centers : np.ndarray, shape (k, d), float64
+
+    Returns
+    -------
+    labels : np.ndarray, shape (n,), int64
+        As :func:`assign_l1`.
+    dist1 : np.ndarray, shape (n,), float64
+        Distance to the nearest centre.
+    dist2 : np.ndarray, shape (n,), float64
+        Distance to the second-nearest centre (``inf`` when ``k == 1``).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    n = X.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    dist1 = np.empty(n, dtype=np.float64)
+    dist2 = np.empty(n, dtype=np.float64)
+    if n:
+        order, key, axis = _sorted_axis(centers)
+        _assign2_l1(X, centers, order, key, axis, labels, dist1, dist2)
+    return labels, dist1, dist2
 
 
 @numba.njit(parallel=True, cache=True)
@@ -102,3 +253,390 @@ def l1_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     if X.shape[0] and centers.shape[0]:
         _l1_distances(X, centers, out)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Weighted medians
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _select(vals, ws, acc, half):
+    # Weighted quickselect with a three-way partition; `vals` and `ws` are
+    # scratch buffers that get reordered. Invariant: the answer lies in
+    # vals[lo:hi] and `acc` is the weight of all values below that range.
+    lo = 0
+    hi = vals.shape[0]
+    while True:
+        if hi - lo == 1:
+            return vals[lo]
+        a = vals[lo]
+        b = vals[(lo + hi) >> 1]
+        c = vals[hi - 1]
+        # Median of three as pivot: deterministic, and fine on sorted input.
+        if a < b:
+            p = b if b < c else (max(a, c))
+        else:
+            p = a if a < c else (max(b, c))
+        lt = lo
+        i = lo
+        gt = hi
+        w_lt = 0.0
+        w_eq = 0.0
+        w_gt = 0.0
+        while i < gt:
+            v = vals[i]
+            if v < p:
+                vals[i] = vals[lt]
+                vals[lt] = v
+                wv = ws[i]
+                ws[i] = ws[lt]
+                ws[lt] = wv
+                w_lt += wv
+                lt += 1
+                i += 1
+            elif v > p:
+                gt -= 1
+                vals[i] = vals[gt]
+                vals[gt] = v
+                wv = ws[i]
+                ws[i] = ws[gt]
+                ws[gt] = wv
+                w_gt += wv
+            else:
+                w_eq += ws[i]
+                i += 1
+        if acc + w_lt >= half and lt > lo:
+            hi = lt
+        elif acc + w_lt + w_eq >= half or gt == hi or w_gt == 0.0:
+            # The last two guards only matter if rounding left the running sum
+            # a hair below `half`: then the largest weighted value is the answer.
+            return p
+        else:
+            acc += w_lt + w_eq
+            lo = gt
+
+
+def weighted_lower_median(
+    values: np.ndarray, weights: np.ndarray, below: float = 0.0, half: float | None = None
+) -> float:
+    """Lower weighted median: the smallest ``v`` with ``below + W(x <= v) >= half``.
+
+    Parameters
+    ----------
+    values : np.ndarray, shape (n,), float64
+        Values (one coordinate of the points of one cluster), ``n >= 1``.
+    weights : np.ndarray, shape (n,), float64
+        Non-negative weights.
+    below : float, default 0.0
+        Weight of points known to lie below every value in ``values`` (used by
+        the chunked path, which only gathers the values in the median's bin).
+    half : float, optional
+        Target cumulative weight; default half the total weight of ``values``.
+
+    Returns
+    -------
+    float
+        One of ``values``: the lower weighted median. Every minimiser of
+        ``sum_i w_i |x_i - v|`` lies between the lower and upper weighted
+        medians, so this one is exactly optimal for the L1 cost. O(n) expected.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> weighted_lower_median(np.array([3.0, 1.0, 2.0]), np.array([1.0, 1.0, 1.0]))
+    2.0
+    >>> weighted_lower_median(np.array([1.0, 2.0]), np.array([1.0, 1.0]))
+    1.0
+    """
+    vals = np.array(values, dtype=np.float64, copy=True)
+    ws = np.array(weights, dtype=np.float64, copy=True)
+    if half is None:
+        half = 0.5 * float(ws.sum())
+    return float(_select(vals, ws, float(below), float(half)))
+
+
+@numba.njit(parallel=True, cache=True)
+def _cluster_lower_medians(X, w, labels, n_labels, k, out, wsum):
+    n, d = X.shape
+    # Counting sort by label: O(n), stable, so each cluster's rows stay in
+    # row order and its weight sum runs in row order too.
+    start = np.zeros(n_labels + 1, dtype=np.int64)
+    for i in range(n):
+        start[labels[i] + 1] += 1
+    for j in range(n_labels):
+        start[j + 1] += start[j]
+    fill = start[:-1].copy()
+    perm = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        j = labels[i]
+        perm[fill[j]] = i
+        fill[j] += 1
+    for j in numba.prange(k):
+        s = start[j]
+        e = start[j + 1]
+        tot = 0.0
+        for t in range(s, e):
+            tot += w[perm[t]]
+        wsum[j] = tot
+        if tot <= 0.0:
+            for c in range(d):
+                out[j, c] = np.nan
+            continue
+        vals = np.empty(e - s, dtype=np.float64)
+        ws = np.empty(e - s, dtype=np.float64)
+        for c in range(d):
+            for t in range(s, e):
+                vals[t - s] = X[perm[t], c]
+                ws[t - s] = w[perm[t]]
+            out[j, c] = _select(vals, ws, 0.0, 0.5 * tot)
+
+
+def cluster_lower_medians(
+    X: np.ndarray, w: np.ndarray, labels: np.ndarray, n_labels: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster, per-coordinate lower weighted medians in O(n d) expected time.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, d), float64
+    w : np.ndarray, shape (n,), float64
+        Non-negative weights.
+    labels : np.ndarray, shape (n,), int64
+        Values in ``[0, n_labels)``.
+    n_labels : int
+        Number of distinct labels (movable + fixed centres).
+    k : int
+        Medians are computed for labels ``0 .. k-1`` only (the movable centres).
+
+    Returns
+    -------
+    medians : np.ndarray, shape (k, d), float64
+        NaN for clusters whose total weight is zero (the caller re-seeds them).
+    weight : np.ndarray, shape (k,), float64
+        Total weight per cluster.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    out = np.empty((k, X.shape[1]), dtype=np.float64)
+    wsum = np.zeros(k, dtype=np.float64)
+    _cluster_lower_medians(
+        X, np.ascontiguousarray(w, dtype=np.float64), labels, n_labels, k, out, wsum
+    )
+    return out, wsum
+
+
+@numba.njit(cache=True, inline="always")
+def _bin_of(x, edges, lo, inv, nb):
+    # Arithmetic guess, then corrected against the explicit edges so that bin
+    # b is exactly {x : edges[b] <= x < edges[b + 1]}, whatever the rounding.
+    b = int((x - lo) * inv)
+    if b < 0:
+        b = 0
+    elif b > nb - 1:
+        b = nb - 1
+    while b > 0 and x < edges[b]:
+        b -= 1
+    while b < nb - 1 and x >= edges[b + 1]:
+        b += 1
+    return b
+
+
+@numba.njit(cache=True)
+def _cluster_histograms(X, w, labels, k, edges, hist_w, hist_n):
+    n, d = X.shape
+    nb = edges.shape[1] - 1
+    for c in range(d):
+        lo = edges[c, 0]
+        width = edges[c, nb] - lo
+        inv = nb / width if width > 0 else 0.0
+        for i in range(n):
+            j = labels[i]
+            if j >= k:
+                continue
+            b = _bin_of(X[i, c], edges[c], lo, inv, nb)
+            hist_w[j, c, b] += w[i]
+            hist_n[j, c, b] += 1
+
+
+def cluster_histograms(
+    X: np.ndarray, w: np.ndarray, labels: np.ndarray, k: int, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster weight and count histograms of every coordinate.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, d), float64
+    w : np.ndarray, shape (n,), float64
+    labels : np.ndarray, shape (n,), int64
+        Rows with ``label >= k`` (fixed centres) are skipped.
+    k : int
+        Number of movable clusters.
+    edges : np.ndarray, shape (d, B + 1), float64
+        Non-decreasing bin edges per coordinate; bin ``b`` of coordinate ``c``
+        is ``edges[c, b] <= x < edges[c, b + 1]``. Every value must lie in
+        ``[edges[c, 0], edges[c, B])``.
+
+    Returns
+    -------
+    hist_w : np.ndarray, shape (k, d, B), float64
+        Weight per cluster, coordinate and bin (summed in row order).
+    hist_n : np.ndarray, shape (k, d, B), int64
+        Number of points per cluster, coordinate and bin.
+    """
+    d = X.shape[1]
+    nb = edges.shape[1] - 1
+    hist_w = np.zeros((k, d, nb), dtype=np.float64)
+    hist_n = np.zeros((k, d, nb), dtype=np.int64)
+    _cluster_histograms(
+        np.ascontiguousarray(X, dtype=np.float64),
+        np.ascontiguousarray(w, dtype=np.float64),
+        labels,
+        k,
+        np.ascontiguousarray(edges, dtype=np.float64),
+        hist_w,
+        hist_n,
+    )
+    return hist_w, hist_n
+
+
+@numba.njit(cache=True)
+def _refine_targets(X, w, labels, tj, tc, ta, tb, edges, hw, hn, hmin, hmax):
+    # One pass over the rows for all targets: target t is cluster tj[t],
+    # coordinate tc[t], values in [ta[t], tb[t]); sub-binned by edges[t].
+    n = X.shape[0]
+    nt = tj.shape[0]
+    nb = edges.shape[1] - 1
+    for t in range(nt):
+        j = tj[t]
+        c = tc[t]
+        a = ta[t]
+        bnd = tb[t]
+        lo = edges[t, 0]
+        width = edges[t, nb] - lo
+        inv = nb / width if width > 0 else 0.0
+        for i in range(n):
+            if labels[i] != j:
+                continue
+            x = X[i, c]
+            if x < a or x >= bnd:
+                continue
+            b = _bin_of(x, edges[t], lo, inv, nb)
+            hw[t, b] += w[i]
+            hn[t, b] += 1
+            hmin[t, b] = min(hmin[t, b], x)
+            hmax[t, b] = max(hmax[t, b], x)
+
+
+def refine_targets(X, w, labels, tj, tc, ta, tb, edges):
+    """Sub-histograms (weight, count, min, max) of values inside target intervals.
+
+    Parameters
+    ----------
+    X, w, labels : np.ndarray
+        As :func:`cluster_histograms`.
+    tj, tc : np.ndarray, shape (t,), int64
+        Cluster and coordinate of each target.
+    ta, tb : np.ndarray, shape (t,), float64
+        Target interval ``[ta, tb)``.
+    edges : np.ndarray, shape (t, B + 1), float64
+        Sub-bin edges per target, ``edges[t, 0] == ta[t]``, ``edges[t, B] == tb[t]``.
+
+    Returns
+    -------
+    hist_w, hist_n, hist_min, hist_max : np.ndarray, shape (t, B)
+        Weight, count, smallest and largest value per sub-bin (``+inf``/``-inf``
+        where empty).
+    """
+    nt, nb1 = edges.shape
+    hw = np.zeros((nt, nb1 - 1), dtype=np.float64)
+    hn = np.zeros((nt, nb1 - 1), dtype=np.int64)
+    hmin = np.full((nt, nb1 - 1), np.inf)
+    hmax = np.full((nt, nb1 - 1), -np.inf)
+    if nt:
+        _refine_targets(
+            np.ascontiguousarray(X, dtype=np.float64),
+            np.ascontiguousarray(w, dtype=np.float64),
+            labels, tj, tc, ta, tb,
+            np.ascontiguousarray(edges, dtype=np.float64),
+            hw, hn, hmin, hmax,
+        )
+    return hw, hn, hmin, hmax
+
+
+# ---------------------------------------------------------------------------
+# Local search
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(parallel=True, cache=True)
+def _swap_costs(X, w, labels, dist1, dist2, cands, k, base, corr):
+    # Parallel over candidates (not rows) so that every sum runs in row order:
+    # the result is bit-identical for any thread count.
+    n, d = X.shape
+    m = cands.shape[0]
+    for t in numba.prange(m):
+        acc = 0.0
+        for i in range(n):
+            s = 0.0
+            for c in range(d):
+                s += abs(X[i, c] - cands[t, c])
+            d1 = dist1[i]
+            keep = min(s, d1)
+            acc += w[i] * keep
+            j = labels[i]
+            if j < k:
+                d2 = dist2[i]
+                alt = min(s, d2)
+                corr[t, j] += w[i] * (alt - keep)
+        base[t] = acc
+
+
+def swap_costs(
+    X: np.ndarray,
+    w: np.ndarray,
+    labels: np.ndarray,
+    dist1: np.ndarray,
+    dist2: np.ndarray,
+    cands: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Objective after swapping each movable centre for each candidate site.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, d), float64
+    w : np.ndarray, shape (n,), float64
+    labels, dist1, dist2 : np.ndarray, shape (n,)
+        Output of :func:`assign2_l1` for the current centres.
+    cands : np.ndarray, shape (m, d), float64
+        Candidate sites.
+    k : int
+        Number of movable centres (labels ``>= k`` are fixed centres).
+
+    Returns
+    -------
+    base : np.ndarray, shape (m,), float64
+        ``sum_i w_i min(d1_i, D(i, cand))``: the objective with the candidate
+        added and nothing removed.
+    corr : np.ndarray, shape (m, k), float64
+        Extra cost of then removing movable centre ``j``:
+        ``sum_{i: label_i = j} w_i (min(d2_i, D) - min(d1_i, D))``.
+
+    Notes
+    -----
+    The objective after swapping centre ``j`` for candidate ``t`` is
+    ``base[t] + corr[t, j]`` (the FastPAM1 decomposition), so all ``m k``
+    swaps cost one O(n m d) pass. Both outputs are additive over row chunks.
+    """
+    m = cands.shape[0]
+    base = np.zeros(m, dtype=np.float64)
+    corr = np.zeros((m, k), dtype=np.float64)
+    if m and X.shape[0]:
+        _swap_costs(
+            np.ascontiguousarray(X, dtype=np.float64),
+            np.ascontiguousarray(w, dtype=np.float64),
+            labels, dist1, dist2,
+            np.ascontiguousarray(cands, dtype=np.float64),
+            k, base, corr,
+        )
+    return base, corr
