@@ -23,6 +23,7 @@ __all__ = [
     "cluster_lower_medians",
     "l1_distances",
     "swap_costs",
+    "target_stats",
     "weighted_lower_median",
 ]
 
@@ -318,7 +319,10 @@ def _select(vals, ws, acc, half):
 
 
 def weighted_lower_median(
-    values: np.ndarray, weights: np.ndarray, below: float = 0.0, half: float | None = None
+    values: np.ndarray,
+    weights: np.ndarray,
+    below: float = 0.0,
+    half: float | None = None,
 ) -> float:
     """Lower weighted median: the smallest ``v`` with ``below + W(x <= v) >= half``.
 
@@ -500,67 +504,114 @@ def cluster_histograms(
 
 
 @numba.njit(cache=True)
-def _refine_targets(X, w, labels, tj, tc, ta, tb, edges, hw, hn, hmin, hmax):
-    # One pass over the rows for all targets: target t is cluster tj[t],
-    # coordinate tc[t], values in [ta[t], tb[t]); sub-binned by edges[t].
-    n = X.shape[0]
-    nt = tj.shape[0]
+def _target_scan(X, w, labels, lut, ta, tb, edges, inv, gather, hw, hn, hmin, hmax,
+                 gcount):
+    # One pass over the rows for all targets. Target t = lut[j, c] is cluster
+    # j, coordinate c, values in [ta[t], tb[t]); gathered targets are only
+    # counted here, the others are sub-binned by edges[t].
+    n, d = X.shape
+    k = lut.shape[0]
     nb = edges.shape[1] - 1
-    for t in range(nt):
-        j = tj[t]
-        c = tc[t]
-        a = ta[t]
-        bnd = tb[t]
-        lo = edges[t, 0]
-        width = edges[t, nb] - lo
-        inv = nb / width if width > 0 else 0.0
-        for i in range(n):
-            if labels[i] != j:
+    for i in range(n):
+        j = labels[i]
+        if j >= k:
+            continue
+        for c in range(d):
+            t = lut[j, c]
+            if t < 0:
                 continue
             x = X[i, c]
-            if x < a or x >= bnd:
+            if x < ta[t] or x >= tb[t]:
                 continue
-            b = _bin_of(x, edges[t], lo, inv, nb)
+            if gather[t]:
+                gcount[t] += 1
+                continue
+            b = _bin_of(x, edges[t], edges[t, 0], inv[t], nb)
             hw[t, b] += w[i]
             hn[t, b] += 1
             hmin[t, b] = min(hmin[t, b], x)
             hmax[t, b] = max(hmax[t, b], x)
 
 
-def refine_targets(X, w, labels, tj, tc, ta, tb, edges):
-    """Sub-histograms (weight, count, min, max) of values inside target intervals.
+@numba.njit(cache=True)
+def _target_gather(X, w, labels, lut, ta, tb, gather, start, vals, ws):
+    n, d = X.shape
+    k = lut.shape[0]
+    fill = start.copy()
+    for i in range(n):
+        j = labels[i]
+        if j >= k:
+            continue
+        for c in range(d):
+            t = lut[j, c]
+            if t < 0 or not gather[t]:
+                continue
+            x = X[i, c]
+            if x < ta[t] or x >= tb[t]:
+                continue
+            vals[fill[t]] = x
+            ws[fill[t]] = w[i]
+            fill[t] += 1
+
+
+def target_stats(
+    X: np.ndarray,
+    w: np.ndarray,
+    labels: np.ndarray,
+    lut: np.ndarray,
+    ta: np.ndarray,
+    tb: np.ndarray,
+    edges: np.ndarray,
+    gather: np.ndarray,
+) -> dict:
+    """Gather, or sub-histogram, the values inside each median's target interval.
 
     Parameters
     ----------
-    X, w, labels : np.ndarray
-        As :func:`cluster_histograms`.
-    tj, tc : np.ndarray, shape (t,), int64
-        Cluster and coordinate of each target.
+    X : np.ndarray, shape (n, d), float64
+    w : np.ndarray, shape (n,), float64
+    labels : np.ndarray, shape (n,), int64
+    lut : np.ndarray, shape (k, d), int64
+        Target index of (cluster, coordinate), or -1 for none.
     ta, tb : np.ndarray, shape (t,), float64
         Target interval ``[ta, tb)``.
     edges : np.ndarray, shape (t, B + 1), float64
-        Sub-bin edges per target, ``edges[t, 0] == ta[t]``, ``edges[t, B] == tb[t]``.
+        Sub-bin edges per target (``edges[t, 0] == ta[t]``, last ``== tb[t]``).
+    gather : np.ndarray, shape (t,), bool
+        Return the (value, weight) pairs of this target instead of histograms.
 
     Returns
     -------
-    hist_w, hist_n, hist_min, hist_max : np.ndarray, shape (t, B)
-        Weight, count, smallest and largest value per sub-bin (``+inf``/``-inf``
-        where empty).
+    dict
+        ``values``/``weights``: per target, the gathered pairs (empty when not
+        gathered); ``hist_w``, ``hist_n``, ``hist_min``, ``hist_max`` of shape
+        (t, B): weight, count, smallest and largest value per sub-bin.
     """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    w = np.ascontiguousarray(w, dtype=np.float64)
     nt, nb1 = edges.shape
-    hw = np.zeros((nt, nb1 - 1), dtype=np.float64)
+    width = edges[:, -1] - edges[:, 0]
+    inv = np.where(width > 0, (nb1 - 1) / np.where(width > 0, width, 1.0), 0.0)
+    hw = np.zeros((nt, nb1 - 1))
     hn = np.zeros((nt, nb1 - 1), dtype=np.int64)
     hmin = np.full((nt, nb1 - 1), np.inf)
     hmax = np.full((nt, nb1 - 1), -np.inf)
-    if nt:
-        _refine_targets(
-            np.ascontiguousarray(X, dtype=np.float64),
-            np.ascontiguousarray(w, dtype=np.float64),
-            labels, tj, tc, ta, tb,
-            np.ascontiguousarray(edges, dtype=np.float64),
-            hw, hn, hmin, hmax,
-        )
-    return hw, hn, hmin, hmax
+    gcount = np.zeros(nt, dtype=np.int64)
+    _target_scan(X, w, labels, lut, ta, tb, np.ascontiguousarray(edges), inv, gather,
+                 hw, hn, hmin, hmax, gcount)
+    start = np.concatenate([[0], np.cumsum(gcount)]).astype(np.int64)
+    vals = np.empty(start[-1])
+    ws = np.empty(start[-1])
+    if start[-1]:
+        _target_gather(X, w, labels, lut, ta, tb, gather, start[:-1], vals, ws)
+    return {
+        "values": [vals[start[t] : start[t + 1]] for t in range(nt)],
+        "weights": [ws[start[t] : start[t + 1]] for t in range(nt)],
+        "hist_w": hw,
+        "hist_n": hn,
+        "hist_min": hmin,
+        "hist_max": hmax,
+    }
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,1149 @@
+"""Weighted K-Medians in L1 (Manhattan) distance, in memory or Dask-chunked.
+
+Choose ``k`` station sites that minimise the total weighted L1 distance from
+demand points to their nearest site (the rectilinear p-median objective),
+
+.. math::
+
+    \\min_{c_1..c_k} \\sum_i w_i \\min_j \\lVert x_i - c_j \\rVert_1,
+
+with a Lloyd-style loop (assign each point to its nearest centre, move each
+centre to the per-coordinate weighted median of its points, which is exactly
+optimal for L1) followed by a local search that swaps centres for demand
+points while that lowers the objective (Teitz-Bart vertex substitution).
+
+The module reads top to bottom as: input validation, initialisation, the two
+engines (NumPy in memory; Dask chunk -> combine -> aggregate), the median
+update, the local search, the driver (:func:`k_medians`) and the estimator
+(:class:`KMedians`). The numba kernels live in :mod:`evplanner._kernels`.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from evplanner import _kernels as kern
+from evplanner.errors import InputError
+
+__all__ = ["KMedians", "KMediansResult", "k_medians"]
+
+logger = logging.getLogger(__name__)
+
+#: Rows used to initialise when there are more (a chunk-invariant sample).
+INIT_SAMPLE_SIZE = 20_000
+#: Histogram bins per cluster and coordinate in the chunked median step.
+_N_BINS = 1024
+#: Most (value, weight) pairs one refinement pass gathers to the client.
+_GATHER_BUDGET = 2_000_000
+#: Rows per block when counting distinct points in memory.
+_DISTINCT_BLOCK = 4096
+
+
+# ---------------------------------------------------------------------------
+# Input validation (once, at the entry point)
+# ---------------------------------------------------------------------------
+
+
+def _is_dask(X) -> bool:
+    return isinstance(X, da.Array) or hasattr(X, "to_dask_array")
+
+
+def _check_params(n_clusters, init, n_init, max_iter, tol, n_swap_candidates):
+    if not isinstance(n_clusters, numbers.Integral) or isinstance(n_clusters, bool):
+        raise ValueError(
+            f"n_clusters must be an integer >= 1, got {n_clusters!r} "
+            f"({type(n_clusters).__name__})"
+        )
+    if n_clusters < 1:
+        raise ValueError(f"n_clusters must be an integer >= 1, got {n_clusters}")
+    if isinstance(init, str):
+        if init not in ("k-medians++", "random"):
+            raise ValueError(
+                "init must be 'k-medians++', 'random' or an array of shape "
+                f"(n_clusters, n_features), got {init!r}"
+            )
+    if not (
+        n_init == "auto"
+        or (isinstance(n_init, numbers.Integral) and not isinstance(n_init, bool)
+            and n_init >= 1)
+    ):
+        raise ValueError(f"n_init must be 'auto' or an integer >= 1, got {n_init!r}")
+    if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if not isinstance(tol, numbers.Real) or not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if not isinstance(n_swap_candidates, numbers.Integral) or n_swap_candidates < 1:
+        raise ValueError(
+            f"n_swap_candidates must be an integer >= 1, got {n_swap_candidates!r}"
+        )
+
+
+def _to_array(X):
+    """NumPy/pandas -> C-contiguous float64 ndarray; Dask -> row-chunked float64."""
+    if _is_dask(X):
+        if not isinstance(X, da.Array):
+            X = X.to_dask_array(lengths=True)
+        if X.ndim != 2:
+            raise ValueError(
+                f"X must be 2-D (n_samples, n_features), got shape {X.shape}"
+            )
+        if any(np.isnan(c) for c in X.chunks[0]):
+            raise ValueError(
+                "X is a Dask array with unknown chunk sizes; call "
+                "X.compute_chunk_sizes() first"
+            )
+        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(
+            X.dtype, np.complexfloating
+        ):
+            raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+        return X.astype(np.float64).rechunk({1: -1})
+    return np.ascontiguousarray(X, dtype=np.float64)
+
+
+def _to_weights(sample_weight, X):
+    n = X.shape[0]
+    if isinstance(X, da.Array):
+        if sample_weight is None:
+            return da.ones(n, chunks=(X.chunks[0],), dtype=np.float64)
+        if not isinstance(sample_weight, da.Array):
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if sample_weight.shape != (n,):
+            raise ValueError(
+                f"sample_weight must have shape (n_samples,) = ({n},), got "
+                f"{sample_weight.shape}"
+            )
+        w = da.asarray(sample_weight).astype(np.float64)
+        # Same row chunks as X, so each chunk sees its own points' weights.
+        return w.rechunk((X.chunks[0],))
+    if sample_weight is None:
+        return np.ones(n, dtype=np.float64)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 0:
+        return np.full(n, float(w))
+    if w.shape != (n,):
+        raise ValueError(
+            f"sample_weight must have shape (n_samples,) = ({n},), got {w.shape}"
+        )
+    return np.ascontiguousarray(w)
+
+
+def _to_fixed(fixed_centers, n_features):
+    if fixed_centers is None:
+        return np.empty((0, n_features), dtype=np.float64)
+    F = np.asarray(fixed_centers, dtype=np.float64)
+    if F.ndim != 2 or F.shape[1] != n_features:
+        raise ValueError(
+            "fixed_centers must have shape (n_fixed, n_features) with "
+            f"n_features={n_features}, got shape {F.shape}"
+        )
+    bad = ~np.isfinite(F).all(axis=1)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"fixed_centers must be finite, got {F[r].tolist()} at row {r}"
+        )
+    return np.ascontiguousarray(F)
+
+
+def _to_init(init, n_clusters, n_features):
+    if isinstance(init, str):
+        return init
+    C = np.asarray(init, dtype=np.float64)
+    if C.shape != (n_clusters, n_features):
+        raise ValueError(
+            "init array must have shape (n_clusters, n_features) = "
+            f"({n_clusters}, {n_features}), got {C.shape}"
+        )
+    if not np.isfinite(C).all():
+        raise ValueError("init array must be finite, got NaN or inf")
+    return np.ascontiguousarray(C)
+
+
+def _distinct_rows(X, w, limit):
+    """Sorted distinct rows with positive weight, or None if more than `limit`."""
+    pos = X[w > 0]
+    seen = np.empty((0, X.shape[1]), dtype=np.float64)
+    # Block by block, so that the usual case (many distinct points) stops early.
+    for s in range(0, pos.shape[0], _DISTINCT_BLOCK):
+        seen = np.unique(np.vstack([seen, pos[s : s + _DISTINCT_BLOCK]]), axis=0)
+        if seen.shape[0] > limit:
+            return None
+    return seen
+
+
+def _summary(X, w, offset, limit):
+    """Validity, bounding box, weight total and distinct rows of one block."""
+    n, d = X.shape
+    out = {"n": n, "wsum": 0.0, "bad_x": None, "bad_w": None}
+    finite = np.isfinite(X).all(axis=1)
+    if not finite.all():
+        r = int(np.flatnonzero(~finite)[0])
+        out["bad_x"] = (offset + r, X[r].tolist())
+    wbad = ~(np.isfinite(w) & (w >= 0))
+    if wbad.any():
+        r = int(np.flatnonzero(wbad)[0])
+        out["bad_w"] = (offset + r, float(w[r]))
+    if out["bad_x"] is None and out["bad_w"] is None:
+        out["wsum"] = float(w.sum())
+        out["lo"] = X.min(axis=0) if n else np.full(d, np.inf)
+        out["hi"] = X.max(axis=0) if n else np.full(d, -np.inf)
+        out["distinct"] = _distinct_rows(X, w, limit)
+    return out
+
+
+def _combine_summary(a, b, limit):
+    out = {"n": a["n"] + b["n"], "wsum": a["wsum"] + b["wsum"]}
+    for key in ("bad_x", "bad_w"):
+        hits = [s[key] for s in (a, b) if s[key] is not None]
+        out[key] = min(hits, key=lambda h: h[0]) if hits else None
+    if out["bad_x"] is None and out["bad_w"] is None:
+        out["lo"] = np.minimum(a["lo"], b["lo"])
+        out["hi"] = np.maximum(a["hi"], b["hi"])
+        if a["distinct"] is None or b["distinct"] is None:
+            out["distinct"] = None
+        else:
+            u = np.unique(np.vstack([a["distinct"], b["distinct"]]), axis=0)
+            out["distinct"] = u if u.shape[0] <= limit else None
+    return out
+
+
+def _raise_bad_input(s):
+    if s["bad_x"] is not None:
+        row, value = s["bad_x"]
+        raise InputError(
+            "X must contain only finite coordinates (no NaN or inf), got "
+            f"{value} at sample index {row}",
+            column="X",
+        )
+    if s["bad_w"] is not None:
+        row, value = s["bad_w"]
+        raise InputError(
+            f"sample_weight must be finite and >= 0, got {value} at sample "
+            f"index {row}",
+            column="sample_weight",
+        )
+    if s["n"] == 0:
+        raise ValueError("X must have at least 1 sample, got n_samples=0")
+    if not s["wsum"] > 0:
+        raise ValueError(
+            "sample_weight must not be all zero: expected a positive total "
+            f"weight, got {s['wsum']} over n_samples={s['n']}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Initialisation (on a chunk-invariant sample, so both engines agree)
+# ---------------------------------------------------------------------------
+
+
+def _sample_index(n, rng):
+    # Depends only on n and the seed, never on the chunking.
+    if n <= INIT_SAMPLE_SIZE:
+        return None
+    return np.sort(rng.choice(n, size=INIT_SAMPLE_SIZE, replace=False))
+
+
+def _draw(p, u):
+    """Inverse-CDF draw(s): first index whose cumulative weight exceeds u * total.
+
+    One uniform per draw and row order kept, so a point of weight 3 is drawn
+    exactly when one of three repeated copies of it would be.
+    """
+    cum = np.cumsum(p)
+    idx = np.searchsorted(cum, u * cum[-1], side="right")
+    return np.minimum(idx, p.shape[0] - 1)
+
+
+def _fallback_p(Xs, ws, chosen):
+    # All remaining demand already sits on a centre: take any point that is
+    # not yet a new centre (weighted if possible) so the centres stay distinct.
+    if chosen.shape[0]:
+        free = kern.assign_l1(Xs, chosen)[1] > 0
+    else:
+        free = np.ones(Xs.shape[0], dtype=bool)
+    p = ws * free
+    if not p.sum() > 0:
+        p = free.astype(np.float64)
+    if not p.sum() > 0:
+        p = np.ones(Xs.shape[0])
+    return p
+
+
+def _init_kmedianspp(Xs, ws, k, fixed, rng):
+    """Greedy k-medians++: D^1 sampling with 2 + log(k) trials per centre.
+
+    Each new centre is drawn with probability proportional to ``w_i D_i`` (the
+    weighted L1 distance to the nearest centre so far, fixed centres included);
+    of the trials, the one that lowers the objective most is kept.
+    """
+    n, d = Xs.shape
+    n_trials = 2 + int(np.log(k))
+    centers = np.empty((k, d))
+    D = kern.assign_l1(Xs, fixed)[1] if fixed.shape[0] else None
+    for i in range(k):
+        p = ws if D is None else ws * D
+        if not p.sum() > 0:
+            p = _fallback_p(Xs, ws, centers[:i])
+        if D is None:
+            best = int(_draw(p, rng.random(1))[0])
+            D = kern.l1_distances(Xs, Xs[best : best + 1])[:, 0]
+        else:
+            idx = _draw(p, rng.random(n_trials))
+            dc = np.minimum(D[:, None], kern.l1_distances(Xs, Xs[idx]))
+            t = int(np.argmin(ws @ dc))
+            best = int(idx[t])
+            D = dc[:, t]
+        centers[i] = Xs[best]
+    return centers
+
+
+def _init_random(Xs, ws, k, rng):
+    """k distinct points drawn with probability proportional to weight."""
+    d = Xs.shape[1]
+    centers = np.empty((k, d))
+    p = ws.copy()
+    for i in range(k):
+        if not p.sum() > 0:
+            p = _fallback_p(Xs, ws, centers[:i])
+        best = int(_draw(p, rng.random(1))[0])
+        centers[i] = Xs[best]
+        p = p * (Xs != Xs[best]).any(axis=1)
+    return centers
+
+
+# ---------------------------------------------------------------------------
+# Assignment and partial statistics per block (pure kernels)
+# ---------------------------------------------------------------------------
+
+
+def _top_costs(X, cost, offset, r):
+    """The r most costly rows, ties to the lowest global row index."""
+    n = cost.shape[0]
+    if n > r:
+        thr = np.partition(cost, n - r)[n - r]
+        above = np.flatnonzero(cost > thr)
+        at = np.flatnonzero(cost == thr)[: r - above.shape[0]]
+        idx = np.concatenate([above, at])
+    else:
+        idx = np.arange(n)
+    return _sort_top(X[idx], cost[idx], idx.astype(np.int64) + offset, r)
+
+
+def _sort_top(X, cost, gidx, r):
+    o = np.lexsort((gidx, -cost))[:r]
+    return X[o], cost[o], gidx[o]
+
+
+def _merge_top(a, b, r):
+    return _sort_top(
+        np.vstack([a[0], b[0]]), np.concatenate([a[1], b[1]]),
+        np.concatenate([a[2], b[2]]), r,
+    )
+
+
+def _block_assign_stats(X, w, offset, centers, k, edges, r):
+    """Pass A of the chunked step: assignment, objective, histograms, top costs."""
+    labels, dist = kern.assign_l1(X, centers)
+    cost = w * dist
+    hist_w, hist_n = kern.cluster_histograms(X, w, labels, k, edges)
+    return {
+        "obj": float(np.sum(cost)),
+        "hist_w": hist_w,
+        "hist_n": hist_n,
+        "top": _top_costs(X, cost, offset, r),
+    }
+
+
+def _combine_assign_stats(a, b, r):
+    return {
+        "obj": a["obj"] + b["obj"],
+        "hist_w": a["hist_w"] + b["hist_w"],
+        "hist_n": a["hist_n"] + b["hist_n"],
+        "top": _merge_top(a["top"], b["top"], r),
+    }
+
+
+def _block_targets(X, w, centers, lut, ta, tb, sub_edges, gather):
+    """Pass B: gather or sub-histogram the values inside each median's interval."""
+    labels, _ = kern.assign_l1(X, centers)
+    return kern.target_stats(X, w, labels, lut, ta, tb, sub_edges, gather)
+
+
+def _combine_targets(a, b):
+    return {
+        "values": [np.concatenate(v) for v in zip(a["values"], b["values"],
+                                                  strict=True)],
+        "weights": [np.concatenate(v) for v in zip(a["weights"], b["weights"],
+                                                   strict=True)],
+        "hist_w": a["hist_w"] + b["hist_w"],
+        "hist_n": a["hist_n"] + b["hist_n"],
+        "hist_min": np.minimum(a["hist_min"], b["hist_min"]),
+        "hist_max": np.maximum(a["hist_max"], b["hist_max"]),
+    }
+
+
+def _block_swap(X, w, centers, k, cands):
+    """Objective and swap costs of one block (additive over blocks)."""
+    labels, d1, d2 = kern.assign2_l1(X, centers)
+    base, corr = kern.swap_costs(X, w, labels, d1, d2, cands, k)
+    return {"obj": float(np.sum(w * d1)), "base": base, "corr": corr}
+
+
+def _combine_swap(a, b):
+    return {k: a[k] + b[k] for k in ("obj", "base", "corr")}
+
+
+def _block_labels(X, centers):
+    return kern.assign_l1(X, centers)[0]
+
+
+def _block_dist(X, centers):
+    return kern.assign_l1(X, centers)[1]
+
+
+# ---------------------------------------------------------------------------
+# Engines: the same questions answered in memory or chunk by chunk
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    """Result of assigning the points to a set of centres."""
+
+    centers: np.ndarray  # (k + n_fixed, d), the centres assigned to
+    objective: float
+    top: tuple  # (X (r, d), cost (r,), global row (r,)), most costly first
+    extra: dict  # engine-private: labels or histograms
+
+
+class _NumpyEngine:
+    """All points in memory; medians by O(n) weighted selection."""
+
+    def __init__(self, X, w, k, r):
+        self.X, self.w, self.k, self.r = X, w, k, r
+        self.n, self.d = X.shape
+
+    def summary(self, limit):
+        return _summary(self.X, self.w, 0, limit)
+
+    def sample(self, idx):
+        if idx is None:
+            return self.X, self.w
+        return self.X[idx], self.w[idx]
+
+    def assign(self, centers):
+        labels, dist = kern.assign_l1(self.X, centers)
+        cost = self.w * dist
+        return _State(
+            centers, float(np.sum(cost)), _top_costs(self.X, cost, 0, self.r),
+            {"labels": labels},
+        )
+
+    def medians(self, st):
+        return kern.cluster_lower_medians(
+            self.X, self.w, st.extra["labels"], st.centers.shape[0], self.k
+        )
+
+    def swap(self, centers, cands):
+        return _block_swap(self.X, self.w, centers, self.k, cands)
+
+    def labels(self, centers):
+        return kern.assign_l1(self.X, centers)[0]
+
+
+def _tree_reduce(parts, combine, split_every=8):
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(_combine_many)(parts[i : i + split_every], combine)
+            for i in range(0, len(parts), split_every)
+        ]
+    return parts[0]
+
+
+def _combine_many(items, combine):
+    out = items[0]
+    for it in items[1:]:
+        out = combine(out, it)
+    return out
+
+
+class _DaskEngine:
+    """Row-chunked points: chunk -> combine -> aggregate, points never gathered.
+
+    Each Lloyd iteration is one pass (assignment, objective, per-cluster
+    histograms of every coordinate) plus, usually, one more pass that gathers
+    only the (value, weight) pairs inside each median's histogram bin; bins
+    holding more than the gather budget are refined first. The medians are
+    therefore exact, not approximations.
+    """
+
+    def __init__(self, X, w, k, r):
+        self.X, self.w, self.k, self.r = X, w, k, r
+        self.n, self.d = X.shape
+        self._xb = list(X.to_delayed().ravel())
+        self._wb = list(w.to_delayed().ravel())
+        self._off = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
+        # Fewer bins when k d is large, so each chunk's histograms stay small.
+        self.n_bins = int(min(_N_BINS, max(64, 2**22 // max(1, k * self.d))))
+        self.edges = None
+
+    def _reduce(self, block_fn, combine, *args, with_offset=False):
+        parts = [
+            dask.delayed(block_fn)(xb, wb, off, *args) if with_offset
+            else dask.delayed(block_fn)(xb, wb, *args)
+            for xb, wb, off in zip(self._xb, self._wb, self._off, strict=True)
+        ]
+        (out,) = dask.compute(_tree_reduce(parts, combine))
+        return out
+
+    def summary(self, limit):
+        s = self._reduce(
+            _summary, lambda a, b: _combine_summary(a, b, limit), limit,
+            with_offset=True,
+        )
+        if "lo" in s and s["n"]:
+            # Global bins over the bounding box; the last edge is just above
+            # the maximum so that bin b is exactly edges[b] <= x < edges[b+1].
+            top = np.nextafter(s["hi"], np.inf)
+            self.edges = np.stack(
+                [np.linspace(lo, hi, self.n_bins + 1) for lo, hi in
+                 zip(s["lo"], top, strict=True)]
+            )
+        return s
+
+    def sample(self, idx):
+        if idx is None:
+            return dask.compute(self.X, self.w)
+        return dask.compute(self.X[idx], self.w[idx])
+
+    def assign(self, centers):
+        r = self.r
+        s = self._reduce(
+            _block_assign_stats, lambda a, b: _combine_assign_stats(a, b, r),
+            centers, self.k, self.edges, r, with_offset=True,
+        )
+        return _State(centers, s["obj"], s["top"], s)
+
+    def medians(self, st):
+        return _chunked_medians(self, st)
+
+    def swap(self, centers, cands):
+        return self._reduce(_block_swap, _combine_swap, centers, self.k, cands)
+
+    def labels(self, centers):
+        return self.X.map_blocks(
+            _block_labels, centers, dtype=np.int64, drop_axis=1
+        )
+
+
+# ---------------------------------------------------------------------------
+# Median update (exact, chunked)
+# ---------------------------------------------------------------------------
+
+
+def _chunked_medians(eng, st):
+    """Exact lower weighted medians from histograms plus targeted refinement.
+
+    For cluster j and coordinate c, the combined histogram gives the first bin
+    whose cumulative weight reaches half the cluster's weight: the lower
+    weighted median lies in it, and the weight below it is known. That bin is
+    a *target* ``[a, b)``: the next pass gathers its (value, weight) pairs and
+    the median is selected exactly among them, or, if the bin holds more pairs
+    than the gather budget, sub-bins it (keeping each sub-bin's min and max)
+    and repeats on the sub-bin holding the median. Each refinement shrinks the
+    interval ~B-fold, so it ends after a few passes even on repeated values.
+    """
+    k, d = eng.k, eng.d
+    hist_w, hist_n = st.extra["hist_w"], st.extra["hist_n"]
+    cum = np.cumsum(hist_w, axis=2)
+    total = cum[:, :, -1]
+    wsum = hist_w[:, 0, :].sum(axis=1)
+    out = np.full((k, d), np.nan)
+    half = 0.5 * total
+    b = np.minimum((cum < half[:, :, None]).sum(axis=2), eng.n_bins - 1)
+    jj, cc = np.nonzero(total > 0)
+    bb = b[jj, cc]
+    below = np.where(bb > 0, cum[jj, cc, np.maximum(bb - 1, 0)], 0.0)
+    tgt = {
+        "j": jj.astype(np.int64),
+        "c": cc.astype(np.int64),
+        "a": eng.edges[cc, bb],
+        "b": eng.edges[cc, bb + 1],
+        "below": below,
+        "half": half[jj, cc],
+        "count": hist_n[jj, cc, bb],
+    }
+    for _ in range(64):
+        if tgt["j"].shape[0] == 0:
+            break
+        order = np.argsort(tgt["count"], kind="stable")
+        fits = np.cumsum(tgt["count"][order]) <= _GATHER_BUDGET
+        gather = np.zeros(tgt["j"].shape[0], dtype=bool)
+        gather[order[fits]] = True
+        if not gather.any() and tgt["j"].shape[0] == 1:
+            gather[:] = True
+        lut = np.full((k, d), -1, dtype=np.int64)
+        lut[tgt["j"], tgt["c"]] = np.arange(tgt["j"].shape[0])
+        sub_edges = np.stack(
+            [np.linspace(a, bnd, eng.n_bins + 1) for a, bnd in
+             zip(tgt["a"], tgt["b"], strict=True)]
+        )
+        res = eng._reduce(
+            _block_targets, _combine_targets, st.centers, lut, tgt["a"],
+            tgt["b"], sub_edges, gather,
+        )
+        keep = []
+        for t in range(tgt["j"].shape[0]):
+            j, c = tgt["j"][t], tgt["c"][t]
+            if gather[t]:
+                vals, ws = res["values"][t], res["weights"][t]
+                out[j, c] = kern.weighted_lower_median(
+                    vals, ws, below=tgt["below"][t], half=tgt["half"][t]
+                )
+                continue
+            hw, hn = res["hist_w"][t], res["hist_n"][t]
+            hmin, hmax = res["hist_min"][t], res["hist_max"][t]
+            csum = tgt["below"][t] + np.cumsum(hw)
+            s = int((csum < tgt["half"][t]).sum())
+            if s >= hw.shape[0] or hn[s] == 0:
+                # Rounding left the sum a hair short: the last non-empty bin.
+                s = int(np.flatnonzero(hn)[-1])
+            if hmin[s] == hmax[s]:
+                out[j, c] = hmin[s]
+                continue
+            tgt["below"][t] = csum[s - 1] if s > 0 else tgt["below"][t]
+            tgt["a"][t] = hmin[s]
+            tgt["b"][t] = np.nextafter(hmax[s], np.inf)
+            tgt["count"][t] = hn[s]
+            keep.append(t)
+        tgt = {key: val[keep] for key, val in tgt.items()}
+    return out, wsum
+
+
+# ---------------------------------------------------------------------------
+# Lloyd loop and re-seeding
+# ---------------------------------------------------------------------------
+
+
+def _reseed(new, empty, st, fixed):
+    """Move empty (zero-weight) clusters onto the most costly points."""
+    X_top, cost_top, _ = st.top
+    taken = np.vstack([np.delete(new, empty, axis=0), fixed])
+    for p, cost in zip(X_top, cost_top, strict=True):
+        if empty.shape[0] == 0 or not cost > 0:
+            break
+        if taken.shape[0] and (taken == p).all(axis=1).any():
+            continue
+        new[empty[0]] = p
+        taken = np.vstack([taken, p])
+        empty = empty[1:]
+    return new
+
+
+def _lloyd(eng, centers, fixed, max_iter, tol, history):
+    """Lloyd iterations from `centers` until the objective stalls.
+
+    Returns the centres, their assignment state and the number of median
+    updates. The exact objective cannot increase (each median is optimal for
+    its cluster, re-assignment only lowers distances); if rounding says it
+    did, the loop keeps the previous centres and stops.
+    """
+    st = eng.assign(np.vstack([centers, fixed]))
+    history.append(st.objective)
+    n_iter = 0
+    for _ in range(max_iter):
+        med, wsum = eng.medians(st)
+        new = np.where(np.isnan(med), centers, med)
+        empty = np.flatnonzero(~(wsum > 0))
+        if empty.shape[0]:
+            new = _reseed(new, empty, st, fixed)
+        n_iter += 1
+        st_new = eng.assign(np.vstack([new, fixed]))
+        logger.debug("iteration %d: objective %.6g", n_iter, st_new.objective)
+        if st_new.objective > st.objective:
+            break
+        gain = st.objective - st_new.objective
+        limit = tol * st.objective
+        centers, st = new, st_new
+        history.append(st.objective)
+        if gain <= limit:
+            break
+    return centers, st, n_iter
+
+
+# ---------------------------------------------------------------------------
+# Local search (Teitz-Bart vertex substitution)
+# ---------------------------------------------------------------------------
+
+
+def _unique_rows_in_order(P):
+    if P.shape[0] == 0:
+        return P
+    _, first = np.unique(P, axis=0, return_index=True)
+    return P[np.sort(first)]
+
+
+def _candidates(distinct, st, random_pool, centers_all, n_swap_candidates):
+    """Candidate sites: all distinct demand points if few, else a sample.
+
+    The sample is the currently most costly points (where far outliers sit)
+    plus a weighted random sample of demand points; both are chunk-invariant.
+    """
+    if distinct is not None and distinct.shape[0] <= n_swap_candidates:
+        pool = distinct
+    else:
+        X_top, cost_top, _ = st.top
+        n_top = max(1, n_swap_candidates - random_pool.shape[0])
+        top = _unique_rows_in_order(X_top[cost_top > 0])[:n_top]
+        pool = _unique_rows_in_order(np.vstack([top, random_pool]))
+        pool = pool[:n_swap_candidates]
+    at_centre = np.zeros(pool.shape[0], dtype=bool)
+    for c in centers_all:
+        at_centre |= (pool == c).all(axis=1)
+    return pool[~at_centre]
+
+
+def _local_search(eng, centers, fixed, st, distinct, random_pool, params, history):
+    """Best-improvement swaps of a movable centre for a candidate site.
+
+    Each round evaluates every (centre, candidate) swap in one pass (see
+    :func:`evplanner._kernels.swap_costs`), applies the best one if it lowers
+    the objective by more than ``tol`` (relative), then re-runs Lloyd.
+    """
+    k = centers.shape[0]
+    n_iter = 0
+    min_gain = max(params["tol"], 1e-12)
+    for _ in range(2 * k + 10):
+        all_c = np.vstack([centers, fixed])
+        cands = _candidates(
+            distinct, st, random_pool, all_c, params["n_swap_candidates"]
+        )
+        if cands.shape[0] == 0:
+            break
+        res = eng.swap(all_c, cands)
+        cost = res["base"][:, None] + res["corr"]
+        t, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        if not cost[t, j] < st.objective - min_gain * st.objective:
+            break
+        logger.debug(
+            "swap centre %d for %s: objective %.6g -> %.6g",
+            j, cands[t], st.objective, cost[t, j],
+        )
+        trial = centers.copy()
+        trial[j] = cands[t]
+        new_c, new_st, it = _lloyd(
+            eng, trial, fixed, params["max_iter"], params["tol"], history
+        )
+        n_iter += it
+        centers, st = new_c, new_st
+    return centers, st, n_iter
+
+
+# ---------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------
+
+
+class KMediansResult(NamedTuple):
+    """What :func:`k_medians` returns.
+
+    Attributes
+    ----------
+    centers : np.ndarray, shape (n_clusters, n_features)
+        The new (movable) centres.
+    labels : np.ndarray or dask.array.Array, shape (n_samples,), int64
+        Nearest centre per point; values ``>= n_clusters`` refer to
+        ``fixed_centers[label - n_clusters]``. Lazy for Dask input.
+    inertia : float
+        Weighted sum of L1 distances to the nearest centre (fixed included).
+    n_iter : int
+        Lloyd median updates of the best run (all phases).
+    inertia_history : np.ndarray
+        Objective after every accepted step of the best run; non-increasing.
+    """
+
+    centers: np.ndarray
+    labels: np.ndarray | da.Array
+    inertia: float
+    n_iter: int
+    inertia_history: np.ndarray
+
+
+def k_medians(
+    X: np.ndarray | da.Array,
+    n_clusters: int,
+    *,
+    sample_weight: np.ndarray | da.Array | None = None,
+    fixed_centers: np.ndarray | None = None,
+    init: str | np.ndarray = "k-medians++",
+    n_init: int | str = "auto",
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    local_search: bool = True,
+    n_swap_candidates: int = 100,
+    random_state: int | np.random.RandomState | None = None,
+) -> KMediansResult:
+    """Weighted K-Medians (L1 p-median heuristic) on NumPy or Dask arrays.
+
+    Parameters
+    ----------
+    X : np.ndarray or dask.array.Array, shape (n_samples, n_features)
+        Demand points, for example ``x_m, y_m`` in metres on a projected CRS.
+        A Dask array must be chunked by rows (columns are merged).
+    n_clusters : int
+        Number of new sites to place, ``>= 1``.
+    sample_weight : array, shape (n_samples,), optional
+        Non-negative demand per point (for example vehicles); not all zero.
+        For Dask ``X``, a Dask array (re-chunked to X's rows) or NumPy array.
+    fixed_centers : np.ndarray, shape (n_fixed, n_features), optional
+        Existing sites: they never move but serve demand, so they count in
+        the assignment and the objective.
+    init : {"k-medians++", "random"} or np.ndarray, shape (n_clusters, n_features)
+        "k-medians++": greedy D^1 sampling (probability proportional to
+        weight times L1 distance to the nearest centre so far, fixed ones
+        included). "random": distinct points drawn proportionally to weight.
+    n_init : int or "auto"
+        Runs from different initialisations; the lowest objective wins.
+        "auto" is 1 for "k-medians++" and an array, 10 for "random". An
+        explicit array always runs once.
+    max_iter : int
+        Cap on Lloyd iterations per Lloyd phase (the local search restarts
+        Lloyd after every accepted swap).
+    tol : float
+        Stop Lloyd when one iteration lowers the objective by at most
+        ``tol`` times the objective; swaps must gain more than that too.
+    local_search : bool
+        After Lloyd converges, swap centres for candidate sites while that
+        lowers the objective (Teitz-Bart vertex substitution).
+    n_swap_candidates : int
+        Candidate sites per swap round: every distinct demand point if there
+        are at most this many, else the most costly points plus a weighted
+        random sample of demand points (this many in total).
+    random_state : int, RandomState or None
+        Seeds the initialisation and the candidate sample.
+
+    Returns
+    -------
+    KMediansResult
+        ``(centers, labels, inertia, n_iter, inertia_history)``.
+
+    Raises
+    ------
+    ValueError
+        Bad parameters, n_clusters above the number of distinct points with
+        positive weight, all-zero weights, wrongly shaped init or
+        fixed_centers. :class:`evplanner.errors.InputError` (a ValueError)
+        for NaN/inf coordinates or negative weights, naming the row.
+
+    Notes
+    -----
+    *Median.* Each coordinate of a centre is the lower weighted median of its
+    points: the smallest value ``v`` with ``W(x <= v) >= W / 2``. It is one of
+    the data values and exactly minimises ``sum_i w_i |x_i - v|``. Both
+    engines compute this same value (the in-memory one by weighted
+    quickselect, the chunked one from histograms plus a targeted gather), so
+    they agree to the last bit except when a cumulative weight ties ``W / 2``
+    to within rounding (never for integer weights).
+
+    *Chunk invariance.* Initialisation and the random swap candidates use a
+    sample of rows drawn from ``n`` and the seed only (all rows when ``n <=
+    INIT_SAMPLE_SIZE``); re-seeding and cost-based candidates break ties by
+    global row index. The result therefore does not depend on the chunking.
+
+    *Empty clusters* (no positive weight) move to the most costly points.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0], [11.0, 10.0]])
+    >>> res = k_medians(X, 2, random_state=0)
+    >>> sorted(res.centers.tolist()), res.inertia
+    ([[0.0, 0.0], [10.0, 10.0]], 2.0)
+    """
+    _check_params(n_clusters, init, n_init, max_iter, tol, n_swap_candidates)
+    X = _to_array(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    w = _to_weights(sample_weight, X)
+    d = X.shape[1]
+    fixed = _to_fixed(fixed_centers, d)
+    init = _to_init(init, n_clusters, d)
+    r = min(X.shape[0], n_clusters + n_swap_candidates)
+    engine_cls = _DaskEngine if isinstance(X, da.Array) else _NumpyEngine
+    eng = engine_cls(X, w, n_clusters, r)
+
+    limit = max(n_clusters, n_swap_candidates if local_search else 0)
+    s = eng.summary(limit)
+    _raise_bad_input(s)
+    distinct = s["distinct"]
+    if distinct is not None and distinct.shape[0] < n_clusters:
+        raise ValueError(
+            f"n_clusters={n_clusters} exceeds the number of distinct points with "
+            f"positive weight ({distinct.shape[0]}, n_samples={s['n']}); expected "
+            f"n_clusters <= {distinct.shape[0]}"
+        )
+
+    if isinstance(init, np.ndarray):
+        runs = 1
+    elif n_init == "auto":
+        runs = 10 if init == "random" else 1
+    else:
+        runs = int(n_init)
+    seeds = check_random_state(random_state).randint(
+        np.iinfo(np.int32).max, size=runs
+    )
+    params = {"max_iter": max_iter, "tol": tol, "n_swap_candidates": n_swap_candidates}
+    best = None
+    for run, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        Xs, ws = eng.sample(_sample_index(eng.n, rng))
+        if isinstance(init, np.ndarray):
+            centers = init.copy()
+        elif init == "random":
+            centers = _init_random(Xs, ws, n_clusters, rng)
+        else:
+            centers = _init_kmedianspp(Xs, ws, n_clusters, fixed, rng)
+        history = []
+        centers, st, n_iter = _lloyd(eng, centers, fixed, max_iter, tol, history)
+        if local_search:
+            pool = Xs[_draw(ws, rng.random(n_swap_candidates // 2))]
+            centers, st, more = _local_search(
+                eng, centers, fixed, st, distinct, pool, params, history
+            )
+            n_iter += more
+        logger.info("run %d: objective %.6g after %d iterations", run, st.objective,
+                    n_iter)
+        if best is None or st.objective < best[1].objective:
+            best = (centers, st, n_iter, history)
+    centers, st, n_iter, history = best
+    labels = eng.labels(st.centers)
+    return KMediansResult(
+        centers, labels, float(st.objective), int(n_iter), np.asarray(history)
+    )
+
+
+# ---------------------------------------------------------------------------
+# Estimator
+# ---------------------------------------------------------------------------
+
+
+class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Weighted K-Medians in L1 distance: new sites next to existing ones.
+
+    A thin scikit-learn estimator over :func:`k_medians`; see there for the
+    parameters and the method.
+
+    Parameters
+    ----------
+    n_clusters : int, default 8
+    init : {"k-medians++", "random"} or np.ndarray, default "k-medians++"
+    n_init : int or "auto", default "auto"
+    max_iter : int, default 300
+    tol : float, default 1e-4
+    local_search : bool, default True
+    n_swap_candidates : int, default 100
+    fixed_centers : np.ndarray, shape (n_fixed, n_features), optional
+        Existing sites that stay where they are.
+    random_state : int, RandomState or None
+
+    Attributes
+    ----------
+    cluster_centers_ : np.ndarray, shape (n_clusters, n_features)
+        The new centres only.
+    fixed_centers_ : np.ndarray, shape (n_fixed, n_features)
+        The fixed centres as used (empty when there are none).
+    labels_ : np.ndarray or dask.array.Array, shape (n_samples,), int64
+        Nearest centre per point. Labels ``0 .. n_clusters-1`` index
+        ``cluster_centers_``; a label ``l >= n_clusters`` means fixed centre
+        ``fixed_centers_[l - n_clusters]``. Lazy for Dask input.
+    inertia_ : float
+        Weighted sum of L1 distances from each point to its nearest centre
+        (fixed ones included), in the units of ``X``.
+    inertia_history_ : np.ndarray
+        Objective after each accepted step of the best run (non-increasing).
+    n_iter_ : int
+        Lloyd median updates of the best run.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0], [12.0, 0.0]])
+    >>> km = KMedians(n_clusters=1, fixed_centers=[[11.0, 0.0]]).fit(X)
+    >>> km.cluster_centers_.tolist(), km.labels_.tolist(), km.inertia_
+    ([[0.0, 0.0]], [0, 0, 1, 1], 4.0)
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: str | np.ndarray = "k-medians++",
+        n_init: int | str = "auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        local_search: bool = True,
+        n_swap_candidates: int = 100,
+        fixed_centers: np.ndarray | None = None,
+        random_state: int | np.random.RandomState | None = None,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.local_search = local_search
+        self.n_swap_candidates = n_swap_candidates
+        self.fixed_centers = fixed_centers
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # The core computes in float64 whatever comes in.
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+    def _check_X(self, X, reset):
+        if _is_dask(X):
+            X = _to_array(X)
+            if reset:
+                self.n_features_in_ = X.shape[1]
+            elif X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but KMedians is expecting "
+                    f"{self.n_features_in_} features as input"
+                )
+            return X
+        X = validate_data(
+            self, X, reset=reset, dtype=[np.float64, np.float32],
+            ensure_all_finite=reset is False,
+        )
+        return np.ascontiguousarray(X, dtype=np.float64)
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Place the new sites.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array, shape (n_samples, n_features)
+            Demand points (for example metres on a projected CRS).
+        y : ignored
+        sample_weight : array-like or dask.array.Array, shape (n_samples,)
+            Demand per point; default 1.
+
+        Returns
+        -------
+        KMedians
+            self.
+        """
+        X = self._check_X(X, reset=True)
+        res = k_medians(
+            X,
+            self.n_clusters,
+            sample_weight=sample_weight,
+            fixed_centers=self.fixed_centers,
+            init=self.init,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            local_search=self.local_search,
+            n_swap_candidates=self.n_swap_candidates,
+            random_state=self.random_state,
+        )
+        self.cluster_centers_ = res.centers
+        self.fixed_centers_ = _to_fixed(self.fixed_centers, X.shape[1])
+        self.labels_ = res.labels
+        self.inertia_ = res.inertia
+        self.inertia_history_ = res.inertia_history
+        self.n_iter_ = res.n_iter
+        return self
+
+    def _all_centers(self):
+        return np.vstack([self.cluster_centers_, self.fixed_centers_])
+
+    def predict(self, X):
+        """Nearest centre (L1) per point; labels as in ``labels_``.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array, shape (n_samples, n_features)
+
+        Returns
+        -------
+        np.ndarray or dask.array.Array, shape (n_samples,), int64
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        if isinstance(X, da.Array):
+            return X.map_blocks(
+                _block_labels, self._all_centers(), dtype=np.int64, drop_axis=1
+            )
+        return kern.assign_l1(X, self._all_centers())[0]
+
+    def transform(self, X):
+        """L1 distance from each point to each centre (new, then fixed).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array, shape (n_samples, n_features)
+
+        Returns
+        -------
+        np.ndarray or dask.array.Array, shape (n_samples, n_clusters + n_fixed)
+            In the units of ``X``.
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        C = self._all_centers()
+        if isinstance(X, da.Array):
+            return X.map_blocks(
+                kern.l1_distances, C, dtype=np.float64,
+                chunks=(X.chunks[0], (C.shape[0],)),
+            )
+        return kern.l1_distances(X, C)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit and return ``labels_``.
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array, shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like, shape (n_samples,), optional
+
+        Returns
+        -------
+        np.ndarray or dask.array.Array, shape (n_samples,), int64
+        """
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the weighted L1 objective of X under the fitted centres.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like, shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+            ``-sum_i w_i min_j |x_i - c_j|_1`` (higher is better).
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        if isinstance(X, da.Array):
+            X = X.compute()
+        w = _to_weights(sample_weight, X)
+        return -float(np.sum(w * kern.assign_l1(X, self._all_centers())[1]))
