@@ -573,7 +573,10 @@ def load_stations(path: str | Path | None = None) -> tuple[pd.DataFrame, LoadRep
 # --------------------------------------------------------------------------- dask
 
 
-def read_points_dask(paths, *, keep_out_of_area: bool = False, blocksize="64MB"):
+def read_points_dask(
+    paths, *, keep_out_of_area: bool = False, blocksize="64MB",
+    columns=("lon", "lat", "weight"),
+):  # fmt: skip
     """Read vehicle/demand files lazily with dask.dataframe, cleaning each partition.
 
     Parameters
@@ -585,11 +588,15 @@ def read_points_dask(paths, *, keep_out_of_area: bool = False, blocksize="64MB")
         As in :func:`load_vehicles`.
     blocksize : str or int
         CSV block size per partition.
+    columns : sequence of str, default ("lon", "lat", "weight")
+        Which of :data:`VEHICLE_COLUMNS` to return (the attribute columns are needed
+        to filter vehicles by county, EV type or model year on the workers).
 
     Returns
     -------
     points : dask.dataframe.DataFrame
-        Columns ``lon``, ``lat``, ``weight`` (float64), one partition per block.
+        The ``columns`` (``lon``, ``lat``, ``weight`` float64 by default), one
+        partition per block.
     reports : dask.dataframe.DataFrame
         The per-partition load reports as rows of counts; compute it in the same
         ``dask.compute``/``persist`` call as ``points`` so files are read once, then
@@ -624,13 +631,18 @@ def read_points_dask(paths, *, keep_out_of_area: bool = False, blocksize="64MB")
             reason: f"partition {index}, {text}"
             for reason, text in report.examples.items()
         }
-        return out[["lon", "lat", "weight"]], report
+        return out[columns], report
 
     cleaned = [
         dask.delayed(clean, nout=2)(part, index)
         for index, part in enumerate(raw.to_delayed())
     ]
-    meta = pd.DataFrame({"lon": [], "lat": [], "weight": []}, dtype="float64")
+    columns = list(columns)
+    unknown = [c for c in columns if c not in VEHICLE_COLUMNS]
+    if unknown:
+        raise ValueError(f"columns: expected some of {VEHICLE_COLUMNS}, got {unknown}")
+    meta = _clean_points(pd.DataFrame({"lon": [], "lat": []}), Path(source))[0]
+    meta = meta[columns]
     points = dd.from_delayed([c[0] for c in cleaned], meta=meta, verify_meta=False)
     # The per-partition reports travel as a small dask DataFrame (not a Delayed), so
     # that one dask.compute of points and reports reads each file once.
