@@ -587,7 +587,8 @@ def read_points_dask(
     keep_out_of_area : bool, default False
         As in :func:`load_vehicles`.
     blocksize : str or int
-        CSV block size per partition.
+        Bytes per partition: CSV blocks, or Parquet row groups grouped up to this
+        size (uncompressed).
     columns : sequence of str, default ("lon", "lat", "weight")
         Which of :data:`VEHICLE_COLUMNS` to return (the attribute columns are needed
         to filter vehicles by county, EV type or model year on the workers).
@@ -614,7 +615,9 @@ def read_points_dask(
     for file in matched:
         _check_file(Path(file))
     if all(_is_parquet(Path(f)) for f in matched):
-        raw = dd.read_parquet(matched)
+        # Partitions of about `blocksize` (whole row groups), so that a large file
+        # is not one huge partition.
+        raw = dd.read_parquet(matched, blocksize=blocksize)
     else:
         for file in matched:
             _read_csv_text_head(Path(file))
