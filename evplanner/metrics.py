@@ -989,12 +989,6 @@ def compare_networks(
 # --------------------------------------------------------------------------------------
 
 
-def _new_centers(model: Any, n_fixed: int) -> np.ndarray:
-    """The moving centres of a fitted KMedians (fixed centres excluded)."""
-    centers = np.asarray(model.cluster_centers_, dtype=np.float64)
-    return centers[: centers.shape[0] - n_fixed] if n_fixed else centers
-
-
 def sweep_k(
     points_m: Any,
     ks: Sequence[int],
@@ -1066,7 +1060,9 @@ def sweep_k(
                 params["fixed_centers"] = fixed
             model = KMedians(n_clusters=k, random_state=random_state, **params)
             model.fit(pts, sample_weight=weight)
-            centers, n_iter = _new_centers(model, n_fixed), int(model.n_iter_)
+            # cluster_centers_ holds the new (moving) centres only
+            centers = np.asarray(model.cluster_centers_, dtype=np.float64)
+            n_iter = int(model.n_iter_)
         seconds = time.perf_counter() - start
         m = coverage_metrics(
             pts,
@@ -1107,14 +1103,14 @@ def sweep_k(
 
 
 def suggest_k(sweep: pd.DataFrame, column: str = "objective_m") -> int:
-    """Elbow of a sweep: the k farthest below the chord of the objective curve.
+    """Elbow of a sweep: the k farthest below the chord of the log-objective curve.
 
     Parameters
     ----------
     sweep : pandas.DataFrame
         Output of :func:`sweep_k` (columns ``k`` and ``column``), at least 3 rows.
     column : str
-        Decreasing quantity to find the elbow of.
+        Decreasing, positive quantity to find the elbow of.
 
     Returns
     -------
@@ -1123,9 +1119,12 @@ def suggest_k(sweep: pd.DataFrame, column: str = "objective_m") -> int:
 
     Notes
     -----
-    Both axes are scaled to [0, 1] and the chord joins the first and the last point;
-    the elbow is the point with the largest vertical distance below the chord (the
-    "kneedle" rule). It is a heuristic starting point, not an optimum: planners
+    With ``y = log(objective)`` (so that equal relative drops count equally, like
+    the ``objective_drop`` column), both axes are scaled to [0, 1] and a chord joins
+    the first and the last point; the elbow is the point farthest below the chord
+    (the "kneedle" rule). On the raw objective the chord rule favours too small a k
+    whenever the tail still falls steadily. If some value is not positive the raw
+    values are used. It is a heuristic starting point, not an optimum: planners
     should also read coverage and cost.
 
     Examples
@@ -1139,6 +1138,8 @@ def suggest_k(sweep: pd.DataFrame, column: str = "objective_m") -> int:
     ordered = sweep.sort_values("k")
     k = ordered["k"].to_numpy(dtype=np.float64)
     y = ordered[column].to_numpy(dtype=np.float64)
+    if (y > 0).all():
+        y = np.log(y)
     k_span = k[-1] - k[0]
     y_span = y[0] - y[-1]
     if not (k_span > 0 and y_span > 0):

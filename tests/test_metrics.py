@@ -591,3 +591,14 @@ def test_kmedians_is_more_robust_to_outliers_than_kmeans(seed):
     assert kmed_out["n_centers_on_outliers"] == 0
     d = json.loads(json.dumps(cmp.to_dict(), allow_nan=False))
     assert d["n_clusters"] == 5 and d["n_outliers"] == 5 and len(d["rows"]) == 4
+
+
+def test_suggest_k_by_hand():
+    # log objective 4.61, 2.30, 0, -0.11, -0.22: scaled to [0, 1] it is
+    # 1, 0.52, 0.05, 0.02, 0 against the chord 1, 0.75, 0.5, 0.25, 0, so the point
+    # farthest below the chord is k = 3 (each of the first two sites cut the
+    # objective tenfold, the next ones by about 10 %).
+    sweep = pd.DataFrame({"k": [5, 4, 3, 2, 1], "objective_m": [0.8, 0.9, 1, 10, 100]})
+    assert M.suggest_k(sweep) == 3
+    flat = pd.DataFrame({"k": [1, 2, 3], "objective_m": [5.0, 5.0, 5.0]})
+    assert M.suggest_k(flat) == 1
