@@ -1320,6 +1320,15 @@ def compare_kmeans(
     a far point pulls a mean in proportion to its distance, while a weighted median
     does not move once the point is on one side. That is the robustness the original
     project claimed for K-Medians; this function measures it instead of assuming it.
+
+    What it showed on seeded test instances (5 Gaussian blobs of 200 weighted points,
+    5 km spread, k = 5, 5 outliers with 1 % of the weight): with the outliers one
+    extent beyond the demand, K-Medians centres moved about 0.1 km and K-Means
+    centres 1-50 km (sometimes one went to the outliers); at 2-8 extents K-Means
+    always sent 1-3 centres to the outliers and K-Medians none. K-Medians is not
+    immune: at 16 extents the linear L1 cost of serving the outliers from the demand
+    also justified a centre of its own in 3 of 4 instances. Coverage within a radius
+    is not systematically better for either method.
     """
     from sklearn.cluster import KMeans
 

@@ -564,7 +564,8 @@ def test_make_outliers_distance_and_weight():
 def test_kmedians_is_more_robust_to_outliers_than_kmeans(seed):
     # The original project's claim, checked on clustered demand plus 5 far outliers
     # carrying 1 % of the weight (make_outliers defaults). Seeds are not hand-picked:
-    # every seed tried while writing this test (0-4) behaved the same way.
+    # every seed tried while writing this test (0-7) behaved the same way. (Coverage
+    # within 5 km is not asserted: it is not systematically better for K-Medians.)
     points, weight = _blobs(seed, k=5, per_blob=200, spread_m=5_000.0)
     cmp = M.compare_kmeans(
         points, 5, sample_weight=weight, n_init=10, random_state=seed
