@@ -1,0 +1,398 @@
+"""The planner page: a Panel template with the controls in the sidebar and the map,
+indicators and linked coverage plots in the main area.
+
+:class:`PlannerApp` wires a :class:`~evplanner.app.state.PlannerState` (one per
+session) to widgets made from its parameters and to HoloViews ``DynamicMap``s that
+depend on its ``solution``; :func:`create_app` returns the template, ready to be
+served (``panel serve apps/planner.py``) or embedded (``pn.serve({...: create_app})``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from evplanner.app import export, views
+from evplanner.app.engine import MAX_UPLOAD_BYTES, DataStore, Solution
+from evplanner.app.state import K_MAX, PlannerState
+
+__all__ = ["PlannerApp", "create_app"]
+
+log = logging.getLogger(__name__)
+
+TITLE = "evplanner: where should the next EV charging stations go?"
+
+_TABLE_COLUMNS = {"site_id": "site", "kind": "kind", "name": "name", "lon": "lon",
+                  "lat": "lat", "vehicles": "vehicles", "share_pct": "share %",
+                  "mean_km": "mean km", "max_km": "max km"}
+
+
+class PlannerApp(param.Parameterized):
+    """Views and layout over one session's :class:`PlannerState`.
+
+    Parameters
+    ----------
+    state : PlannerState, optional
+        Default: a new state on the bundled data.
+    """
+
+    state = param.ClassSelector(class_=PlannerState, doc="The session's state.")
+    basemap = param.Selector(default="CartoLight", objects=views.BASEMAPS,
+                             label="Basemap")
+    map_layer = param.Selector(default="Catchments",
+                               objects=["Catchments", "Demand density"],
+                               label="Demand shown as")
+
+    def __init__(self, state: PlannerState | None = None, **params):
+        if state is None:
+            state = PlannerState()
+        super().__init__(state=state, **params)
+        s = self.state
+        # Explicit Params streams: HoloViews does not follow "state.solution"
+        # style dependencies of methods on a sub-object.
+        solution = hv.streams.Params(s, ["solution"])
+        selection = hv.streams.Params(s, ["solution", "selected_site"])
+        self._points = hv.DynamicMap(views.demand_points, streams=[solution])
+        self._sites = hv.DynamicMap(views.new_sites, streams=[selection])
+        self._existing = hv.DynamicMap(views.existing_sites, streams=[solution])
+        self._highlight = hv.DynamicMap(views.highlight_points, streams=[selection])
+        self._site_tap = hv.streams.Selection1D(source=self._sites)
+        self._site_tap.param.watch(self._on_site_tap, "index")
+        self._bars = hv.DynamicMap(views.site_loads, streams=[solution])
+        self._bar_tap = hv.streams.Selection1D(source=self._bars)
+        self._bar_tap.param.watch(self._on_bar_tap, "index")
+        self.table = pn.widgets.Tabulator(
+            value=self._table_frame(s.solution), selectable=1, disabled=True,
+            show_index=False, pagination="remote", page_size=15, height=480,
+            sizing_mode="stretch_width", titles=_TABLE_COLUMNS,
+            hidden_columns=["share"], name="Sites")
+        self.table.param.watch(self._on_table_select, "selection")
+        s.param.watch(self._on_solution, "solution")
+        s.param.watch(self._on_selected, "selected_site")
+
+    # --- selection links --------------------------------------------------------
+    def _new_site_ids(self, bars: bool = False) -> list[str]:
+        sol = self.state.solution
+        if sol is None:
+            return []
+        new = sol.sites[sol.sites["kind"] == "new"]
+        if bars and len(new) > 60:
+            new = new.nlargest(60, "vehicles")
+        return new["site_id"].tolist()
+
+    def _select_index(self, index, bars=False):
+        ids = self._new_site_ids(bars)
+        if index and index[0] < len(ids):
+            self.state.selected_site = ids[index[0]]
+
+    def _on_site_tap(self, event):
+        self._select_index(event.new)
+
+    def _on_bar_tap(self, event):
+        self._select_index(event.new, bars=True)
+
+    def _on_table_select(self, event):
+        if event.new:
+            frame = self.table.value
+            if event.new[0] < len(frame):
+                self.state.selected_site = str(frame.iloc[event.new[0]]["site_id"])
+        else:
+            self.state.selected_site = None
+
+    def _on_selected(self, event):
+        frame = self.table.value
+        if event.new is None:
+            if self.table.selection:
+                self.table.selection = []
+            return
+        rows = np.flatnonzero(frame["site_id"].to_numpy() == event.new)
+        if len(rows) and list(self.table.selection) != [int(rows[0])]:
+            self.table.selection = [int(rows[0])]
+
+    def _on_solution(self, event):
+        self.table.value = self._table_frame(event.new)
+        self.table.selection = []
+
+    @staticmethod
+    def _table_frame(solution: Solution | None) -> pd.DataFrame:
+        if solution is None:
+            return pd.DataFrame({c: pd.Series(dtype="object" if c in (
+                "site_id", "kind", "name") else "float64")
+                for c in [*_TABLE_COLUMNS, "share"]})
+        t = solution.sites.assign(share_pct=solution.sites["share"] * 100)
+        return t[[*_TABLE_COLUMNS, "share"]].round(
+            {"lon": 5, "lat": 5, "share_pct": 2, "mean_km": 2, "max_km": 2,
+             "vehicles": 0})
+
+    # --- views ------------------------------------------------------------------------
+    @param.depends("basemap", "map_layer")
+    def map_view(self):
+        """The map: tiles, demand (catchments or density), highlight, sites."""
+        extent = self.state.store.web_extent()
+        if self.map_layer == "Catchments":
+            demand = views.catchment_layer(self._points, extent)
+        else:
+            demand = views.density_layer(self._points, extent)
+        highlight = views.highlight_layer(self._highlight, extent)
+        overlay = (views.tiles(self.basemap) * demand * highlight * self._existing
+                   * self._sites)
+        x0, y0, x1, y1 = extent
+        return overlay.opts(
+            hv.opts.Overlay(responsive=True, height=600, xaxis=None, yaxis=None,
+                            xlim=(x0, x1), ylim=(y0, y1), data_aspect=1,
+                            active_tools=["wheel_zoom"], show_legend=False,
+                            title="Demand and sites"))
+
+    @param.depends("state.solution")
+    def histogram_view(self):
+        return views.distance_histogram(self.state.solution).opts(
+            responsive=True, height=320)
+
+    @param.depends("state.solution")
+    def coverage_view(self):
+        return views.coverage_curve(self.state.solution).opts(
+            responsive=True, height=320)
+
+    @param.depends("state.sweep")
+    def elbow_view(self):
+        return views.elbow_plot(self.state.sweep, self.state.k).opts(
+            hv.opts.Curve(responsive=True, height=300))
+
+    @param.depends("state.comparison")
+    def comparison_view(self):
+        comp = self.state.comparison
+        if comp is None:
+            return pn.pane.Markdown(
+                "Press **Compare K-Medians vs K-Means** to fit both on the same "
+                "demand (existing stations left out) and judge them by the L1 "
+                "objective and coverage, with and without far outliers.")
+        comparison, sites = comp
+        sol = self.state.solution
+        points = views.demand_points(sol)
+        table = comparison.table.copy()
+        table["objective_vkm"] = table["objective_m"] / 1000
+        table["mean_km"] = table["mean_distance_m"] / 1000
+        table["coverage_pct"] = table["coverage_share"] * 100
+        maps = []
+        for method, label in (("kmedians", "K-Medians"), ("kmeans", "K-Means")):
+            row = comparison.row(method, "clean")
+            title = (f"{label}: mean {row['mean_distance_m'] / 1000:.1f} km, "
+                     f"{row['coverage_share'] * 100:.1f}% within radius")
+            maps.append(pn.pane.HoloViews(
+                views.comparison_map(points, sites[method], title, self.basemap,
+                                     self.state.store.web_extent())
+                .opts(hv.opts.Overlay(responsive=True, height=380, xaxis=None,
+                                      yaxis=None)),
+                sizing_mode="stretch_width"))
+        cols = ["method", "scenario", "objective_vkm", "mean_km", "coverage_pct",
+                "shift_mean_m", "n_centers_on_outliers"]
+        return pn.Column(pn.Row(*maps, sizing_mode="stretch_width"),
+                         pn.widgets.Tabulator(table[cols].round(2), disabled=True,
+                                              show_index=False,
+                                              sizing_mode="stretch_width"),
+                         sizing_mode="stretch_width")
+
+    # --- headline numbers -------------------------------------------------------------
+    def _indicator_values(self, solution: Solution | None) -> dict:
+        if solution is None:
+            return {}
+        m = solution.metrics
+        radius_km = solution.scenario.radius_m / 1000
+        base = solution.baseline.baseline if solution.baseline is not None else None
+        return {
+            "sites": solution.n_new,
+            "covered_pct": 100 * m.coverage_share,
+            "covered": m.coverage_share * m.total_weight,
+            "mean_km": m.mean_distance_m / 1000,
+            "objective": m.objective_m / 1000,
+            "baseline_pct": 100 * base.coverage_share if base is not None else None,
+            "radius_km": radius_km,
+        }
+
+    def indicators(self) -> pn.Row:
+        """Number indicators bound to the solution."""
+        s = self.state
+
+        def value(key, default=0):
+            def get(solution):
+                v = self._indicator_values(solution).get(key)
+                return default if v is None else v
+            return pn.bind(get, s.param.solution)
+
+        def radius_name(solution, template):
+            r = solution.scenario.radius_m / 1000 if solution else s.radius_km
+            return template.format(r=r)
+
+        common = dict(font_size="28pt", title_size="11pt", margin=(0, 12))
+        return pn.Row(
+            pn.indicators.Number(name="New sites", value=value("sites"),
+                                 format="{value:.0f}", **common),
+            pn.indicators.Number(
+                name=pn.bind(radius_name, s.param.solution,
+                             "Demand within {r:g} km (with new sites)"),
+                value=value("covered_pct"), format="{value:.1f}%", **common),
+            pn.indicators.Number(
+                name=pn.bind(radius_name, s.param.solution,
+                             "Today's network within {r:g} km"),
+                value=value("baseline_pct", float("nan")), format="{value:.1f}%",
+                **common),
+            pn.indicators.Number(name="Vehicles covered", value=value("covered"),
+                                 format="{value:,.0f}", **common),
+            pn.indicators.Number(name="Mean distance (km, L1)",
+                                 value=value("mean_km"), format="{value:.2f}",
+                                 **common),
+            pn.indicators.Number(name="Objective (vehicle-km)",
+                                 value=value("objective"), format="{value:,.0f}",
+                                 **common),
+            sizing_mode="stretch_width", name="indicators")
+
+    # --- controls -----------------------------------------------------------------
+    def controls(self) -> pn.Column:
+        s = self.state
+        W = pn.widgets
+        # Not from_param: value and filename must reach the state together.
+        upload = W.FileInput(accept=".csv,text/csv", multiple=False,
+                             name="Upload stations CSV (lon, lat; max "
+                             f"{MAX_UPLOAD_BYTES / 1e6:g} MB)")
+
+        def on_upload(event):
+            # value and filename arrive together; set both before watchers run.
+            if upload.value is not None:
+                s.param.update(upload_name=upload.filename or "upload.csv",
+                               upload=upload.value)
+
+        upload.param.watch(on_upload, ["value", "filename"])
+        return pn.Column(
+            W.RadioButtonGroup.from_param(s.param.quick_k, button_type="primary",
+                                          button_style="outline", name="Quick pick k"),
+            W.EditableIntSlider.from_param(s.param.k, start=1, end=100,
+                                           fixed_start=1, fixed_end=K_MAX),
+            W.Select.from_param(s.param.algorithm),
+            W.FloatSlider.from_param(s.param.radius_km),
+            pn.layout.Divider(),
+            W.Select.from_param(s.param.existing),
+            upload,
+            pn.layout.Divider(),
+            W.MultiChoice.from_param(s.param.counties, placeholder="All counties"),
+            W.CheckButtonGroup.from_param(s.param.ev_types, button_type="primary",
+                                          button_style="outline"),
+            W.IntRangeSlider.from_param(s.param.model_years),
+            W.Select.from_param(s.param.weighting),
+            W.IntInput.from_param(s.param.seed),
+            pn.layout.Divider(),
+            W.Select.from_param(self.param.basemap),
+            W.RadioButtonGroup.from_param(self.param.map_layer),
+            W.Button.from_param(s.param.compute_sweep, button_type="default"),
+            W.Button.from_param(s.param.run_compare, button_type="default"),
+            pn.layout.Divider(),
+            pn.pane.Markdown("**Downloads**", margin=(0, 10)),
+            *self.downloads(),
+            sizing_mode="stretch_width",
+        )
+
+    def downloads(self) -> list:
+        s = self.state
+
+        def text(fn):
+            def callback():
+                if s.solution is None:
+                    return io.StringIO("")
+                return io.StringIO(fn())
+            return callback
+
+        return [
+            pn.widgets.FileDownload(
+                callback=text(lambda: export.sites_csv(s.solution)),
+                filename="evplanner_sites.csv", label="Sites (CSV)",
+                button_type="success", button_style="outline"),
+            pn.widgets.FileDownload(
+                callback=text(lambda: export.sites_geojson(s.solution)),
+                filename="evplanner_sites.geojson", label="Sites (GeoJSON)",
+                button_type="success", button_style="outline"),
+            pn.widgets.FileDownload(
+                callback=text(lambda: export.metrics_json(s.solution, s.store)),
+                filename="evplanner_metrics.json", label="Metrics (JSON)",
+                button_type="success", button_style="outline"),
+            pn.widgets.FileDownload(
+                callback=lambda: io.StringIO(export.load_report_text(s.store)),
+                filename="evplanner_load_report.txt", label="Data load report",
+                button_type="success", button_style="outline"),
+        ]
+
+    # --- page ---------------------------------------------------------------------
+    def main(self) -> pn.Column:
+        s = self.state
+        alert = pn.pane.Alert(s.param.message, alert_type=s.param.message_level,
+                              visible=pn.bind(bool, s.param.message),
+                              sizing_mode="stretch_width", name="message")
+        status = pn.Row(
+            pn.indicators.LoadingSpinner(value=s.param.busy, size=22,
+                                         name="busy", margin=(6, 10)),
+            pn.pane.Str(s.param.status, name="status", margin=(6, 0)),
+        )
+        report = pn.pane.Str(export.load_report_text(s.store), name="load report")
+        plots = pn.Tabs(
+            ("Distance", pn.pane.HoloViews(self.histogram_view,
+                                           sizing_mode="stretch_width")),
+            ("Site loads", pn.pane.HoloViews(
+                self._bars.opts(responsive=True, height=320),
+                sizing_mode="stretch_width")),
+            ("Coverage vs radius", pn.pane.HoloViews(self.coverage_view,
+                                                     sizing_mode="stretch_width")),
+            ("Elbow (choose k)", pn.pane.HoloViews(self.elbow_view,
+                                                   sizing_mode="stretch_width")),
+            ("K-Medians vs K-Means", pn.panel(self.comparison_view,
+                                              sizing_mode="stretch_width")),
+            ("Data load report", report),
+            sizing_mode="stretch_width", dynamic=True,
+        )
+        return pn.Column(
+            alert, status, self.indicators(),
+            pn.Row(pn.pane.HoloViews(self.map_view, sizing_mode="stretch_width",
+                                     height=600, name="map"),
+                   pn.Column(self.table, width=520),
+                   sizing_mode="stretch_width"),
+            plots,
+            sizing_mode="stretch_width",
+        )
+
+    def template(self) -> pn.template.FastListTemplate:
+        return pn.template.FastListTemplate(
+            title=TITLE, sidebar=[self.controls()], main=[self.main()],
+            sidebar_width=340, accent="#2c6e49", header_background="#2c6e49",
+            main_layout=None)
+
+
+def create_app(store: DataStore | None = None) -> pn.template.FastListTemplate:
+    """Build one session's planner page.
+
+    Parameters
+    ----------
+    store : DataStore, optional
+        Data to plan on; default the bundled vehicles and stations (loaded once per
+        process and shared read-only between sessions).
+
+    Returns
+    -------
+    panel.template.FastListTemplate
+        Call ``.servable()`` on it in a ``panel serve`` script, or hand
+        ``create_app`` itself to ``pn.serve`` so that each session gets its own.
+
+    Examples
+    --------
+    >>> import panel as pn                                   # doctest: +SKIP
+    >>> pn.serve({"evplanner": create_app}, port=5006)       # doctest: +SKIP
+    """
+    pn.extension("tabulator", notifications=False)
+    hv.extension("bokeh", logo=False)
+    state = PlannerState(store=store)
+    app = PlannerApp(state=state)
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        pn.state.on_session_destroyed(lambda ctx: state.close())
+    return app.template()

@@ -1,0 +1,348 @@
+"""Per-session state of the planner: the controls as parameters, the solution, solving.
+
+:class:`PlannerState` holds every control as a ``param`` parameter and the latest
+:class:`~evplanner.app.engine.Solution`. Any change of a control re-solves off the
+server's event loop: the scenario is snapshotted, handed to a one-thread executor
+owned by the session, and the result comes back on the event loop (Bokeh's
+``add_next_tick_callback``, through ``pn.state.execute``). A generation counter makes
+a newer change supersede an older one: a queued stale solve is cancelled, a running
+one finishes but its result is dropped.
+
+The only object shared between sessions is the read-only
+:class:`~evplanner.app.engine.DataStore`, loaded once with ``pn.cache``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+
+import pandas as pd
+import panel as pn
+import param
+from panel.io.state import set_curdoc
+
+from evplanner.app import engine
+from evplanner.app.engine import (
+    ALGORITHMS,
+    EXISTING,
+    WEIGHTINGS,
+    DataStore,
+    Scenario,
+    Solution,
+)
+from evplanner.errors import InputError
+
+__all__ = ["QUICK_K", "PlannerState", "bundled_store"]
+
+log = logging.getLogger(__name__)
+
+#: The original project's choices of k, offered as one-click picks.
+QUICK_K = (3, 5, 7, 10, 15)
+#: The ks of the elbow sweep (those above the number of demand points are skipped).
+SWEEP_K = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50)
+#: Largest k offered: several hundred; the bundled data has ~540 distinct locations.
+K_MAX = 500
+
+
+@pn.cache
+def bundled_store() -> DataStore:
+    """The bundled vehicles and stations, loaded once per server process.
+
+    Cached across sessions with ``pn.cache``: the store is read-only, so sharing it
+    is safe, and loading it per session would cost ~1 s and ~100 MB each time.
+    """
+    return DataStore.from_files()
+
+
+class PlannerState(param.Parameterized):
+    """Controls, solution and solving of one planner session.
+
+    Parameters
+    ----------
+    store : DataStore, optional
+        The data to plan on; default :func:`bundled_store`.
+    **params
+        Initial values of the controls.
+
+    Notes
+    -----
+    Every control in ``_SOLVE_PARAMS`` re-solves when it changes. Results (or the
+    message of a failed solve) are applied only if no newer change came in
+    meanwhile; a failed solve keeps the previous solution on screen.
+    """
+
+    # --- controls ---------------------------------------------------------------
+    k = param.Integer(default=7, bounds=(1, K_MAX), label="New sites (k)",
+                      doc="Number of new charging sites to place.")
+    quick_k = param.Selector(default=7, objects=list(QUICK_K), allow_None=True,
+                             label="Quick pick",
+                             doc="One-click choices of k (None when k is another).")
+    counties = param.ListSelector(default=[], objects=[], label="Counties",
+                                  doc="Counties whose vehicles count (empty = all).")
+    ev_types = param.ListSelector(default=["BEV", "PHEV"], objects=["BEV", "PHEV"],
+                                  label="EV type")
+    model_years = param.Range(default=(2000, 2025), bounds=(2000, 2025),
+                              label="Model years", step=1)
+    weighting = param.Selector(default="vehicles", objects=WEIGHTINGS,
+                               label="Demand weighting")
+    radius_km = param.Number(default=5.0, bounds=(0.5, 100.0), step=0.5,
+                             label="Coverage radius (km)")
+    algorithm = param.Selector(default="kmedians", objects=ALGORITHMS,
+                               label="Algorithm")
+    seed = param.Integer(default=0, bounds=(0, 2**31 - 1), label="Random seed")
+    existing = param.Selector(default="none", objects=EXISTING,
+                              label="Existing stations (kept fixed)")
+    upload = param.Bytes(default=None, label="Upload stations CSV (lon, lat)",
+                         doc="An uploaded CSV of existing stations.")
+    upload_name = param.String(default="", doc="File name of the upload.")
+
+    selected_site = param.String(default=None, allow_None=True,
+                                 doc="Site id whose catchment is highlighted.")
+    compute_sweep = param.Event(label="Compute elbow (objective vs k)")
+    run_compare = param.Event(label="Compare K-Medians vs K-Means")
+
+    # --- outputs ----------------------------------------------------------------
+    solution = param.ClassSelector(class_=Solution, default=None, allow_None=True,
+                                   doc="The latest applied solution.")
+    sweep = param.DataFrame(default=None, allow_None=True,
+                            doc="Objective/coverage vs k, once computed.")
+    comparison = param.Parameter(default=None,
+                                 doc="(KMeansComparison, sites dict) on request.")
+    busy = param.Boolean(default=False, doc="A solve is running.")
+    status = param.String(default="", doc="One line about the latest solve.")
+    message = param.String(default="", doc="Problem to show to the user.")
+    message_level = param.Selector(default="warning",
+                                   objects=["info", "warning", "danger"])
+    generation = param.Integer(default=0, doc="Number of solves requested so far.")
+
+    _SOLVE_PARAMS = ("k", "counties", "ev_types", "model_years", "weighting",
+                     "radius_km", "algorithm", "seed", "existing")
+
+    def __init__(self, store: DataStore | None = None, **params):
+        self._store = store if store is not None else bundled_store()
+        counties = self._store.counties
+        years = self._store.model_year_range
+        self.param.counties.objects = counties
+        self.param.model_years.bounds = years
+        params.setdefault("model_years", years)
+        super().__init__(**params)
+        self._executor = ThreadPoolExecutor(max_workers=1,
+                                            thread_name_prefix="evplanner-solve")
+        self._cond = threading.Condition()
+        kinds = ("solve", "sweep", "compare")
+        self._latest = dict.fromkeys(kinds, 0)
+        self._applied = dict.fromkeys(kinds, 0)
+        self._pending: dict[str, Future] = {}
+        self._message_at = 0
+        self._uploaded: pd.DataFrame | None = None
+        self._upload_token = ""
+        # The first solve runs here, synchronously: the page is then built around a
+        # solution (map extent, table columns) and the first paint shows sites.
+        try:
+            self.solution = engine.solve(self._store, self.scenario())
+            self.status = self._solved_text(self.solution)
+        except ValueError as err:
+            self._set_message(str(err), "warning")
+
+    # --- public helpers -----------------------------------------------------------
+    @property
+    def store(self) -> DataStore:
+        return self._store
+
+    @property
+    def uploaded_stations(self) -> pd.DataFrame | None:
+        """Stations from the last valid upload, or None."""
+        return self._uploaded
+
+    def scenario(self) -> Scenario:
+        """The controls as an immutable :class:`Scenario`."""
+        years = tuple(int(y) for y in self.model_years)
+        full = years == tuple(self.param.model_years.bounds)
+        return Scenario(
+            k=int(self.k),
+            counties=tuple(sorted(self.counties)),
+            ev_types=() if set(self.ev_types) == {"BEV", "PHEV"}
+            else tuple(sorted(self.ev_types)),
+            model_years=None if full else years,
+            weighting=self.weighting,
+            radius_m=float(self.radius_km) * 1000.0,
+            algorithm=self.algorithm,
+            seed=int(self.seed),
+            existing=self.existing,
+            upload_token=self._upload_token if self.existing == "uploaded" else "",
+        )
+
+    def wait(self, timeout: float = 60.0) -> Solution | None:
+        """Block until the latest requested solve has been applied.
+
+        For tests and scripts without a server; in a served session results arrive
+        on the event loop, which this method must not be called from.
+        """
+        with self._cond:
+            done = self._cond.wait_for(
+                lambda: all(self._applied[k] >= self._latest[k] for k in self._latest),
+                timeout=timeout)
+        if not done:
+            raise TimeoutError(f"requests not applied within {timeout} s")
+        return self.solution
+
+    def close(self) -> None:
+        """Stop the session's solver thread (called when the session ends)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- reacting to the controls --------------------------------------------------
+    @param.depends("quick_k", watch=True)
+    def _on_quick_k(self):
+        if self.quick_k is not None:
+            self.k = int(self.quick_k)
+
+    @param.depends("k", watch=True)
+    def _sync_quick_k(self):
+        self.quick_k = self.k if self.k in QUICK_K else None
+
+    @param.depends(*_SOLVE_PARAMS, watch=True)
+    def _on_change(self):
+        if self.existing == "uploaded" and self._uploaded is None:
+            self._set_message("Upload a CSV of existing stations (lon, lat columns) "
+                              "to use them; the current solution stays.", "info")
+            return
+        self._request_solve()
+
+    @param.depends("upload", watch=True)
+    def _on_upload(self):
+        if self.upload is None:
+            return
+        try:
+            stations, _ = engine.parse_uploaded_stations(
+                self.upload, self.upload_name or "upload.csv")
+        except InputError as err:
+            # Keep the previous upload and solution: the bad file changes nothing.
+            self._set_message(f"Upload rejected: {err}", "danger")
+            return
+        self._uploaded = stations
+        self._upload_token = hashlib.sha256(self.upload).hexdigest()[:16]
+        log.info("uploaded %d stations from %s", len(stations), self.upload_name)
+        if self.existing == "uploaded":
+            self._request_solve()
+        else:
+            self.existing = "uploaded"  # triggers the solve
+        # After the request, so that applying that solve does not clear it.
+        self._set_message(f"Uploaded {len(stations)} existing stations from "
+                          f"{self.upload_name or 'the file'}.", "info")
+
+    @param.depends("compute_sweep", watch=True)
+    def _on_sweep(self):
+        self._submit("sweep", partial(engine.sweep, self._store, self.scenario(),
+                                      SWEEP_K, self._uploaded))
+
+    @param.depends("run_compare", watch=True)
+    def _on_compare(self):
+        self._submit("compare", partial(engine.compare, self._store, self.scenario(),
+                                        self._uploaded))
+
+    # --- solving off the event loop -------------------------------------------------
+    def _request_solve(self):
+        scenario = self.scenario()
+        previous = self.solution
+        self._submit("solve", partial(engine.solve, self._store, scenario,
+                                      self._uploaded, previous))
+
+    def _submit(self, kind: str, job):
+        """Run ``job`` on the session's solver thread; apply its result later.
+
+        Each kind ("solve", "sweep", "compare") has its own generation counter: the
+        latest request of a kind supersedes the earlier ones of that kind.
+        """
+        with self._cond:
+            self._latest[kind] += 1
+            gen = self._latest[kind]
+            if kind == "solve":
+                self.generation = gen
+        stale = self._pending.get(kind)
+        if stale is not None:
+            stale.cancel()  # only succeeds if it has not started yet
+        self.busy = True
+        self.status = "Solving…" if kind == "solve" else f"Computing {kind}…"
+        doc = pn.state.curdoc
+        future = self._executor.submit(job)
+        self._pending[kind] = future
+        future.add_done_callback(partial(self._deliver, kind, gen, doc))
+
+    def _deliver(self, kind: str, gen: int, doc, future: Future):
+        # Runs on the solver thread (or wherever the future completed). Model
+        # changes must happen on the session's event loop when there is one.
+        if future.cancelled():
+            self._mark_applied(kind, gen)
+            return
+        callback = partial(self._apply, kind, gen, future)
+        if doc is not None and doc.session_context is not None:
+            with set_curdoc(doc):
+                pn.state.execute(callback, schedule=True)
+        else:
+            callback()
+
+    def _apply(self, kind: str, gen: int, future: Future):
+        try:
+            if gen != self._latest[kind]:
+                log.debug("dropping stale %s result %d (latest %d)", kind, gen,
+                          self._latest[kind])
+                return
+            error = future.exception()
+            if error is None:
+                result = future.result()
+                if kind == "solve":
+                    self._apply_solution(result, gen)
+                elif kind == "sweep":
+                    self.sweep = result
+                    self.status = f"Elbow computed for {len(result)} values of k."
+                else:
+                    self.comparison = result
+                    self.status = "K-Medians vs K-Means computed."
+            elif isinstance(error, ValueError):  # InputError is a ValueError
+                # Bad input or an impossible request: say why, keep the solution.
+                self._set_message(str(error), "warning")
+                self.status = "Kept the previous solution."
+            else:
+                log.error("%s failed", kind, exc_info=error)
+                self._set_message(
+                    f"The {kind} failed unexpectedly ({type(error).__name__}: "
+                    f"{error}); the previous solution is kept.", "danger")
+                self.status = "Kept the previous solution."
+        finally:
+            self._mark_applied(kind, gen)
+            self.busy = self._outstanding()
+
+    def _apply_solution(self, solution: Solution, gen: int):
+        if self.selected_site is not None and self.selected_site not in set(
+                solution.sites["site_id"]):
+            self.selected_site = None
+        if solution.notes:
+            self._set_message(" ".join(solution.notes), "info")
+        elif self._message_at < gen:
+            # The message was about an earlier state of the controls.
+            self.message = ""
+        self.solution = solution
+        self.status = self._solved_text(solution)
+
+    @staticmethod
+    def _solved_text(solution: Solution) -> str:
+        return (f"Solved: {solution.n_new} new sites (k={solution.scenario.k}) on "
+                f"{len(solution.demand)} demand points in {solution.solve_s:.2f} s.")
+
+    def _mark_applied(self, kind: str, gen: int):
+        with self._cond:
+            self._applied[kind] = max(self._applied[kind], gen)
+            self._cond.notify_all()
+
+    def _outstanding(self) -> bool:
+        with self._cond:
+            return any(self._applied[k] < self._latest[k] for k in self._latest)
+
+    def _set_message(self, text: str, level: str = "warning"):
+        self._message_at = self._latest["solve"]
+        self.message_level = level
+        self.message = text

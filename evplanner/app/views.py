@@ -1,0 +1,259 @@
+"""HoloViews elements of the planner, built from a :class:`Solution`.
+
+Pure functions: a solution (and a few display options) in, HoloViews elements out.
+The app wraps them in ``DynamicMap``s that depend on the session's parameters, so a
+new solution updates the existing Bokeh plots in place instead of rebuilding them.
+
+Map coordinates are Web Mercator metres (``x_web``, ``y_web``) so that web tiles can
+sit underneath; distances shown are the L1 metres the solver uses, in km.
+"""
+
+from __future__ import annotations
+
+import colorcet
+import datashader as ds
+import holoviews as hv
+import numpy as np
+import pandas as pd
+from holoviews.element import tiles as hv_tiles
+from holoviews.operation.datashader import datashade, dynspread, rasterize
+
+from evplanner.app.engine import Solution
+
+__all__ = [
+    "BASEMAPS",
+    "CATCHMENT_COLOURS",
+    "catchment_layer",
+    "comparison_map",
+    "coverage_curve",
+    "demand_points",
+    "density_layer",
+    "distance_histogram",
+    "elbow_plot",
+    "empty_points",
+    "existing_sites",
+    "highlight_layer",
+    "highlight_points",
+    "new_sites",
+    "site_loads",
+    "tiles",
+]
+
+#: Web-tile basemaps; the tiles load in the browser, so with no network they just
+#: stay blank and everything else works.
+BASEMAPS = {"Light (CARTO)": "CartoLight", "OpenStreetMap": "OSM",
+            "Imagery (Esri)": "EsriImagery", "None": None}
+
+#: Colours of catchments. Sites are coloured by ``index % len(CATCHMENT_COLOURS)``:
+#: categorical shading keeps one aggregate per colour, so a fixed palette keeps
+#: memory bounded at several hundred sites (neighbouring sites sharing a colour is
+#: rare with 20 colours spread by index). Demand served by an existing station is
+#: grey.
+CATCHMENT_COLOURS = list(colorcet.palette["glasbey_category10"][:20])
+EXISTING_COLOUR = "#9e9e9e"
+HIGHLIGHT_COLOUR = "#e6007e"
+_COLOUR_KEYS = [f"c{i:02d}" for i in range(len(CATCHMENT_COLOURS))] + ["existing"]
+_COLOUR_KEY = dict(zip(_COLOUR_KEYS, [*CATCHMENT_COLOURS, EXISTING_COLOUR],
+                       strict=True))
+
+_SITE_TOOLTIPS = [("site", "@site_id"), ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
+                  ("vehicles served", "@vehicles{0,0}"),
+                  ("mean distance", "@mean_km{0.0} km"),
+                  ("max distance", "@max_km{0.0} km")]
+_SITE_VDIMS = ["site_id", "kind", "name", "lon", "lat", "vehicles", "share",
+               "mean_km", "max_km"]
+
+
+def tiles(name: str | None):
+    """The basemap element for a :data:`BASEMAPS` value (None: no tiles)."""
+    if name is None:
+        return hv.Overlay([])
+    return hv_tiles.tile_sources[name]().opts(alpha=0.75)
+
+
+def site_colour(labels: np.ndarray, n_new: int) -> pd.Categorical:
+    """Categorical colour key of each demand point from its site label."""
+    codes = np.where(labels < n_new, labels % len(CATCHMENT_COLOURS),
+                     len(CATCHMENT_COLOURS))
+    return pd.Categorical.from_codes(codes, categories=_COLOUR_KEYS)
+
+
+def empty_points() -> hv.Points:
+    frame = pd.DataFrame({"x_web": [], "y_web": [], "weight": [], "colour":
+                          pd.Categorical([], categories=_COLOUR_KEYS)})
+    return hv.Points(frame, ["x_web", "y_web"], ["weight", "colour"])
+
+
+def demand_points(solution: Solution | None) -> hv.Points:
+    """Demand points with their weight and catchment colour key."""
+    if solution is None:
+        return empty_points()
+    d = solution.demand
+    frame = pd.DataFrame({
+        "x_web": d["x_web"].to_numpy(), "y_web": d["y_web"].to_numpy(),
+        "weight": d["weight"].to_numpy(),
+        "colour": site_colour(d["label"].to_numpy(), solution.n_new),
+    })
+    return hv.Points(frame, ["x_web", "y_web"], ["weight", "colour"])
+
+
+def _ranges(extent):
+    # Without explicit ranges the first aggregation spans the overlay's full
+    # extent (the tiles cover the world) and comes out a few pixels wide; zooming
+    # later replaces these ranges through the plot's RangeXY stream.
+    if extent is None:
+        return {}
+    x0, y0, x1, y1 = extent
+    return {"x_range": (x0, x1), "y_range": (y0, y1)}
+
+
+def catchment_layer(points, extent=None) -> hv.Element:
+    """Datashaded catchments: demand coloured by site, alpha by weight.
+
+    ``extent`` is the initial (x0, y0, x1, y1) in Web Mercator metres.
+    """
+    shaded = datashade(points, aggregator=ds.by("colour", ds.sum("weight")),
+                       color_key=_COLOUR_KEY, min_alpha=90, **_ranges(extent))
+    return dynspread(shaded, threshold=0.6, max_px=3, shape="circle")
+
+
+def density_layer(points, extent=None) -> hv.Element:
+    """Rasterised demand density (sum of weights per pixel)."""
+    raster = rasterize(points, aggregator=ds.sum("weight"), **_ranges(extent)).opts(
+        cmap=colorcet.fire[40:], cnorm="eq_hist", colorbar=True,
+        clabel="demand weight", tools=["hover"], alpha=0.9)
+    return dynspread(raster, threshold=0.6, max_px=3, shape="circle")
+
+
+def highlight_layer(points, extent=None) -> hv.Element:
+    """The selected catchment drawn in one strong colour over the others."""
+    shaded = datashade(points, aggregator=ds.sum("weight"),
+                       cmap=[HIGHLIGHT_COLOUR, HIGHLIGHT_COLOUR], min_alpha=255,
+                       **_ranges(extent))
+    return dynspread(shaded, threshold=0.6, max_px=4, shape="circle")
+
+
+def highlight_points(solution: Solution | None, selected_site: str | None = None
+                     ) -> hv.Points:
+    """Demand points served by ``selected_site`` (empty when none is selected)."""
+    if solution is None or selected_site is None:
+        return empty_points()
+    d = solution.demand
+    sel = d[d["site_id"] == selected_site]
+    frame = pd.DataFrame({"x_web": sel["x_web"].to_numpy(),
+                          "y_web": sel["y_web"].to_numpy(),
+                          "weight": sel["weight"].to_numpy(),
+                          "colour": pd.Categorical(["existing"] * len(sel),
+                                                   categories=_COLOUR_KEYS)})
+    return hv.Points(frame, ["x_web", "y_web"], ["weight", "colour"])
+
+
+def _site_frame(solution: Solution | None, kind: str) -> pd.DataFrame:
+    cols = ["x_web", "y_web", *_SITE_VDIMS, "colour", "size"]
+    if solution is None:
+        return pd.DataFrame({c: [] for c in cols})
+    s = solution.sites[solution.sites["kind"] == kind].copy()
+    idx = np.arange(len(s))
+    s["colour"] = ([CATCHMENT_COLOURS[i % len(CATCHMENT_COLOURS)] for i in idx]
+                   if kind == "new" else EXISTING_COLOUR)
+    s["size"] = 14.0
+    return s[cols]
+
+
+def new_sites(solution: Solution | None, selected_site: str | None = None
+              ) -> hv.Points:
+    """New sites coloured like their catchments, with hover; the selected enlarged."""
+    frame = _site_frame(solution, "new")
+    if selected_site is not None and len(frame):
+        frame.loc[frame["site_id"] == selected_site, "size"] = 26.0
+    return hv.Points(frame, ["x_web", "y_web"], [*_SITE_VDIMS, "colour", "size"],
+                     label="New sites").opts(
+        color="colour", size="size", marker="circle", line_color="black",
+        line_width=2, hover_tooltips=_SITE_TOOLTIPS, tools=["tap"],
+        nonselection_alpha=1.0, selection_line_color=HIGHLIGHT_COLOUR)
+
+
+def existing_sites(solution: Solution | None) -> hv.Points:
+    """Existing (fixed) stations as small grey triangles with hover."""
+    frame = _site_frame(solution, "existing")
+    tooltips = [("station", "@site_id @name"), *_SITE_TOOLTIPS[1:]]
+    return hv.Points(frame, ["x_web", "y_web"], [*_SITE_VDIMS, "colour", "size"],
+                     label="Existing stations").opts(
+        color=EXISTING_COLOUR, size=7, marker="triangle", line_color="#424242",
+        hover_tooltips=tooltips)
+
+
+def distance_histogram(solution: Solution | None, bins: int = 40) -> hv.Overlay:
+    """Weighted histogram of distance to the assigned site (km), radius marked."""
+    if solution is None:
+        return hv.Histogram(([0, 1], [0])) * hv.VLine(0)
+    d = solution.demand
+    dist_km = d["dist_m"].to_numpy() / 1000
+    top = max(float(np.percentile(dist_km, 99.5)), solution.scenario.radius_m / 1000)
+    counts, edges = np.histogram(np.minimum(dist_km, top), bins=bins,
+                                 range=(0, top * 1.001), weights=d["weight"])
+    hist = hv.Histogram((edges, counts), kdims=["distance_km"],
+                        vdims=["demand"]).opts(
+        xlabel="distance to site (km, L1)", ylabel="demand (vehicles)",
+        color="#4c78a8", line_color=None, tools=["hover"])
+    radius = hv.VLine(solution.scenario.radius_m / 1000).opts(
+        color=HIGHLIGHT_COLOUR, line_dash="dashed")
+    return (hist * radius).opts(title="Distance to the nearest site (weighted)")
+
+
+def site_loads(solution: Solution | None) -> hv.Bars:
+    """Vehicles served per new site (tap a bar to highlight its catchment)."""
+    frame = _site_frame(solution, "new")
+    if len(frame) > 60:
+        # Show the busiest 60 so that bars stay readable at large k.
+        frame = frame.nlargest(60, "vehicles")
+    return hv.Bars(frame, ["site_id"], ["vehicles", "colour", "mean_km"]).opts(
+        color="colour", xrotation=60, tools=["tap", "hover"],
+        xlabel="site", ylabel="vehicles served",
+        title="Site loads (tap a bar to highlight)")
+
+
+def coverage_curve(solution: Solution | None) -> hv.Overlay:
+    """Share of demand within a radius, new network vs today's network."""
+    if solution is None:
+        return hv.Curve([]) * hv.VLine(0)
+    c = solution.curve.assign(share_pct=solution.curve["share"] * 100,
+                              base_pct=solution.curve["baseline_share"] * 100)
+    new = hv.Curve(c, "radius_km", ("share_pct", "demand within radius (%)"),
+                   label="with new sites").opts(color="#4c78a8", tools=["hover"])
+    layers = [new, hv.Scatter(new).opts(color="#4c78a8", size=5)]
+    if c["base_pct"].notna().any():
+        layers.append(hv.Curve(c, "radius_km", ("base_pct", "demand within radius (%)"),
+                               label="today's network").opts(
+            color=EXISTING_COLOUR, line_dash="dashed", tools=["hover"]))
+    layers.append(hv.VLine(solution.scenario.radius_m / 1000).opts(
+        color=HIGHLIGHT_COLOUR, line_dash="dotted"))
+    return hv.Overlay(layers).opts(
+        title="Coverage vs radius", xlabel="radius (km)", logx=True,
+        legend_position="bottom_right")
+
+
+def elbow_plot(sweep: pd.DataFrame | None, k: int | None = None) -> hv.Layout:
+    """Objective and coverage vs k from :func:`evplanner.metrics.sweep_k`."""
+    if sweep is None or len(sweep) == 0:
+        return hv.Layout([hv.Curve([]).opts(title="Press 'Compute elbow'")])
+    f = sweep.assign(objective_vkm=sweep["objective_m"] / 1000,
+                     coverage_pct=sweep["coverage_share"] * 100)
+    obj = hv.Curve(f, "k", ("objective_vkm", "objective (vehicle-km)")).opts(
+        tools=["hover"], title="Objective vs k (elbow)")
+    cov = hv.Curve(f, "k", ("coverage_pct", "demand within radius (%)")).opts(
+        tools=["hover"], title="Coverage vs k", color="#f58518")
+    marks = [hv.VLine(k).opts(color=HIGHLIGHT_COLOUR, line_dash="dotted")] if k else []
+    return hv.Layout([hv.Overlay([obj, hv.Scatter(obj).opts(size=5), *marks]),
+                      hv.Overlay([cov, hv.Scatter(cov).opts(size=5, color="#f58518"),
+                                  *marks])]).cols(2)
+
+
+def comparison_map(points, sites: pd.DataFrame, title: str, basemap: str | None,
+                   extent=None):
+    """A small map of one algorithm's sites over the demand density."""
+    dots = hv.Points(sites, ["x_web", "y_web"], ["lon", "lat"]).opts(
+        color="black", fill_color="white", size=11, line_width=2,
+        tools=["hover"])
+    return (tiles(basemap) * density_layer(points, extent).opts(colorbar=False)
+            * dots).opts(title=title)
