@@ -1160,7 +1160,7 @@ def make_outliers(
     n_outliers: int = 5,
     *,
     sample_weight: Any = None,
-    weight_share: float = 0.01,
+    weight_share: float = 0.002,
     distance_factor: float = 1.0,
     random_state: int | None = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -1175,7 +1175,9 @@ def make_outliers(
     sample_weight : array_like, shape (n,), optional
         Demand weights of ``points_m``.
     weight_share : float
-        Total outlier weight as a share of the demand weight (split equally).
+        Total outlier weight as a share of the demand weight (split equally). The
+        default 0.2 % is about the share of out-of-state registrations (338 of
+        150,475 located vehicles) in the Washington DOL file.
     distance_factor : float
         Each outlier lies at L1 distance ``(1 + distance_factor) * extent`` from the
         weighted (per-coordinate) median of the demand, in a random direction, where
@@ -1329,6 +1331,14 @@ def compare_kmeans(
     immune: at 16 extents the linear L1 cost of serving the outliers from the demand
     also justified a centre of its own in 3 of 4 instances. Coverage within a radius
     is not systematically better for either method.
+
+    On the bundled Washington demand (537 locations) with the default outliers
+    (about 1,000 km out), K-Medians sent no centre to them for k <= 10 and K-Means
+    3 at k = 10; at k = 20 it was 1 against 4, and at k = 40 K-Medians sent 4 and
+    K-Means 4-5 with a similar loss of objective: with many sites the marginal site
+    is worth little, so even the L1 objective pays for serving far demand. With the
+    real out-of-state registrations as outliers (k = 10) it was 1 centre against 4
+    and +8 % against +42 % L1 objective on the Washington demand.
     """
     from sklearn.cluster import KMeans
 
