@@ -63,6 +63,14 @@ CURVE_RADII_KM = np.array(
     [0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 20, 25, 30, 40, 50, 75, 100], dtype="float64")
 
 
+#: Serialises the numba-backed fits of all sessions in one server process. The
+#: kernels already use every core for one fit, so running sessions' fits one after
+#: another is as fast overall as overlapping them, and it never oversubscribes the
+#: cores with spinning OpenMP teams (nor calls numba's ``workqueue`` layer, which is
+#: not thread-safe, from two threads at once).
+_COMPUTE_LOCK = threading.Lock()
+
+
 # --------------------------------------------------------------------------------------
 # Data store
 # --------------------------------------------------------------------------------------
@@ -419,20 +427,21 @@ def solve(store: DataStore, scenario: Scenario, uploaded: pd.DataFrame | None = 
     demand = store.demand(scenario)
     fixed_df = store.existing_stations(scenario.existing, uploaded)
 
-    if previous is not None and previous.scenario.solve_key == scenario.solve_key:
-        new_centers, notes = previous.centers_m, list(previous.notes)
-    else:
-        new_centers, notes = _fit_new_sites(X, weight, fixed, scenario)
     radii_m = CURVE_RADII_KM * 1000
-    metrics = M.coverage_metrics(X, new_centers, sample_weight=weight,
-                                 fixed_sites=fixed if len(fixed) else None,
-                                 radius_m=scenario.radius_m, radii_m=radii_m)
-    baseline = None
-    if len(fixed):
-        baseline = M.compare_networks(
-            M.baseline_metrics(X, fixed, sample_weight=weight,
-                               radius_m=scenario.radius_m, radii_m=radii_m),
-            metrics)
+    with _COMPUTE_LOCK:
+        if previous is not None and previous.scenario.solve_key == scenario.solve_key:
+            new_centers, notes = previous.centers_m, list(previous.notes)
+        else:
+            new_centers, notes = _fit_new_sites(X, weight, fixed, scenario)
+        metrics = M.coverage_metrics(X, new_centers, sample_weight=weight,
+                                     fixed_sites=fixed if len(fixed) else None,
+                                     radius_m=scenario.radius_m, radii_m=radii_m)
+        baseline = None
+        if len(fixed):
+            baseline = M.compare_networks(
+                M.baseline_metrics(X, fixed, sample_weight=weight,
+                                   radius_m=scenario.radius_m, radii_m=radii_m),
+                metrics)
 
     k = len(new_centers)
     width = len(str(k))
@@ -502,9 +511,10 @@ def sweep(store: DataStore, scenario: Scenario, ks, uploaded=None) -> pd.DataFra
     if not ks:
         raise InputError(f"The filters leave {len(X)} demand location(s): too few "
                          "for the sweep.")
-    return sweep_k(X, ks, sample_weight=weight,
-                   fixed_sites_m=fixed if len(fixed) else None,
-                   radius_m=scenario.radius_m, random_state=scenario.seed)
+    with _COMPUTE_LOCK:
+        return sweep_k(X, ks, sample_weight=weight,
+                       fixed_sites_m=fixed if len(fixed) else None,
+                       radius_m=scenario.radius_m, random_state=scenario.seed)
 
 
 def compare(store: DataStore, scenario: Scenario, uploaded=None):
@@ -526,9 +536,10 @@ def compare(store: DataStore, scenario: Scenario, uploaded=None):
     if len(X) < scenario.k:
         raise InputError(f"The filters leave {len(X)} demand location(s), fewer than "
                          f"k = {scenario.k}.")
-    comparison = compare_kmeans(X, scenario.k, sample_weight=weight,
-                                radius_m=scenario.radius_m, n_init=4,
-                                random_state=scenario.seed)
+    with _COMPUTE_LOCK:
+        comparison = compare_kmeans(X, scenario.k, sample_weight=weight,
+                                    radius_m=scenario.radius_m, n_init=4,
+                                    random_state=scenario.seed)
     sites = {}
     for method in ("kmedians", "kmeans"):
         c = comparison.centers[(method, "clean")]

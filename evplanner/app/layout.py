@@ -71,25 +71,19 @@ class PlannerApp(param.Parameterized):
             value=self._table_frame(s.solution), selectable=1, disabled=True,
             show_index=False, pagination="remote", page_size=15, height=480,
             sizing_mode="stretch_width", titles=_TABLE_COLUMNS,
-            hidden_columns=["share"], name="Sites")
+            hidden_columns=["share"])
         self.table.param.watch(self._on_table_select, "selection")
         s.param.watch(self._on_solution, "solution")
         s.param.watch(self._on_selected, "selected_site")
 
     # --- selection links --------------------------------------------------------
-    def _new_site_ids(self, bars: bool = False) -> list[str]:
-        sol = self.state.solution
-        if sol is None:
-            return []
-        new = sol.sites[sol.sites["kind"] == "new"]
-        if bars and len(new) > 60:
-            new = new.nlargest(60, "vehicles")
-        return new["site_id"].tolist()
-
     def _select_index(self, index, bars=False):
-        ids = self._new_site_ids(bars)
-        if index and index[0] < len(ids):
-            self.state.selected_site = ids[index[0]]
+        sol = self.state.solution
+        if sol is None or not index:
+            return
+        frame = views.bar_frame(sol) if bars else sol.sites[sol.sites["kind"] == "new"]
+        if index[0] < len(frame):
+            self.state.selected_site = str(frame["site_id"].iloc[index[0]])
 
     def _on_site_tap(self, event):
         self._select_index(event.new)
@@ -231,23 +225,23 @@ class PlannerApp(param.Parameterized):
 
         common = dict(font_size="28pt", title_size="11pt", margin=(0, 12))
         return pn.Row(
-            pn.indicators.Number(name="New sites", value=value("sites"),
+            pn.indicators.Number(label="New sites", value=value("sites"),
                                  format="{value:.0f}", **common),
             pn.indicators.Number(
-                name=pn.bind(radius_name, s.param.solution,
+                label=pn.bind(radius_name, s.param.solution,
                              "Demand within {r:g} km (with new sites)"),
                 value=value("covered_pct"), format="{value:.1f}%", **common),
             pn.indicators.Number(
-                name=pn.bind(radius_name, s.param.solution,
+                label=pn.bind(radius_name, s.param.solution,
                              "Today's network within {r:g} km"),
                 value=value("baseline_pct", float("nan")), format="{value:.1f}%",
                 **common),
-            pn.indicators.Number(name="Vehicles covered", value=value("covered"),
+            pn.indicators.Number(label="Vehicles covered", value=value("covered"),
                                  format="{value:,.0f}", **common),
-            pn.indicators.Number(name="Mean distance (km, L1)",
+            pn.indicators.Number(label="Mean distance (km, L1)",
                                  value=value("mean_km"), format="{value:.2f}",
                                  **common),
-            pn.indicators.Number(name="Objective (vehicle-km)",
+            pn.indicators.Number(label="Objective (vehicle-km)",
                                  value=value("objective"), format="{value:,.0f}",
                                  **common),
             sizing_mode="stretch_width", name="indicators")
@@ -258,7 +252,7 @@ class PlannerApp(param.Parameterized):
         W = pn.widgets
         # Not from_param: value and filename must reach the state together.
         upload = W.FileInput(accept=".csv,text/csv", multiple=False,
-                             name="Upload stations CSV (lon, lat; max "
+                             label="Upload stations CSV (lon, lat; max "
                              f"{MAX_UPLOAD_BYTES / 1e6:g} MB)")
 
         def on_upload(event):
@@ -269,8 +263,8 @@ class PlannerApp(param.Parameterized):
 
         upload.param.watch(on_upload, ["value", "filename"])
         return pn.Column(
-            W.RadioButtonGroup.from_param(s.param.quick_k, button_type="primary",
-                                          button_style="outline", name="Quick pick k"),
+            W.RadioButtonGroup.from_param(s.param.quick_k, color="primary",
+                                          variant="outline", label="Quick pick k"),
             W.EditableIntSlider.from_param(s.param.k, start=1, end=100,
                                            fixed_start=1, fixed_end=K_MAX),
             W.Select.from_param(s.param.algorithm),
@@ -280,16 +274,16 @@ class PlannerApp(param.Parameterized):
             upload,
             pn.layout.Divider(),
             W.MultiChoice.from_param(s.param.counties, placeholder="All counties"),
-            W.CheckButtonGroup.from_param(s.param.ev_types, button_type="primary",
-                                          button_style="outline"),
+            W.CheckButtonGroup.from_param(s.param.ev_types, color="primary",
+                                          variant="outline"),
             W.IntRangeSlider.from_param(s.param.model_years),
             W.Select.from_param(s.param.weighting),
             W.IntInput.from_param(s.param.seed),
             pn.layout.Divider(),
             W.Select.from_param(self.param.basemap),
             W.RadioButtonGroup.from_param(self.param.map_layer),
-            W.Button.from_param(s.param.compute_sweep, button_type="default"),
-            W.Button.from_param(s.param.run_compare, button_type="default"),
+            W.Button.from_param(s.param.compute_sweep, color="default"),
+            W.Button.from_param(s.param.run_compare, color="default"),
             pn.layout.Divider(),
             pn.pane.Markdown("**Downloads**", margin=(0, 10)),
             *self.downloads(),
@@ -310,19 +304,19 @@ class PlannerApp(param.Parameterized):
             pn.widgets.FileDownload(
                 callback=text(lambda: export.sites_csv(s.solution)),
                 filename="evplanner_sites.csv", label="Sites (CSV)",
-                button_type="success", button_style="outline"),
+                color="success", variant="outline"),
             pn.widgets.FileDownload(
                 callback=text(lambda: export.sites_geojson(s.solution)),
                 filename="evplanner_sites.geojson", label="Sites (GeoJSON)",
-                button_type="success", button_style="outline"),
+                color="success", variant="outline"),
             pn.widgets.FileDownload(
                 callback=text(lambda: export.metrics_json(s.solution, s.store)),
                 filename="evplanner_metrics.json", label="Metrics (JSON)",
-                button_type="success", button_style="outline"),
+                color="success", variant="outline"),
             pn.widgets.FileDownload(
                 callback=lambda: io.StringIO(export.load_report_text(s.store)),
                 filename="evplanner_load_report.txt", label="Data load report",
-                button_type="success", button_style="outline"),
+                color="success", variant="outline"),
         ]
 
     # --- page ---------------------------------------------------------------------
@@ -333,7 +327,7 @@ class PlannerApp(param.Parameterized):
                               sizing_mode="stretch_width", name="message")
         status = pn.Row(
             pn.indicators.LoadingSpinner(value=s.param.busy, size=22,
-                                         name="busy", margin=(6, 10)),
+                                         label="", margin=(6, 10)),
             pn.pane.Str(s.param.status, name="status", margin=(6, 0)),
         )
         report = pn.pane.Str(export.load_report_text(s.store), name="load report")

@@ -22,6 +22,8 @@ from evplanner.app.engine import Solution
 
 __all__ = [
     "BASEMAPS",
+    "MAX_BARS",
+    "bar_frame",
     "CATCHMENT_COLOURS",
     "catchment_layer",
     "comparison_map",
@@ -201,16 +203,23 @@ def distance_histogram(solution: Solution | None, bins: int = 40) -> hv.Overlay:
     return (hist * radius).opts(title="Distance to the nearest site (weighted)")
 
 
-def site_loads(solution: Solution | None) -> hv.Bars:
-    """Vehicles served per new site (tap a bar to highlight its catchment)."""
+#: Most bars shown in the site-load chart (the busiest sites) so labels stay legible.
+MAX_BARS = 60
+
+
+def bar_frame(solution: Solution | None) -> pd.DataFrame:
+    """New sites in bar-chart order: busiest first, at most :data:`MAX_BARS`."""
     frame = _site_frame(solution, "new")
-    if len(frame) > 60:
-        # Show the busiest 60 so that bars stay readable at large k.
-        frame = frame.nlargest(60, "vehicles")
-    return hv.Bars(frame, ["site_id"], ["vehicles", "colour", "mean_km"]).opts(
+    return frame.sort_values("vehicles", ascending=False, kind="stable").head(MAX_BARS)
+
+
+def site_loads(solution: Solution | None) -> hv.Bars:
+    """Vehicles served per new site, busiest first (tap a bar to highlight it)."""
+    return hv.Bars(bar_frame(solution), ["site_id"],
+                   ["vehicles", "colour", "mean_km"]).opts(
         color="colour", xrotation=60, tools=["tap", "hover"],
         xlabel="site", ylabel="vehicles served",
-        title="Site loads (tap a bar to highlight)")
+        title="Site loads (tap a bar to highlight its catchment)")
 
 
 def coverage_curve(solution: Solution | None) -> hv.Overlay:

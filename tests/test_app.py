@@ -1,0 +1,311 @@
+"""Unit tests of the planner app: drive the Parameterized state directly.
+
+No server and no browser here (see test_app_server.py and test_app_browser.py): the
+state solves on its own thread exactly as in a session, and ``wait()`` blocks until
+the latest request has been applied.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import pytest
+
+from evplanner.app import (
+    PlannerApp,
+    PlannerState,
+    bundled_store,
+    create_app,
+    engine,
+    export,
+    views,
+)
+from evplanner.app.engine import MAX_UPLOAD_BYTES, Scenario
+
+
+@pytest.fixture(scope="module")
+def store():
+    return bundled_store()
+
+
+@pytest.fixture
+def state(store):
+    s = PlannerState(store=store)
+    yield s
+    s.close()
+    pn.state.reset()
+
+
+def _vehicles(store, **filters):
+    v = store.vehicles
+    if "counties" in filters:
+        v = v[v["county"].isin(filters["counties"])]
+    if "ev_types" in filters:
+        v = v[v["ev_type"].isin(filters["ev_types"])]
+    return v
+
+
+# --------------------------------------------------------------------------- solving
+def test_initial_solution_uses_all_vehicles(state, store):
+    sol = state.solution
+    assert sol is not None
+    assert sol.n_new == state.k == 7
+    # Aggregation never loses a vehicle: total demand weight = vehicles kept.
+    assert sol.total_weight == pytest.approx(float(store.vehicles["weight"].sum()))
+    assert len(sol.demand) < len(store.vehicles)  # aggregated to locations
+    assert state.status.startswith("Solved: 7 new sites")
+    assert not state.busy
+    # Every demand point is assigned to one of the sites.
+    assert set(sol.demand["site_id"]) <= set(sol.sites["site_id"])
+
+
+def test_changing_k_resolves(state):
+    first = state.solution
+    state.k = 12
+    sol = state.wait()
+    assert sol is not first
+    assert sol.n_new == 12 and len(sol.sites) == 12
+    assert state.quick_k is None  # 12 is not a quick pick
+    assert sol.objective_m < first.objective_m
+    state.quick_k = 5
+    sol5 = state.wait()
+    assert state.k == 5 and sol5.n_new == 5
+    assert sol5.objective_m > sol.objective_m
+
+
+def test_county_and_type_filters_change_demand(state, store):
+    state.counties = ["King"]
+    sol = state.wait()
+    king = _vehicles(store, counties=["King"])
+    assert sol.total_weight == pytest.approx(float(king["weight"].sum()))
+    assert sol.demand["lon"].between(king["lon"].min(), king["lon"].max()).all()
+    state.ev_types = ["BEV"]
+    sol_bev = state.wait()
+    king_bev = _vehicles(store, counties=["King"], ev_types=["BEV"])
+    assert sol_bev.total_weight == pytest.approx(float(king_bev["weight"].sum()))
+    assert sol_bev.total_weight < sol.total_weight
+
+
+def test_weighting_bev_only_counts_bevs(state, store):
+    state.weighting = "bev"
+    sol = state.wait()
+    bev = _vehicles(store, ev_types=["BEV"])
+    assert sol.total_weight == pytest.approx(float(bev["weight"].sum()))
+
+
+def test_model_year_filter(state, store):
+    lo, hi = state.param.model_years.bounds
+    state.model_years = (2020, hi)
+    sol = state.wait()
+    years = pd.to_numeric(store.vehicles["model_year"], errors="coerce")
+    expected = store.vehicles.loc[years >= 2020, "weight"].sum()
+    assert sol.total_weight == pytest.approx(float(expected))
+
+
+def test_existing_stations_stay_fixed(state, store):
+    base = state.solution
+    state.existing = "dc_fast"
+    sol = state.wait()
+    fixed = store.stations[store.stations["dc_fast_ports"].fillna(0) > 0]
+    existing = sol.sites[sol.sites["kind"] == "existing"]
+    assert sol.n_new == state.k
+    assert len(existing) == len(fixed)
+    np.testing.assert_array_equal(existing["lon"].to_numpy(), fixed["lon"].to_numpy())
+    np.testing.assert_array_equal(existing["lat"].to_numpy(), fixed["lat"].to_numpy())
+    # Today's network is reported, and adding sites never makes coverage worse.
+    assert sol.baseline is not None
+    b = sol.baseline.baseline
+    assert sol.metrics.coverage_share >= b.coverage_share
+    assert sol.metrics.mean_distance_m <= b.mean_distance_m
+    # With hundreds of stations in place the new sites go elsewhere than without.
+    assert not np.allclose(sol.centers_m, base.centers_m)
+
+
+def test_radius_change_keeps_sites_and_updates_coverage(state):
+    before = state.solution
+    state.radius_km = 20.0
+    after = state.wait()
+    np.testing.assert_array_equal(after.centers_m, before.centers_m)
+    assert after.metrics.coverage_share > before.metrics.coverage_share
+
+
+def test_fewer_points_than_k_says_so_and_keeps_solution(state, store):
+    kept = state.solution
+    # Garfield is the smallest county: a handful of ZIP-code locations.
+    n = len(engine.DataStore.demand(store, Scenario(counties=("Garfield",))))
+    assert 0 < n < 50
+    state.k = n + 1
+    state.counties = ["Garfield"]
+    state.wait()
+    assert "fewer than" in state.message and f"k = {n + 1}" in state.message
+    assert state.solution is kept or state.solution.scenario.counties == ()
+    state.k = n
+    sol = state.wait()
+    assert sol.scenario.counties == ("Garfield",) and sol.n_new == n
+    assert state.message == ""
+
+
+def test_newer_change_supersedes_running_solve(state, monkeypatch):
+    real_solve = engine.solve
+    started = []
+    gate = threading.Event()
+
+    def slow_solve(store, scenario, *args, **kwargs):
+        started.append(scenario.k)
+        if scenario.k == 3:
+            gate.wait(10)  # hold the first solve until the newer requests are in
+        return real_solve(store, scenario, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "solve", slow_solve)
+    applied = []
+    state.param.watch(lambda e: applied.append(e.new.scenario.k), "solution")
+    state.k = 3
+    while not started:
+        time.sleep(0.01)
+    state.k = 4  # queued behind k=3, then cancelled by the next change
+    state.k = 5
+    gate.set()
+    sol = state.wait()
+    assert sol.scenario.k == 5
+    assert started == [3, 5]  # k=4 never ran
+    assert applied == [5]  # the stale k=3 result was dropped
+    assert state.generation == 3  # three requests after the initial solve
+
+
+# --------------------------------------------------------------------------- uploads
+def _upload(state, data: bytes, name: str):
+    state.param.update(upload_name=name, upload=data)
+    state.wait()
+
+
+def test_valid_upload_becomes_fixed_stations(state):
+    csv = b"lon,lat\n-122.33,47.61\n-117.42,47.66\n-120.51,46.60\n"
+    _upload(state, csv, "my_stations.csv")
+    assert state.existing == "uploaded"
+    sol = state.solution
+    existing = sol.sites[sol.sites["kind"] == "existing"]
+    assert existing[["lon", "lat"]].to_numpy().tolist() == [
+        [-122.33, 47.61], [-117.42, 47.66], [-120.51, 46.60]]
+    assert "Uploaded 3 existing stations" in state.message
+    assert state.message_level == "info"
+
+
+@pytest.mark.parametrize("data, name, phrase", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00binary", "map.png", "expected a .csv"),
+    (b"\x00\x01\x02\xff\xfe garbage \x00", "stations.csv", "stations.csv"),
+    (b"name,x_coord\nA,1\nB,2\n", "stations.csv", "lon"),
+    (b"lon,lat\n-122.3,47.6\n-522.3,47.6\n", "stations.csv", "out of range"),
+    (b"lon,lat\n" + b"-122.3,47.6\n" * (MAX_UPLOAD_BYTES // 12 + 10),
+     "big.csv", "limit"),
+    (b"", "empty.csv", "empty"),
+])
+def test_bad_upload_gives_message_and_keeps_solution(state, data, name, phrase):
+    kept = state.solution
+    existing = state.existing
+    _upload(state, data, name)
+    assert state.message.startswith("Upload rejected:")
+    assert phrase in state.message
+    assert "Traceback" not in state.message
+    assert state.message_level == "danger"
+    assert state.solution is kept
+    assert state.existing == existing
+    assert state.uploaded_stations is None
+
+
+def test_bad_upload_keeps_previous_upload(state):
+    _upload(state, b"lon,lat\n-122.33,47.61\n", "good.csv")
+    good = state.solution
+    _upload(state, b"lon,lat\n999,47.61\n", "bad.csv")
+    assert "bad.csv" in state.message
+    assert state.solution is good
+    assert len(state.uploaded_stations) == 1
+
+
+def test_choosing_uploaded_without_file_says_so(state):
+    kept = state.solution
+    state.existing = "uploaded"
+    state.wait()
+    assert "Upload a CSV" in state.message
+    assert state.solution is kept
+
+
+# --------------------------------------------------------------------------- extras
+def test_sweep_and_comparison_on_request(state):
+    assert state.sweep is None and state.comparison is None
+    state.compute_sweep = True
+    state.wait(120)
+    sweep = state.sweep
+    assert sweep["k"].tolist() == sorted(sweep["k"]) and sweep["k"].iloc[0] == 1
+    # More sites never make the best found objective much worse (elbow shape).
+    assert sweep["objective_m"].iloc[-1] < sweep["objective_m"].iloc[0] / 3
+    state.run_compare = True
+    state.wait(120)
+    comparison, sites = state.comparison
+    clean = comparison.table[comparison.table["scenario"] == "clean"]
+    obj = dict(zip(clean["method"], clean["objective_m"], strict=True))
+    # K-Medians optimises the L1 objective it is judged by.
+    assert obj["kmedians"] <= obj["kmeans"]
+    assert len(sites["kmedians"]) == len(sites["kmeans"]) == state.k
+
+
+def test_exports_round_trip(state, store):
+    state.existing = "dc_fast"
+    sol = state.wait()
+    table = pd.read_csv(io.StringIO(export.sites_csv(sol)))
+    assert len(table) == len(sol.sites)
+    assert table["vehicles"].sum() == pytest.approx(sol.total_weight)
+    gj = json.loads(export.sites_geojson(sol))
+    assert gj["type"] == "FeatureCollection" and len(gj["features"]) == len(sol.sites)
+    first = gj["features"][0]
+    assert first["geometry"]["coordinates"] == pytest.approx(
+        [sol.sites["lon"].iloc[0], sol.sites["lat"].iloc[0]])
+    assert {"site_id", "vehicles", "mean_km", "max_km"} <= set(first["properties"])
+    metrics = json.loads(export.metrics_json(sol, store))
+    assert metrics["metrics"]["coverage_share"] == pytest.approx(
+        sol.metrics.coverage_share)
+    assert metrics["versus_existing_network"]["n_new_sites"] == state.k
+    assert metrics["load_report"]["vehicles"]["rows_kept"] == len(store.vehicles)
+    report = export.load_report_text(store)
+    assert "rows read" in report and "rows dropped" in report
+
+
+# --------------------------------------------------------------------------- the page
+def test_selection_links_table_map_and_bars(store):
+    app = PlannerApp(PlannerState(store=store))
+    try:
+        sol = app.state.solution
+        app.table.selection = [2]
+        site = sol.sites["site_id"].iloc[2]
+        assert app.state.selected_site == site
+        hl = views.highlight_points(sol, app.state.selected_site)
+        assert len(hl) == (sol.demand["site_id"] == site).sum() > 0
+        app._bar_tap.event(index=[0])
+        new = sol.sites[sol.sites["kind"] == "new"]
+        busiest = new["site_id"].iloc[int(new["vehicles"].to_numpy().argmax())]
+        assert app.state.selected_site == busiest
+        row = np.flatnonzero(app.table.value["site_id"].to_numpy() == busiest)
+        assert app.table.selection == [int(row[0])]
+        app.state.k = 3
+        app.state.wait()
+        assert app.table.selection == [] and len(app.table.value) == 3
+    finally:
+        app.state.close()
+        pn.state.reset()
+
+
+def test_create_app_builds_the_template(store):
+    template = create_app(store)
+    try:
+        assert isinstance(template, pn.template.FastListTemplate)
+        objects = template.main[0].select()
+        names = {obj.name for obj in objects}
+        assert {"message", "status", "indicators", "map"} <= names
+        assert any(isinstance(o, pn.widgets.Tabulator) for o in objects)
+    finally:
+        pn.state.reset()
