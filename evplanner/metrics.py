@@ -784,6 +784,13 @@ def baseline_metrics(
     -------
     CoverageMetrics
         All sites fixed.
+
+    Examples
+    --------
+    >>> points_m = [[0.0, 0.0], [3.0, 4.0], [10.0, 0.0]]
+    >>> base = baseline_metrics(points_m, [[10.0, 1.0]], radius_m=5.0)
+    >>> base.distance_m.tolist(), base.coverage_share
+    ([11.0, 10.0, 1.0], 0.3333333333333333)
     """
     return coverage_metrics(
         points,
@@ -947,6 +954,19 @@ def compare_networks(
     -----
     When ``improved`` contains every baseline site, each point's nearest site can only
     get closer, so every distance statistic falls or stays and coverage rises or stays.
+
+    Examples
+    --------
+    >>> points_m, existing = [[0.0, 0.0], [3.0, 4.0], [10.0, 0.0]], [[10.0, 1.0]]
+    >>> base = baseline_metrics(points_m, existing, radius_m=5.0)
+    >>> new = coverage_metrics(
+    ...     points_m, [[0.0, 0.0]], fixed_sites=existing, radius_m=5.0
+    ... )
+    >>> cmp = compare_networks(base, new)
+    >>> round(cmp.mean_distance_reduction_m, 3), round(cmp.coverage_share_gain, 3)
+    (4.667, 0.333)
+    >>> cmp.table.loc["objective_m"].tolist()
+    [22.0, 8.0, -14.0, -0.6363636363636364]
     """
     if baseline.metric != improved.metric:
         raise ValueError(

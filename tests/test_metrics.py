@@ -651,3 +651,11 @@ def test_kmedians_is_more_robust_to_real_out_of_state_registrations():
     kmed_loss = kmed_out["objective_m"] / kmed_clean["objective_m"]
     kmeans_loss = kmeans_out["objective_m"] / kmeans_clean["objective_m"]
     assert kmed_loss < kmeans_loss
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(M)
+    assert result.failed == 0
+    assert result.attempted >= 10
