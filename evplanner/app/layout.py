@@ -65,6 +65,10 @@ class PlannerApp(param.Parameterized):
         self._site_tap = hv.streams.Selection1D(source=self._sites)
         self._site_tap.param.watch(self._on_site_tap, "index")
         self._bars = hv.DynamicMap(views.site_loads, streams=[solution])
+        # Plots that follow every solution are DynamicMaps too: they update the
+        # existing Bokeh figures instead of rebuilding them on each solve.
+        self._histogram = hv.DynamicMap(views.distance_histogram, streams=[solution])
+        self._coverage = hv.DynamicMap(views.coverage_curve, streams=[solution])
         self._bar_tap = hv.streams.Selection1D(source=self._bars)
         self._bar_tap.param.watch(self._on_bar_tap, "index")
         self.table = pn.widgets.Tabulator(
@@ -139,19 +143,9 @@ class PlannerApp(param.Parameterized):
         x0, y0, x1, y1 = extent
         return overlay.opts(
             hv.opts.Overlay(responsive=True, height=600, xaxis=None, yaxis=None,
-                            xlim=(x0, x1), ylim=(y0, y1), data_aspect=1,
+                            xlim=(x0, x1), ylim=(y0, y1),
                             active_tools=["wheel_zoom"], show_legend=False,
                             title="Demand and sites"))
-
-    @param.depends("state.solution")
-    def histogram_view(self):
-        return views.distance_histogram(self.state.solution).opts(
-            responsive=True, height=320)
-
-    @param.depends("state.solution")
-    def coverage_view(self):
-        return views.coverage_curve(self.state.solution).opts(
-            responsive=True, height=320)
 
     @param.depends("state.sweep")
     def elbow_view(self):
@@ -332,13 +326,15 @@ class PlannerApp(param.Parameterized):
         )
         report = pn.pane.Str(export.load_report_text(s.store), name="load report")
         plots = pn.Tabs(
-            ("Distance", pn.pane.HoloViews(self.histogram_view,
-                                           sizing_mode="stretch_width")),
+            ("Distance", pn.pane.HoloViews(
+                self._histogram.opts(hv.opts.Overlay(responsive=True, height=320)),
+                sizing_mode="stretch_width")),
             ("Site loads", pn.pane.HoloViews(
                 self._bars.opts(responsive=True, height=320),
                 sizing_mode="stretch_width")),
-            ("Coverage vs radius", pn.pane.HoloViews(self.coverage_view,
-                                                     sizing_mode="stretch_width")),
+            ("Coverage vs radius", pn.pane.HoloViews(
+                self._coverage.opts(hv.opts.Overlay(responsive=True, height=320)),
+                sizing_mode="stretch_width")),
             ("Elbow (choose k)", pn.pane.HoloViews(self.elbow_view,
                                                    sizing_mode="stretch_width")),
             ("K-Medians vs K-Means", pn.panel(self.comparison_view,

@@ -188,7 +188,8 @@ def existing_sites(solution: Solution | None) -> hv.Points:
 def distance_histogram(solution: Solution | None, bins: int = 40) -> hv.Overlay:
     """Weighted histogram of distance to the assigned site (km), radius marked."""
     if solution is None:
-        return hv.Histogram(([0, 1], [0])) * hv.VLine(0)
+        return (hv.Histogram(([0, 1], [0]), kdims=["distance_km"], vdims=["demand"])
+                * hv.VLine(0))
     d = solution.demand
     dist_km = d["dist_m"].to_numpy() / 1000
     top = max(float(np.percentile(dist_km, 99.5)), solution.scenario.radius_m / 1000)
@@ -223,23 +224,30 @@ def site_loads(solution: Solution | None) -> hv.Bars:
 
 
 def coverage_curve(solution: Solution | None) -> hv.Overlay:
-    """Share of demand within a radius, new network vs today's network."""
+    """Share of demand within a radius, new network vs today's network.
+
+    Always the same four layers (today's curve is empty without existing
+    stations), so that a DynamicMap can update the plot in place.
+    """
+    ylabel = ("share_pct", "demand within radius (%)")
     if solution is None:
-        return hv.Curve([]) * hv.VLine(0)
-    c = solution.curve.assign(share_pct=solution.curve["share"] * 100,
-                              base_pct=solution.curve["baseline_share"] * 100)
-    new = hv.Curve(c, "radius_km", ("share_pct", "demand within radius (%)"),
-                   label="with new sites").opts(color="#4c78a8", tools=["hover"])
-    layers = [new, hv.Scatter(new).opts(color="#4c78a8", size=5)]
-    if c["base_pct"].notna().any():
-        layers.append(hv.Curve(c, "radius_km", ("base_pct", "demand within radius (%)"),
-                               label="today's network").opts(
-            color=EXISTING_COLOUR, line_dash="dashed", tools=["hover"]))
-    layers.append(hv.VLine(solution.scenario.radius_m / 1000).opts(
-        color=HIGHLIGHT_COLOUR, line_dash="dotted"))
-    return hv.Overlay(layers).opts(
-        title="Coverage vs radius", xlabel="radius (km)", logx=True,
-        legend_position="bottom_right")
+        c = pd.DataFrame({"radius_km": [1.0], "share_pct": [np.nan],
+                          "base_pct": [np.nan]})
+        radius_km = 1.0
+    else:
+        c = solution.curve.assign(share_pct=solution.curve["share"] * 100,
+                                  base_pct=solution.curve["baseline_share"] * 100)
+        radius_km = solution.scenario.radius_m / 1000
+    new = hv.Curve(c, "radius_km", ylabel, label="with new sites").opts(
+        color="#4c78a8", tools=["hover"])
+    today = hv.Curve(c.assign(share_pct=c["base_pct"]), "radius_km", ylabel,
+                     label="today's network").opts(
+        color=EXISTING_COLOUR, line_dash="dashed", tools=["hover"])
+    return hv.Overlay([
+        new, hv.Scatter(new).opts(color="#4c78a8", size=5), today,
+        hv.VLine(radius_km).opts(color=HIGHLIGHT_COLOUR, line_dash="dotted"),
+    ]).opts(title="Coverage vs radius", xlabel="radius (km)", logx=True,
+            legend_position="bottom_right")
 
 
 def elbow_plot(sweep: pd.DataFrame | None, k: int | None = None) -> hv.Layout:

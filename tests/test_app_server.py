@@ -1,0 +1,90 @@
+"""Serve the planner with ``panel serve`` as a subprocess and fetch the page.
+
+The server runs exactly as a user starts it (``panel serve apps/planner.py``) on a
+free loopback port; its log must show no errors after a session has been built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "apps" / "planner.py"
+# Lines of a panel/bokeh/tornado log that mean something went wrong.
+ERROR_RE = re.compile(r"Traceback|\bERROR\b|Exception|Error:|error running", re.I)
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_planner(log_path: Path, *extra: str, startup_s: float = 120.0):
+    """Run ``panel serve apps/planner.py`` on a free port; yield its page URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "panel", "serve", str(APP), "--port", str(port),
+           "--address", "127.0.0.1", "--allow-websocket-origin",
+           f"127.0.0.1:{port}", *extra]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env=env)
+    url = f"http://127.0.0.1:{port}/planner"
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"panel serve exited with {proc.returncode}:\n"
+                                   + log_path.read_text())
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/",
+                                            timeout=5):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("panel serve did not start:\n"
+                                       + log_path.read_text()) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def log_errors(log_path: Path) -> list[str]:
+    return [line for line in log_path.read_text().splitlines() if ERROR_RE.search(line)]
+
+
+def test_panel_serve_gets_page_without_errors(tmp_path):
+    log_path = tmp_path / "panel_serve.log"
+    with serve_planner(log_path) as url:
+        # The GET builds a whole session server-side: data load, first solve,
+        # template and plots; errors in any of them land in the log.
+        with urllib.request.urlopen(url, timeout=180) as response:
+            assert response.status == 200
+            html = response.read().decode("utf-8")
+        time.sleep(1.0)  # let the server flush its log
+    assert "<title>evplanner" in html
+    assert "bokeh" in html.lower() and "docs_json" in html
+    log = log_path.read_text()
+    assert "solved k=7" in log  # the session solved on the bundled data
+    assert log_errors(log_path) == [], log
