@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evplanner._kernels import assign_l1
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -117,6 +119,17 @@ def _as_coords(values: Any, name: str, *, allow_empty: bool = False) -> np.ndarr
             f"({int(bad.sum())} non-finite rows)"
         )
     return np.ascontiguousarray(arr)
+
+
+def _check_lonlat(arr: np.ndarray, name: str) -> None:
+    # Projected metres passed by mistake would give meaningless distances silently.
+    bad = (np.abs(arr[:, 0]) > 360.0) | (np.abs(arr[:, 1]) > 90.0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{name} must be lon, lat in degrees for metric='great_circle'; row {row} "
+            f"is {arr[row].tolist()} (projected metres?)"
+        )
 
 
 def _as_weights(sample_weight: Any, n: int, name: str = "sample_weight") -> np.ndarray:
@@ -357,10 +370,10 @@ def assign_to_sites(
     if block_rows is not None and int(block_rows) < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows!r}")
     if metric == "l1":
-        from evplanner._kernels import assign_l1
-
         labels, dist = assign_l1(pts, sts)
         return np.asarray(labels, dtype=np.int64), np.asarray(dist, dtype=np.float64)
+    _check_lonlat(pts, "points")
+    _check_lonlat(sts, "sites")
     return _assign_great_circle(
         pts, sts, _BLOCK_ROWS if block_rows is None else int(block_rows)
     )

@@ -426,6 +426,10 @@ def test_great_circle_assignment_matches_brute_force(rng, block_rows):
         ({"sample_weight": [0.0, 0.0, 0.0]}, "positive sum"),
         ({"sample_weight": [1.0, 1.0]}, r"shape \(3,\)"),
         ({"metric": "euclid"}, "metric must be one of"),
+        (
+            {"metric": "great_circle", "points": [[0.0, 0.0], [5e5, 5.2e6]]},
+            r"points must be lon, lat in degrees.*row 1",
+        ),
         ({"radius_m": -1.0}, "radius_m"),
         ({"radii_m": [1.0, np.nan]}, "radii_m"),
     ],
