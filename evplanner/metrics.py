@@ -458,13 +458,13 @@ class CoverageMetrics:
     """
 
     metric: str
-    distance_m: np.ndarray
-    labels: np.ndarray
-    weight: np.ndarray
-    sites: np.ndarray
-    is_fixed: np.ndarray
+    distance_m: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    weight: np.ndarray = field(repr=False)
+    sites: np.ndarray = field(repr=False)
+    is_fixed: np.ndarray = field(repr=False)
     radius_m: float
-    radii_m: np.ndarray
+    radii_m: np.ndarray = field(repr=False)
     total_weight: float = field(init=False)
     objective_m: float = field(init=False)
     mean_distance_m: float = field(init=False)
@@ -472,12 +472,12 @@ class CoverageMetrics:
     p90_distance_m: float = field(init=False)
     max_distance_m: float = field(init=False)
     coverage_share: float = field(init=False)
-    coverage_curve: np.ndarray = field(init=False)
-    site_weight: np.ndarray = field(init=False)
-    site_share: np.ndarray = field(init=False)
-    site_n_points: np.ndarray = field(init=False)
-    site_mean_distance_m: np.ndarray = field(init=False)
-    site_max_distance_m: np.ndarray = field(init=False)
+    coverage_curve: np.ndarray = field(init=False, repr=False)
+    site_weight: np.ndarray = field(init=False, repr=False)
+    site_share: np.ndarray = field(init=False, repr=False)
+    site_n_points: np.ndarray = field(init=False, repr=False)
+    site_mean_distance_m: np.ndarray = field(init=False, repr=False)
+    site_max_distance_m: np.ndarray = field(init=False, repr=False)
     load_max_over_mean: float = field(init=False)
     load_cv: float = field(init=False)
 
