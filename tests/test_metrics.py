@@ -663,3 +663,19 @@ def test_docstring_examples():
     result = doctest.testmod(M)
     assert result.failed == 0
     assert result.attempted >= 10
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_median_is_the_one_kmedians_uses(seed):
+    # One definition of the weighted median across the package: the metrics' median
+    # is the lower weighted median that the K-Medians update computes.
+    from evplanner._kernels import weighted_lower_median
+
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 20, size=51).astype(float)
+    integer_weight = rng.integers(0, 4, size=51).astype(float)
+    integer_weight[0] += 1
+    real_weight = rng.exponential(size=51)
+    for weight in (integer_weight, real_weight, np.ones(50)):
+        v = values[: weight.size]
+        assert M.weighted_quantile(v, 0.5, weight) == weighted_lower_median(v, weight)
