@@ -356,7 +356,7 @@ def _number(values: pd.Series) -> np.ndarray:
 
 def _lonlat_status(lon: np.ndarray, lat: np.ndarray, status: np.ndarray) -> None:
     """Mark missing and out-of-range coordinates in ``status`` (in place)."""
-    unset = np.array([s is None for s in status], dtype=bool)
+    unset = pd.isna(status)
     missing = np.isnan(lon) | np.isnan(lat)
     out = ~missing & ((np.abs(lon) > 180) | (np.abs(lat) > 90))
     status[unset & missing] = MISSING_LOCATION
@@ -407,12 +407,18 @@ def _clean_points(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, np.nda
         )
     lon, lat = _number(frame[lon_col]), _number(frame[lat_col])
     status = np.full(len(frame), None, dtype=object)
-    raw_lon = frame[lon_col].astype("string").fillna("").str.strip()
-    raw_lat = frame[lat_col].astype("string").fillna("").str.strip()
-    not_number = (np.isnan(lon) & (raw_lon != "").to_numpy(bool)) | (
-        np.isnan(lat) & (raw_lat != "").to_numpy(bool)
-    )
-    status[not_number] = UNPARSABLE_POINT
+
+    def unparsable(column, values):
+        # Only text can fail to parse; and only the NaN rows need a look (turning
+        # millions of floats into strings costs seconds per partition).
+        if pd.api.types.is_numeric_dtype(frame[column].dtype):
+            return np.zeros(len(frame), dtype=bool)
+        out = np.isnan(values)
+        text = frame[column].iloc[np.flatnonzero(out)].astype("string")
+        out[out] = (text.fillna("").str.strip() != "").to_numpy(bool)
+        return out
+
+    status[unparsable(lon_col, lon) | unparsable(lat_col, lat)] = UNPARSABLE_POINT
     _lonlat_status(lon, lat, status)
     weight_col = _find_column(frame.columns, ("weight", "vehicles", "count"))
     if weight_col is None:
@@ -420,17 +426,22 @@ def _clean_points(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, np.nda
     else:
         weight = _number(frame[weight_col])
         bad = ~np.isfinite(weight) | (weight < 0)
-        status[bad & np.array([s is None for s in status])] = INVALID_WEIGHT
+        status[bad & pd.isna(status)] = INVALID_WEIGHT
     out = pd.DataFrame({"lon": lon, "lat": lat, "weight": weight})
     for col in VEHICLE_COLUMNS[3:]:
-        out[col] = frame[col].to_numpy() if col in frame.columns else pd.NA
-    out["model_year"] = pd.to_numeric(out["model_year"], errors="coerce").astype(
-        "Int16"
-    )
-    out["electric_range"] = _number(out["electric_range"])
-    for col in ("county", "city", "state", "postal_code", "census_tract", "make",
-                "model", "ev_type", "utility"):  # fmt: skip
-        out[col] = out[col].astype("string")
+        dtype = {"model_year": "Int16", "electric_range": "float64"}.get(col, "string")
+        if col not in frame.columns:
+            # A typed empty column directly: converting a column of NA objects
+            # costs seconds per million rows (plain lon/lat files at scale).
+            na = np.nan if dtype == "float64" else pd.NA
+            out[col] = pd.Series(na, index=out.index, dtype=dtype)
+        elif col == "model_year":
+            out[col] = pd.to_numeric(frame[col], errors="coerce").to_numpy()
+            out[col] = out[col].astype(dtype)
+        elif col == "electric_range":
+            out[col] = _number(frame[col])
+        else:
+            out[col] = pd.Series(frame[col].to_numpy(), index=out.index).astype(dtype)
     return out, status
 
 
@@ -444,7 +455,13 @@ def _clean_vehicle_frame(
         kind = kind or "wa-dol-csv"
     else:
         out, status = _clean_points(frame, path)
-        shown = out["lon"].astype(str) + " " + out["lat"].astype(str)
+        # The shown value is only needed for dropped rows (examples in the report).
+        shown = pd.Series("", index=out.index, dtype=object)
+        flagged = np.flatnonzero(~pd.isna(status))
+        shown.iloc[flagged] = (
+            out["lon"].iloc[flagged].astype(str) + " "
+            + out["lat"].iloc[flagged].astype(str)
+        ).to_numpy()  # fmt: skip
         kind = kind or "points"
     report = LoadReport(source=str(path), kind=kind, rows_read=len(frame))
     out = _apply_status(out, status, report, shown)
@@ -528,7 +545,7 @@ def _clean_station_frame(
     lon, lat = _number(out["lon"]), _number(out["lat"])
     raw = out["lon"].astype("string").fillna("").str.strip()
     unparsable = np.isnan(lon) & (raw != "").to_numpy(bool)
-    status[unparsable & np.array([s is None for s in status])] = UNPARSABLE_POINT
+    status[unparsable & pd.isna(status)] = UNPARSABLE_POINT
     _lonlat_status(lon, lat, status)
     out["lon"], out["lat"] = lon, lat
     for col in ("level1_ports", "level2_ports", "dc_fast_ports"):
