@@ -327,13 +327,15 @@ class PlannerApp(param.Parameterized):
         report = pn.pane.Str(export.load_report_text(s.store), name="load report")
         plots = pn.Tabs(
             ("Distance", pn.pane.HoloViews(
-                self._histogram.opts(hv.opts.Overlay(responsive=True, height=320)),
+                self._histogram.opts(hv.opts.Overlay(responsive=True, height=320),
+                                     hv.opts.Histogram(framewise=True)),
                 sizing_mode="stretch_width")),
             ("Site loads", pn.pane.HoloViews(
-                self._bars.opts(responsive=True, height=320),
+                self._bars.opts(responsive=True, height=320, framewise=True),
                 sizing_mode="stretch_width")),
             ("Coverage vs radius", pn.pane.HoloViews(
-                self._coverage.opts(hv.opts.Overlay(responsive=True, height=320)),
+                self._coverage.opts(hv.opts.Overlay(responsive=True, height=320),
+                                    hv.opts.Curve(framewise=True)),
                 sizing_mode="stretch_width")),
             ("Elbow (choose k)", pn.pane.HoloViews(self.elbow_view,
                                                    sizing_mode="stretch_width")),

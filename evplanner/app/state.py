@@ -80,7 +80,7 @@ class PlannerState(param.Parameterized):
                       doc="Number of new charging sites to place.")
     quick_k = param.Selector(default=7, objects=list(QUICK_K), allow_None=True,
                              label="Quick pick",
-                             doc="One-click choices of k (None when k is another).")
+                             doc="One-click choices of k.")
     counties = param.ListSelector(default=[], objects=[], label="Counties",
                                   doc="Counties whose vehicles count (empty = all).")
     ev_types = param.ListSelector(default=["BEV", "PHEV"], objects=["BEV", "PHEV"],
