@@ -49,7 +49,10 @@ def _indicator(page, title: str) -> str:
         """(title) => {
             const walk = (root) => {
                 for (const el of root.querySelectorAll('*')) {
-                    if (el.shadowRoot) { const r = walk(el.shadowRoot); if (r) return r; }
+                    if (el.shadowRoot) {
+                        const r = walk(el.shadowRoot);
+                        if (r) return r;
+                    }
                     if (el.children.length === 0 && el.textContent.trim() === title) {
                         const value = el.nextElementSibling;
                         if (value) return value.textContent.trim();
