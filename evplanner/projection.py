@@ -42,7 +42,7 @@ def choose_crs(lon, lat, crs: str | int | pyproj.CRS = "auto") -> pyproj.CRS:
 
     Examples
     --------
-    >>> choose_crs([-122.3, -117.4], [47.6, 47.7]).to_epsg()
+    >>> choose_crs([-122.3, -122.4], [47.6, 47.2]).to_epsg()  # Seattle, Tacoma
     32610
     """
     if isinstance(crs, str) and crs.lower() == "auto":
