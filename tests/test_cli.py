@@ -1,0 +1,283 @@
+"""`evplanner solve | sweep | synth`: arguments, errors, outputs (in memory).
+
+Most runs call :func:`evplanner.cli.main` in this process (a real run, without the
+cost of starting Python); one runs the installed console script as a subprocess.
+The cluster modes are in ``test_cluster.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+from evplanner.cli import main
+from evplanner.data import load_stations, load_vehicles
+
+from .conftest import ROOT
+
+EVPLANNER = str(Path(sys.executable).parent / "evplanner")
+STATIONS = ROOT / "data" / "stations.parquet"
+SITE_COLUMNS = [
+    "site_id", "lon", "lat", "vehicles_served", "mean_distance_m", "max_distance_m",
+]  # fmt: skip
+METRIC_KEYS = {
+    "n_points", "total_weight", "k", "objective_m", "mean_distance_m",
+    "coverage_share", "radius_m", "n_iter", "seconds", "crs", "load_report",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def plain_csv(tmp_path_factory) -> Path:
+    """A plain lon/lat/weight CSV of 400 points around four Washington towns."""
+    rng = np.random.default_rng(7)
+    towns = np.array([[-122.33, 47.61], [-117.42, 47.66], [-120.51, 46.60],
+                      [-122.48, 48.75]])  # fmt: skip
+    pick = rng.integers(0, 4, 400)
+    lonlat = towns[pick] + rng.normal(0, 0.05, (400, 2))
+    path = tmp_path_factory.mktemp("plain") / "points.csv"
+    pd.DataFrame(
+        {"lon": lonlat[:, 0], "lat": lonlat[:, 1], "weight": rng.integers(1, 5, 400)}
+    ).to_csv(path, index=False)
+    return path
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--k", "0"], "--k: expected a number of new sites >= 1"),
+        (["--k", "3", "--out", "sites.txt"], "unknown output format '.txt'"),
+        (["--k", "3", "--out", "nowhere/sites.csv"], "does not exist"),
+        (["--k", "3", "--input", "missing.csv"], "missing.csv: file not found"),
+        (["--k", "3", "--input", "nothing-*.parquet"], "no file matches"),
+        (["--k", "3", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+         "either --scheduler or --workers"),
+        (["--k", "3", "--model-years", "2023:2018"], "--model-years: expected"),
+        (["--k", "3", "--ev-type", "HYDROGEN"], "--ev-type: expected BEV or PHEV"),
+        (["--k", "3", "--radius-km", "-1"], "--radius-km: expected > 0"),
+        (["--k", "3", "--timeout", "soon"], "--timeout: expected a duration"),
+        (["--k", "3", "--crs", "EPSG:4326"], "expected a projected CRS"),
+        (["--k", "3", "--fixed", "no-stations.csv"], "no-stations.csv: file not found"),
+        (["--k", "999999"], "n_clusters=999999 exceeds the number of distinct points"),
+        (["--k", "three"], "invalid int value"),
+    ],
+)
+def test_solve_bad_arguments_exit_2(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    if "--out" not in argv:
+        argv = [*argv, "--out", "sites.csv"]
+    code, out, err = run(capsys, "solve", *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "sites.csv").exists()
+
+
+def test_bad_input_file_names_the_file(capsys, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    code, _, err = run(capsys, "solve", "--k", 2, "--input", bad,
+                       "--out", tmp_path / "s.csv")  # fmt: skip
+    assert code == 2
+    assert str(bad) in err and "missing required column" in err
+
+
+@pytest.mark.parametrize(
+    "option", [["--county", "King"], ["--ev-type", "BEV"],
+               ["--model-years", "2018:2023"], ["--weighting", "range"]],
+)  # fmt: skip
+def test_filters_on_plain_file_exit_2(capsys, tmp_path, plain_csv, option):
+    code, _, err = run(capsys, "solve", "--k", 2, "--input", plain_csv, *option,
+                       "--out", tmp_path / "s.csv")  # fmt: skip
+    assert code == 2
+    assert str(plain_csv) in err
+    assert "plain lon/lat file" in err and option[0] in err
+
+
+def test_unexpected_error_exits_1(capsys, tmp_path, monkeypatch):
+    import evplanner.pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(evplanner.pipeline, "solve", broken)
+    code, _, err = run(capsys, "solve", "--k", 2, "--out", tmp_path / "s.csv")
+    assert code == 1
+    assert "unexpected error: RuntimeError: disk on fire" in err
+
+
+def test_console_script_exit_code_and_message(tmp_path):
+    proc = subprocess.run(
+        [EVPLANNER, "solve", "--k", "2", "--input", str(tmp_path / "none.parquet"),
+         "--out", str(tmp_path / "s.csv")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "none.parquet: file not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- solve
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory):
+    """The bundled data solved once per output format (in memory, k = 8)."""
+    out = tmp_path_factory.mktemp("solve")
+    codes = {}
+    for ext in ("csv", "geojson", "parquet"):
+        codes[ext] = main(["solve", "--k", "8", "--seed", "3", "--quiet",
+                           "--out", str(out / f"sites.{ext}"),
+                           "--metrics", str(out / f"metrics-{ext}.json")])  # fmt: skip
+    return out, codes
+
+
+def test_output_formats_round_trip(solved):
+    out, codes = solved
+    assert codes == {"csv": 0, "geojson": 0, "parquet": 0}
+    csv = pd.read_csv(out / "sites.csv")
+    assert list(csv.columns[:3]) == ["site_id", "lon", "lat"]
+    assert set(SITE_COLUMNS) <= set(csv.columns)
+    assert len(csv) == 8
+    for name in ("sites.geojson", "sites.parquet"):
+        read = (gpd.read_parquet if name.endswith("parquet") else gpd.read_file)(
+            out / name
+        )
+        assert read.crs.to_epsg() == 4326
+        assert set(SITE_COLUMNS) <= set(read.columns)
+        np.testing.assert_allclose(read.geometry.x, csv["lon"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(read.geometry.y, csv["lat"], rtol=0, atol=1e-9)
+        for column in SITE_COLUMNS:
+            np.testing.assert_allclose(
+                read[column].to_numpy(float), csv[column].to_numpy(float), rtol=1e-12
+            )
+
+
+def test_metrics_json(solved):
+    out, _ = solved
+    metrics = json.loads((out / "metrics-csv.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    vehicles, report = load_vehicles()
+    # Independent checks against the loader: every kept vehicle is demand.
+    assert metrics["total_weight"] == len(vehicles) == report.rows_kept
+    assert metrics["n_points"] == len(vehicles[["lon", "lat"]].drop_duplicates())
+    assert metrics["k"] == 8 and metrics["crs"] == "EPSG:32610"
+    assert metrics["load_report"]["rows_read"] == report.rows_read
+    assert metrics["load_report"]["dropped"] == report.dropped
+    assert metrics["mean_distance_m"] == pytest.approx(
+        metrics["objective_m"] / metrics["total_weight"]
+    )
+    assert 0 < metrics["coverage_share"] < 1 and metrics["radius_m"] == 5000.0
+    sites = pd.read_csv(out / "sites.csv")
+    assert sites["vehicles_served"].sum() == pytest.approx(metrics["total_weight"])
+    # The same seed gives the same sites in every run (three runs here).
+    again = json.loads((out / "metrics-parquet.json").read_text())
+    assert again["objective_m"] == metrics["objective_m"]
+
+
+def test_solve_filters_and_fixed_stations(capsys, tmp_path):
+    code, out, err = run(
+        capsys, "solve", "--k", 3, "--county", "King", "--ev-type", "bev",
+        "--model-years", "2020:2023", "--fixed", STATIONS, "--radius-km", 2,
+        "--out", tmp_path / "s.csv", "--metrics", tmp_path / "m.json",
+    )  # fmt: skip
+    assert code == 0, err
+    vehicles, _ = load_vehicles()
+    chosen = vehicles[
+        vehicles["county"].eq("King") & vehicles["ev_type"].eq("BEV")
+        & vehicles["model_year"].between(2020, 2023)
+    ]  # fmt: skip
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["total_weight"] == len(chosen)
+    stations, _ = load_stations(STATIONS)
+    assert metrics["n_fixed"] == len(stations)
+    sites = pd.read_csv(tmp_path / "s.csv", dtype={"station_id": "string"})
+    assert len(sites) == 3 + len(stations)
+    assert sites["fixed"].tolist() == [False] * 3 + [True] * len(stations)
+    np.testing.assert_allclose(sites["lon"][3:], stations["lon"])
+    assert sites["station_id"][3:].astype(str).tolist() == stations[
+        "station_id"
+    ].astype(str).tolist()
+    assert metrics["radius_m"] == 2000.0
+    assert "3 new sites + " in out
+
+
+def test_solve_plain_file_takes_rows_as_given(capsys, tmp_path, plain_csv):
+    code, _, err = run(capsys, "solve", "--k", 4, "--input", plain_csv,
+                       "--out", tmp_path / "s.geojson", "--metrics",
+                       tmp_path / "m.json", "--crs", "EPSG:32610")  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    frame = pd.read_csv(plain_csv)
+    assert metrics["n_points"] == len(frame) and not metrics["aggregated"]
+    assert metrics["total_weight"] == frame["weight"].sum()
+    assert metrics["load_report"]["kind"] == "points"
+    # Four well separated towns, four sites: nearly everyone within 20 km.
+    assert metrics["coverage_curve"][-3]["radius_m"] == 20_000.0
+    assert metrics["coverage_curve"][-3]["share"] > 0.95
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def test_sweep_writes_table_and_plot(capsys, tmp_path):
+    code, out, err = run(capsys, "sweep", "--k", "2:6:2", "--quiet",
+                         "--out", tmp_path / "sweep.csv")  # fmt: skip
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "sweep.csv")
+    assert table["k"].tolist() == [2, 4, 6]
+    assert {"objective_m", "coverage_share", "mean_distance_m"} <= set(table)
+    assert table["objective_m"].iloc[-1] < table["objective_m"].iloc[0]
+    png = (tmp_path / "sweep.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+@pytest.mark.parametrize("k", ["5:", "0:10", "a,b", "10:5:0"])
+def test_sweep_bad_k(capsys, tmp_path, k):
+    code, _, err = run(capsys, "sweep", "--k", k, "--out", tmp_path / "s.csv")
+    assert code == 2 and "--k" in err
+
+
+# --------------------------------------------------------------------------- synth
+
+
+def test_synth_is_chunked_and_deterministic(capsys, tmp_path):
+    import pyarrow.parquet as pq
+
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    for path in paths:
+        code, out, err = run(capsys, "synth", "--n", 2500, "--chunk-rows", 1000,
+                             "--seed", 5, "--out", path)  # fmt: skip
+        assert code == 0, err
+    meta = pq.ParquetFile(paths[0]).metadata
+    assert meta.num_rows == 2500 and meta.num_row_groups == 3
+    a, b = (pd.read_parquet(p) for p in paths)
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns) == ["lon", "lat", "weight"]
+    # Shaped like Washington: inside its bounding box (with the scatter).
+    assert a["lon"].between(-125, -116).all() and a["lat"].between(45, 49.5).all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n", "0", "--out", "x.parquet"], "--n: expected a positive number"),
+    (["--n", "10", "--out", "x.csv"], "expected a .parquet file"),
+])  # fmt: skip
+def test_synth_bad_arguments(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "synth", *argv)
+    assert code == 2 and message in err
