@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "assign2_l1",
+    "assign_bounded",
     "assign_l1",
     "cluster_histograms",
     "cluster_lower_medians",
@@ -691,3 +692,120 @@ def swap_costs(
             k, base, corr,
         )
     return base, corr
+
+
+# ---------------------------------------------------------------------------
+# Assignment with carried bounds (Hamerly-style), for the in-memory loop
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(parallel=True, cache=True)
+def _assign_bounded(X, centers, order, key, axis, labels, lower, m1, i1, m2,
+                    new_labels, new_dist, new_lower):
+    n = X.shape[0]
+    k = key.shape[0]
+    for i in numba.prange(n):
+        a = labels[i]
+        u = 0.0
+        for c in range(X.shape[1]):
+            u += abs(X[i, c] - centers[a, c])
+        # Triangle inequality (L1 is a metric): no other centre moved closer
+        # than its largest move, so if u is still below the carried lower
+        # bound, centre a is the unique nearest one and nothing is searched.
+        lb = lower[i] - (m2 if a == i1 else m1)
+        if u < lb:
+            new_labels[i] = a
+            new_dist[i] = u
+            new_lower[i] = lb
+            continue
+        xa = X[i, axis]
+        lo = 0
+        hi = k
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if key[mid] < xa:
+                lo = mid + 1
+            else:
+                hi = mid
+        left = lo - 1
+        right = lo
+        best = np.inf
+        best_j = k
+        second = np.inf
+        while left >= 0 or right < k:
+            gap_l = xa - key[left] if left >= 0 else np.inf
+            gap_r = key[right] - xa if right < k else np.inf
+            if gap_l <= gap_r:
+                gap = gap_l
+                pos = left
+                left -= 1
+            else:
+                gap = gap_r
+                pos = right
+                right += 1
+            if gap > second:
+                break
+            j = order[pos]
+            s = _l1_capped(X, i, centers, j, second)
+            if s < best or (s == best and j < best_j):
+                second = best
+                best = s
+                best_j = j
+            elif s < second:
+                second = s
+        new_labels[i] = best_j
+        new_dist[i] = best
+        new_lower[i] = second
+
+
+def assign_bounded(
+    X: np.ndarray,
+    centers: np.ndarray,
+    old_centers: np.ndarray,
+    labels: np.ndarray,
+    lower: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact L1 assignment that reuses the previous one where it provably holds.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, d), float64
+    centers : np.ndarray, shape (k, d), float64
+        New centres.
+    old_centers : np.ndarray, shape (k, d), float64
+        Centres the previous ``labels`` / ``lower`` refer to (same order).
+    labels : np.ndarray, shape (n,), int64
+        Previous nearest centre.
+    lower : np.ndarray, shape (n,), float64
+        Lower bound of the previous distance to every centre but ``labels``.
+
+    Returns
+    -------
+    labels, dist, lower : np.ndarray, shape (n,)
+        Identical labels and distances to :func:`assign_l1` for ``centers``
+        (ties to the lowest index), and the updated lower bounds.
+
+    Notes
+    -----
+    Hamerly's bound for K-Means carried over to L1: with ``delta_j`` the L1
+    move of centre ``j``, ``D(x, c_j') >= lower - max_{j != a} delta_j``. A
+    point whose exact distance to its own (moved) centre stays strictly below
+    that bound keeps its centre after one distance evaluation; the rest get
+    a full search. Late Lloyd iterations thus cost little more than O(n d).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    delta = np.abs(centers - old_centers).sum(axis=1)
+    top = np.argsort(-delta, kind="stable")
+    m1 = float(delta[top[0]])
+    i1 = int(top[0])
+    m2 = float(delta[top[1]]) if delta.shape[0] > 1 else 0.0
+    n = X.shape[0]
+    new_labels = np.empty(n, dtype=np.int64)
+    new_dist = np.empty(n, dtype=np.float64)
+    new_lower = np.empty(n, dtype=np.float64)
+    if n:
+        order, key, axis = _sorted_axis(centers)
+        _assign_bounded(X, centers, order, key, axis, labels, lower, m1, i1, m2,
+                        new_labels, new_dist, new_lower)
+    return new_labels, new_dist, new_lower
