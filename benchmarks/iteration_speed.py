@@ -8,21 +8,31 @@ points; K-Means: to the weighted mean). All start from the same ``k`` centres (p
 drawn with a fixed seed) on the same synthetic points in metres (EPSG:32610) with unit
 weights.
 
-Contenders, each timed ``--repeat`` times after one untimed warm-up run:
+Contenders (the quick ones timed ``--repeat`` times in round-robin order after one
+untimed warm-up round, which also compiles the numba kernels):
 
-* evplanner, one iteration through the core: the per-iteration step of
-  :mod:`evplanner.kmedians` if it exposes one, else the two kernels it is built on
-  (``assign_l1`` + ``cluster_lower_medians``); the script prints which.
-* evplanner ``KMedians(init=array, n_init=1, max_iter=1).fit`` - the public
-  estimator, which also validates the input and computes the final objective
-  (no subtraction: the whole call is timed).
-* scikit-learn ``KMeans(init=array, n_init=1, max_iter=1, algorithm="lloyd").fit``,
-  the target (whole call timed; it too validates and ends with a relabelling pass),
-  and scikit-learn's own single Lloyd step (``lloyd_iter_chunked_dense``, private),
-  which is exactly one assignment + mean update.
+* evplanner ``KMedians(init=array, n_init=1, max_iter=1, local_search=False).fit``
+  against scikit-learn ``KMeans(init=array, n_init=1, max_iter=1,
+  algorithm="lloyd").fit``: the target. Both whole calls are timed, nothing is
+  subtracted: each validates its input, assigns, updates once and assigns again
+  (evplanner: the first assignment, one median update, the assignment to the new
+  centres, then the final labels; scikit-learn: one Lloyd step, then a final
+  relabelling pass).
+* one full iteration from evplanner's kernels (``assign_l1``: complete
+  nearest-centre search; ``cluster_lower_medians``: exact weighted medians)
+  against scikit-learn's own single Lloyd step (``lloyd_iter_chunked_dense``,
+  private): exactly one assignment + update each, nothing else.
+* ``--iters`` iterations (default 10, ``tol=0`` for both, no early stop): the two
+  ``fit`` calls again, and evplanner's per-iteration wall time inside that fit,
+  read from the timestamps of the core's ``iteration N`` debug log records
+  (iterations 2..N). In memory, evplanner carries Hamerly-style bounds from one
+  assignment to the next, so later iterations cost less than a full one;
+  scikit-learn's Lloyd does a full assignment every time.
 * a straightforward NumPy K-Medians iteration (written below): broadcast
   ``|x - c|`` summed over coordinates (an ``n x k`` matrix), ``argmin``, then a
-  boolean mask per cluster and a sort-based weighted median per coordinate.
+  boolean mask per cluster and a sort-based weighted median per coordinate;
+  compared with the full kernel iteration, and checked to give the same labels
+  and centres.
 * the original project's per-point Python loop (a Python ``for`` over points, L1 to
   each centre in Python, then a median per cluster), timed on a random subsample of
   ``--loop-n`` points and extrapolated linearly to ``n`` (the loop is O(n k)).
@@ -33,6 +43,7 @@ The ratios printed at the end are best-of-repeat against best-of-repeat.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 
 import numpy as np
@@ -117,31 +128,11 @@ def python_loop_iteration(points, weights, centers):
 # ---------------------------------------------------------------------------
 
 
-def core_iteration(X, w, k):
-    """One Lloyd iteration exactly as :func:`evplanner.kmedians.k_medians` runs it.
-
-    Inside ``_lloyd`` an iteration is ``engine.medians(state)`` (exact weighted
-    medians of the current clusters) followed by ``engine.assign(new_centres)``
-    (L1 assignment, objective and the most costly points for re-seeding). Timed
-    here as assign-then-median from the given centres, on the in-memory engine.
-    ``_NumpyEngine`` is private; it is used because the module has no public
-    one-iteration function.
-    """
-    from evplanner.kmedians import _NumpyEngine
-
-    # r = rows kept for re-seeding, as k_medians sets it (k + n_swap_candidates).
-    engine = _NumpyEngine(X, w, k, min(X.shape[0], k + 100))
-
-    def step(centers):
-        state = engine.assign(centers)
-        medians, _ = engine.medians(state)
-        return medians, state.extra["labels"]
-
-    return step, "kmedians._NumpyEngine.assign + .medians"
-
-
 def kernels_iteration(X, w, k):
-    """The two kernels alone: ``assign_l1`` then ``cluster_lower_medians``."""
+    """One full iteration from the core's kernels: ``assign_l1`` (complete
+    nearest-centre search) then ``cluster_lower_medians`` (exact weighted
+    medians). This is the iteration without any bounds carried over from the
+    previous one: the same work as the NumPy reference and the Python loop."""
     from evplanner import _kernels
 
     def step(centers):
@@ -152,25 +143,47 @@ def kernels_iteration(X, w, k):
     return step
 
 
-def kmedians_fit_one(X, w, centers):
-    """Public estimator: one Lloyd iteration, one run, no local search.
-
-    The whole ``fit`` call is timed: input checks, the first assignment, one
-    median update, the assignment to the new centres and the final labels.
-    """
+def kmedians_fit(X, w, centers, max_iter):
+    """Public estimator: one run from ``centers``, ``max_iter`` Lloyd iterations
+    (``tol=0``, so it never stops early), no local search. The whole ``fit``
+    call is timed: input checks, the first assignment, the iterations, the
+    final labels."""
     from evplanner.kmedians import KMedians
 
     kwargs = {"n_clusters": centers.shape[0], "init": centers, "n_init": 1,
-              "max_iter": 1, "local_search": False}  # fmt: skip
+              "max_iter": max_iter, "tol": 0.0, "local_search": False}  # fmt: skip
     model = KMedians(**kwargs)
     return lambda: model.fit(X, sample_weight=w), kwargs
+
+
+class IterationClock(logging.Handler):
+    """Timestamps of the core's per-iteration debug records.
+
+    ``evplanner.kmedians`` logs ``iteration N: objective ...`` right after the
+    assignment that ends iteration N, so the gap between two records is the
+    wall time of one whole iteration (median update, re-seeding, assignment)
+    as the fit really runs it, bounds carried over included.
+    """
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.stamps = []
+
+    def emit(self, record):
+        if str(record.msg).startswith("iteration"):
+            self.stamps.append(time.perf_counter())
+
+    def gaps(self):
+        return np.diff(self.stamps)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--k", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=10,
+                        help="iterations for the multi-iteration fits")
     parser.add_argument("--loop-n", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -188,11 +201,13 @@ def main(argv=None):
           f"{time.perf_counter() - start:.1f} s to synthesise and project")  # fmt: skip
     print(f"load average: {load_average()} (before)")
 
-    step, step_name = core_iteration(X, w, args.k)
     kernels = kernels_iteration(X, w, args.k)
-    fit_one, fit_kwargs = kmedians_fit_one(X, w, init)
-    kmeans = KMeans(n_clusters=args.k, init=init, n_init=1, max_iter=1,
-                    algorithm="lloyd")  # fmt: skip
+    fit_1, fit_kwargs = kmedians_fit(X, w, init, 1)
+    fit_n, _ = kmedians_fit(X, w, init, args.iters)
+    kmeans_1 = KMeans(n_clusters=args.k, init=init, n_init=1, max_iter=1,
+                      algorithm="lloyd")  # fmt: skip
+    kmeans_n = KMeans(n_clusters=args.k, init=init, n_init=1, max_iter=args.iters,
+                      tol=0.0, algorithm="lloyd")  # fmt: skip
     n_threads = _openmp_effective_n_threads()
     centers_new = np.empty_like(init)
     weight_in = np.empty(args.k)
@@ -203,18 +218,40 @@ def main(argv=None):
         lloyd_iter_chunked_dense(X, w, init, centers_new, weight_in, labels_sk,
                                  shift, n_threads)  # fmt: skip
 
-    contenders = {
-        "core": (f"evplanner iteration ({step_name})", lambda: step(init)),
-        "kernels": ("evplanner kernels assign_l1 + medians", lambda: kernels(init)),
-        "fit": ("evplanner KMedians.fit(max_iter=1)", fit_one),
-        "sklearn_step": ("scikit-learn Lloyd step (private)", sklearn_step),
+    one = {
+        "fit": ("evplanner KMedians.fit(max_iter=1)", fit_1),
         "sklearn_fit": ("scikit-learn KMeans.fit(max_iter=1)",
-                        lambda: kmeans.fit(X, sample_weight=w)),
+                        lambda: kmeans_1.fit(X, sample_weight=w)),
+        "kernels": ("evplanner full iteration (kernels)", lambda: kernels(init)),
+        "sklearn_step": ("scikit-learn Lloyd step (private)", sklearn_step),
     }  # fmt: skip
     # The warm-up round compiles the numba kernels (cached on disk after that).
-    timed = time_interleaved({label: f for label, f in contenders.values()},
+    timed = time_interleaved({label: f for label, f in one.values()},
                              repeat=args.repeat)  # fmt: skip
-    timings = {key: timed[label] for key, (label, _) in contenders.items()}
+    timings = {key: timed[label] for key, (label, _) in one.items()}
+
+    clock = IterationClock()
+    core_log = logging.getLogger("evplanner.kmedians")
+    core_log.addHandler(clock)
+    core_log.setLevel(logging.DEBUG)
+    many = {
+        "fit_n": (f"evplanner KMedians.fit(max_iter={args.iters})", fit_n),
+        "sklearn_fit_n": (f"scikit-learn KMeans.fit(max_iter={args.iters})",
+                          lambda: kmeans_n.fit(X, sample_weight=w)),
+    }  # fmt: skip
+    repeat_n = max(2, args.repeat // 2)
+    timed = time_interleaved({label: f for label, f in many.values()},
+                             repeat=repeat_n, warmup=0)  # fmt: skip
+    timings.update({key: timed[label] for key, (label, _) in many.items()})
+    core_log.removeHandler(clock)
+    # One fit logs args.iters records; the gaps inside each fit are iterations
+    # 2..iters (the first has no record before it).
+    gaps = np.concatenate([
+        np.diff(clock.stamps[i : i + args.iters])
+        for i in range(0, len(clock.stamps), args.iters)
+    ])  # fmt: skip
+    timings["steady"] = Timing(f"evplanner iterations 2..{args.iters} in a fit",
+                               gaps.tolist())  # fmt: skip
 
     print_environment()  # after the warm-up, so numba's threading layer is known
     print(f"sklearn     : {n_threads} OpenMP threads")
@@ -223,13 +260,21 @@ def main(argv=None):
     print()
 
     results = {}
-    core_centers, core_labels = step(init)
-    model = fit_one()
-    results["fit_matches_step"] = bool(
+    model = fit_1()
+    core_centers, core_labels = kernels(init)
+    results["fit_matches_kernels"] = bool(
         np.array_equal(model.cluster_centers_, core_centers)
     )
-    kmeans_step_labels = labels_sk.astype(np.int64)
-    print(f"KMedians.fit centres equal the iteration's: {results['fit_matches_step']}")
+    kmeans_n.fit(X, sample_weight=w)
+    model_n = fit_n()
+    results["n_iter"] = {"evplanner": int(model_n.n_iter_),
+                         "sklearn": int(kmeans_n.n_iter_)}  # fmt: skip
+    print(f"KMedians.fit(max_iter=1) centres equal the kernels' iteration: "
+          f"{results['fit_matches_kernels']}")  # fmt: skip
+    print(f"iterations run with max_iter={args.iters}: {results['n_iter']}")
+    sklearn_step()
+    print(f"points assigned alike by L1 and by scikit-learn's L2 step: "
+          f"{np.mean(labels_sk == core_labels):.1%}")  # fmt: skip
 
     numpy_repeat = max(2, min(args.repeat, 3))
     timings["numpy"] = time_it(
@@ -244,17 +289,13 @@ def main(argv=None):
     print(f"NumPy reference agrees with evplanner: labels {agree_labels}, "
           f"centres {agree_centers}")  # fmt: skip
     results["numpy_agrees"] = agree_labels and agree_centers
-    # Same assignment rule, different arithmetic (K-Means uses squared L2):
-    # just say how far apart the two are, as a sanity check on the inputs.
-    print(f"points assigned alike by L1 and by scikit-learn's L2 step: "
-          f"{np.mean(kmeans_step_labels == core_labels):.1%}")  # fmt: skip
 
     sub = rng.choice(args.n, min(args.loop_n, args.n), replace=False)
     points = X[sub].tolist()
     weights = w[sub].tolist()
     centres_list = init.tolist()
     loop = time_it(
-        f"Python loop on {len(sub):,} points",
+        f"Python loop on {len(sub):,} points (measured)",
         lambda: python_loop_iteration(points, weights, centres_list),
         repeat=max(2, min(args.repeat, 3)),
         warmup=0,
@@ -266,31 +307,38 @@ def main(argv=None):
     print(f"load average: {load_average()} (after)")
 
     print()
-    print("## Timings (wall clock per iteration)")
-    print(loop.line(note="  <- measured"))
+    print("## Timings (wall clock)")
+    print(loop.line())
     for timing in timings.values():
         print(timing.line())
     print()
     print("## Ratios (best / best; > 1 means evplanner is faster)")
     ratios = {}
     for key, num, den, label in [
-        ("sklearn_step", "sklearn_step", "core",
-         "scikit-learn Lloyd step / evplanner iteration"),
         ("sklearn_fit", "sklearn_fit", "fit",
-         "scikit-learn KMeans.fit / evplanner KMedians.fit (max_iter=1)"),
-        ("numpy", "numpy", "core", "straightforward NumPy / evplanner iteration"),
-        ("loop", "loop", "core",
-         f"Python loop (extrapolated from {len(sub):,}) / evplanner iteration"),
+         "KMeans.fit(max_iter=1) / KMedians.fit(max_iter=1)"),
+        ("sklearn_step", "sklearn_step", "kernels",
+         "sklearn Lloyd step / evplanner full iteration"),
+        ("sklearn_fit_n", "sklearn_fit_n", "fit_n",
+         f"KMeans.fit(max_iter={args.iters}) / KMedians.fit(max_iter={args.iters})"),
+        ("sklearn_step_vs_steady", "sklearn_step", "steady",
+         f"sklearn Lloyd step / evplanner iteration 2..{args.iters}"),
+        ("numpy", "numpy", "kernels", "straightforward NumPy / evplanner full iter."),
+        ("loop", "loop", "kernels",
+         f"Python loop (extrapolated from {len(sub):,}) / evplanner full iter."),
     ]:  # fmt: skip
         ratios[key] = timings[num].best / timings[den].best
         print(f"{label:<64s} {ratios[key]:9.2f}x")
-    for key, label in [("sklearn_step", "one iteration vs one Lloyd step"),
-                       ("sklearn_fit", "fit(max_iter=1) vs KMeans.fit(max_iter=1)")]:
+    for key, label in [
+        ("sklearn_fit", "fit(max_iter=1) vs KMeans.fit(max_iter=1)"),
+        ("sklearn_step", "full iteration vs one Lloyd step"),
+        ("sklearn_fit_n", f"fit(max_iter={args.iters}) vs KMeans"),
+    ]:
         verdict = "MET" if ratios[key] >= 1.0 else "MISSED"
         print(f"target 'K-Medians no slower than K-Means', {label}: {verdict}")
 
     save_json("iteration_speed", {
-        "args": vars(args), "step": step_name,
+        "args": vars(args),
         "timings": {k: t.seconds for k, t in timings.items()},
         "loop_subsample_seconds": loop.seconds, "ratios": ratios, **results,
     })  # fmt: skip
