@@ -375,10 +375,35 @@ def _combine_assign_stats(a, b, r):
     }
 
 
-def _block_targets(X, w, centers, lut, ta, tb, sub_edges, gather):
-    """Pass B: gather or sub-histogram the values inside each median's interval."""
-    labels, _ = kern.assign_l1(X, centers)
-    return kern.target_stats(X, w, labels, lut, ta, tb, sub_edges, gather)
+def _merged_intervals(a, b):
+    """Union of half-open intervals [a, b) as sorted, disjoint (starts, ends)."""
+    o = np.argsort(a, kind="stable")
+    a, b = a[o], b[o]
+    # An interval starts a new run unless it begins inside the previous runs.
+    run_end = np.maximum.accumulate(b)
+    new = np.ones(a.shape[0], dtype=bool)
+    new[1:] = a[1:] > run_end[:-1]
+    starts = a[new]
+    ends = np.maximum.reduceat(b, np.flatnonzero(new)) if a.shape[0] else b
+    return starts, ends
+
+
+def _block_targets(X, w, centers, lut, tc, ta, tb, sub_edges, gather):
+    """Pass B: gather or sub-histogram the values inside each median's interval.
+
+    Only rows with some coordinate inside some target interval can matter, so
+    only those are re-assigned (typically a small fraction of the block).
+    """
+    keep = np.zeros(X.shape[0], dtype=bool)
+    for c in np.unique(tc):
+        starts, ends = _merged_intervals(ta[tc == c], tb[tc == c])
+        x = X[:, c]
+        pos = np.searchsorted(starts, x, side="right") - 1
+        keep |= (pos >= 0) & (x < ends[np.maximum(pos, 0)])
+    rows = np.flatnonzero(keep)
+    Xs, ws = X[rows], w[rows]
+    labels, _ = kern.assign_l1(Xs, centers)
+    return kern.target_stats(Xs, ws, labels, lut, ta, tb, sub_edges, gather)
 
 
 def _combine_targets(a, b):
@@ -498,6 +523,9 @@ class _DaskEngine:
     """
 
     def __init__(self, X, w, k, r):
+        # Every iteration reads the points two or three times: keep them in
+        # (worker) memory rather than re-reading the source (e.g. Parquet).
+        X, w = dask.persist(X, w)
         self.X, self.w, self.k, self.r = X, w, k, r
         self.n, self.d = X.shape
         self._xb = list(X.to_delayed().ravel())
@@ -609,8 +637,8 @@ def _chunked_medians(eng, st):
              zip(tgt["a"], tgt["b"], strict=True)]
         )
         res = eng._reduce(
-            _block_targets, _combine_targets, st.centers, lut, tgt["a"],
-            tgt["b"], sub_edges, gather,
+            _block_targets, _combine_targets, st.centers, lut, tgt["c"],
+            tgt["a"], tgt["b"], sub_edges, gather,
         )
         keep = []
         for t in range(tgt["j"].shape[0]):
