@@ -503,3 +503,22 @@ def _expected_failed_checks(estimator):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_dask_path_on_a_real_local_cluster(outlier_points):
+    # Worker processes: every per-chunk function and combine step must pickle
+    # and run away from the client, and still give the in-memory answer.
+    distributed = pytest.importorskip("distributed")
+    X, w = outlier_points
+    r_np = k_medians(X, 4, sample_weight=w, random_state=11)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, distributed.Client(cluster):
+        Xd, wd = _dask(X, w, "uneven")
+        est = KMedians(4, random_state=11).fit(Xd, sample_weight=wd)
+        labels = est.labels_.compute()
+    np.testing.assert_allclose(est.cluster_centers_, r_np.centers, rtol=1e-6)
+    assert est.inertia_ == pytest.approx(r_np.inertia, rel=1e-12)
+    np.testing.assert_array_equal(labels, r_np.labels)
