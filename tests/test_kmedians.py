@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import itertools
 
 import dask
@@ -522,3 +523,10 @@ def test_dask_path_on_a_real_local_cluster(outlier_points):
     np.testing.assert_allclose(est.cluster_centers_, r_np.centers, rtol=1e-6)
     assert est.inertia_ == pytest.approx(r_np.inertia, rel=1e-12)
     np.testing.assert_array_equal(labels, r_np.labels)
+
+
+@pytest.mark.parametrize("module", [km, kern])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
