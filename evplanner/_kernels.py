@@ -46,46 +46,51 @@ def _l1_capped(X, i, centers, j, cap):
     return s
 
 
-@numba.njit(parallel=True, cache=True)
-def _assign_l1(X, centers, order, key, axis, labels, dist):
+@numba.njit(cache=True, inline="always")
+def _search(X, i, centers, order, key, axis, best, best_j, second, track_second):
     # Centres are sorted along `axis`; |x_axis - c_axis| is a lower bound of
-    # the L1 distance, so a point only examines the centres whose projection
-    # lies within its best distance so far, walking outwards from its own
-    # projection. The result equals the brute-force (distance, index) minimum.
-    n = X.shape[0]
+    # the L1 distance. Scan right, then left, from the point's own position
+    # and stop each scan once that gap exceeds the pruning radius (the best
+    # distance, or the second best when it is tracked). Every centre that can
+    # beat (best, lowest index) is examined, so the result is exact. One
+    # direction at a time keeps the branches predictable.
     k = key.shape[0]
-    for i in numba.prange(n):
-        xa = X[i, axis]
-        lo = 0
-        hi = k
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if key[mid] < xa:
-                lo = mid + 1
-            else:
-                hi = mid
-        left = lo - 1
-        right = lo
-        best = np.inf
-        best_j = k
-        while left >= 0 or right < k:
-            gap_l = xa - key[left] if left >= 0 else np.inf
-            gap_r = key[right] - xa if right < k else np.inf
-            if gap_l <= gap_r:
-                gap = gap_l
-                pos = left
-                left -= 1
-            else:
-                gap = gap_r
-                pos = right
-                right += 1
-            if gap > best:
+    xa = X[i, axis]
+    lo = 0
+    hi = k
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if key[mid] < xa:
+            lo = mid + 1
+        else:
+            hi = mid
+    for step in (1, -1):
+        pos = lo if step == 1 else lo - 1
+        while 0 <= pos < k:
+            radius = second if track_second else best
+            gap = key[pos] - xa if step == 1 else xa - key[pos]
+            if gap > radius:
                 break
             j = order[pos]
-            s = _l1_capped(X, i, centers, j, best)
+            s = _l1_capped(X, i, centers, j, radius)
             if s < best or (s == best and j < best_j):
+                if track_second and j != best_j:
+                    second = best
                 best = s
                 best_j = j
+            elif track_second and s < second and j != best_j:
+                second = s
+            pos += step
+    return best, best_j, second
+
+
+@numba.njit(parallel=True, cache=True)
+def _assign_l1(X, centers, order, key, axis, labels, dist):
+    k = key.shape[0]
+    for i in numba.prange(X.shape[0]):
+        best, best_j, _ = _search(
+            X, i, centers, order, key, axis, np.inf, k, np.inf, False
+        )
         labels[i] = best_j
         dist[i] = best
 
@@ -148,46 +153,13 @@ def assign_l1(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 @numba.njit(parallel=True, cache=True)
 def _assign2_l1(X, centers, order, key, axis, labels, dist1, dist2):
-    # As _assign_l1, but also keeps the second-best distance (the cost of a
-    # point if its own centre were removed), pruning on the second best.
-    n = X.shape[0]
+    # Also keeps the second-best distance (the cost of a point if its own
+    # centre were removed), pruning on the second best.
     k = key.shape[0]
-    for i in numba.prange(n):
-        xa = X[i, axis]
-        lo = 0
-        hi = k
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if key[mid] < xa:
-                lo = mid + 1
-            else:
-                hi = mid
-        left = lo - 1
-        right = lo
-        best = np.inf
-        best_j = k
-        second = np.inf
-        while left >= 0 or right < k:
-            gap_l = xa - key[left] if left >= 0 else np.inf
-            gap_r = key[right] - xa if right < k else np.inf
-            if gap_l <= gap_r:
-                gap = gap_l
-                pos = left
-                left -= 1
-            else:
-                gap = gap_r
-                pos = right
-                right += 1
-            if gap > second:
-                break
-            j = order[pos]
-            s = _l1_capped(X, i, centers, j, second)
-            if s < best or (s == best and j < best_j):
-                second = best
-                best = s
-                best_j = j
-            elif s < second:
-                second = s
+    for i in numba.prange(X.shape[0]):
+        best, best_j, second = _search(
+            X, i, centers, order, key, axis, np.inf, k, np.inf, True
+        )
         labels[i] = best_j
         dist1[i] = best
         dist2[i] = second
@@ -702,9 +674,8 @@ def swap_costs(
 @numba.njit(parallel=True, cache=True)
 def _assign_bounded(X, centers, order, key, axis, labels, lower, m1, i1, m2,
                     new_labels, new_dist, new_lower):
-    n = X.shape[0]
     k = key.shape[0]
-    for i in numba.prange(n):
+    for i in numba.prange(X.shape[0]):
         a = labels[i]
         u = 0.0
         for c in range(X.shape[1]):
@@ -718,41 +689,9 @@ def _assign_bounded(X, centers, order, key, axis, labels, lower, m1, i1, m2,
             new_dist[i] = u
             new_lower[i] = lb
             continue
-        xa = X[i, axis]
-        lo = 0
-        hi = k
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if key[mid] < xa:
-                lo = mid + 1
-            else:
-                hi = mid
-        left = lo - 1
-        right = lo
-        best = np.inf
-        best_j = k
-        second = np.inf
-        while left >= 0 or right < k:
-            gap_l = xa - key[left] if left >= 0 else np.inf
-            gap_r = key[right] - xa if right < k else np.inf
-            if gap_l <= gap_r:
-                gap = gap_l
-                pos = left
-                left -= 1
-            else:
-                gap = gap_r
-                pos = right
-                right += 1
-            if gap > second:
-                break
-            j = order[pos]
-            s = _l1_capped(X, i, centers, j, second)
-            if s < best or (s == best and j < best_j):
-                second = best
-                best = s
-                best_j = j
-            elif s < second:
-                second = s
+        best, best_j, second = _search(
+            X, i, centers, order, key, axis, np.inf, k, np.inf, True
+        )
         new_labels[i] = best_j
         new_dist[i] = best
         new_lower[i] = second
