@@ -33,6 +33,13 @@ _TABLE_COLUMNS = {"site_id": "site", "kind": "kind", "name": "name", "lon": "lon
                   "mean_km": "mean km", "max_km": "max km"}
 
 
+def _ignore_selection(view):
+    """Adapt a ``view(solution)`` to the map's (solution, selected_site) stream."""
+    def callback(solution, selected_site=None):
+        return view(solution)
+    return callback
+
+
 class PlannerApp(param.Parameterized):
     """Views and layout over one session's :class:`PlannerState`.
 
@@ -55,12 +62,15 @@ class PlannerApp(param.Parameterized):
         super().__init__(state=state, **params)
         s = self.state
         # Explicit Params streams: HoloViews does not follow "state.solution"
-        # style dependencies of methods on a sub-object.
+        # style dependencies of methods on a sub-object. All map layers share one
+        # stream, so a new solution refreshes the map plot once, not per layer.
         solution = hv.streams.Params(s, ["solution"])
         selection = hv.streams.Params(s, ["solution", "selected_site"])
-        self._points = hv.DynamicMap(views.demand_points, streams=[solution])
+        self._points = hv.DynamicMap(_ignore_selection(views.demand_points),
+                                     streams=[selection])
         self._sites = hv.DynamicMap(views.new_sites, streams=[selection])
-        self._existing = hv.DynamicMap(views.existing_sites, streams=[solution])
+        self._existing = hv.DynamicMap(_ignore_selection(views.existing_sites),
+                                       streams=[selection])
         self._highlight = hv.DynamicMap(views.highlight_points, streams=[selection])
         self._site_tap = hv.streams.Selection1D(source=self._sites)
         self._site_tap.param.watch(self._on_site_tap, "index")
