@@ -507,25 +507,31 @@ def _load_dask(
         points = summed[summed["weight"] > 0].sort_values(["lon", "lat"])
         if persist:
             points = points.persist()
-    else:
-        points = points.assign(vehicles=points["weight"])
-    lon_min, lon_max, lat_min, lat_max, n = dask.compute(
+    lon_min, lon_max, lat_min, lat_max = dask.compute(
         points["lon"].min(), points["lon"].max(),
-        points["lat"].min(), points["lat"].max(), points.shape[0],
+        points["lat"].min(), points["lat"].max(),
     )  # fmt: skip
-    if n == 0 or not np.isfinite([lon_min, lon_max, lat_min, lat_max]).all():
+    if not np.isfinite([lon_min, lon_max, lat_min, lat_max]).all():
         raise _empty_demand(source, report)
     crs = choose_crs([lon_min, lon_max], [lat_min, lat_max], options.crs)
-    meta = _float_frame("x_m", "y_m", "weight", "vehicles")
-    projected = points.map_partitions(_project_partition, crs.to_wkt(), meta=meta)
-    if persist:
-        projected = projected.persist()
-        _progress(projected)
-        del points  # the unprojected copy is no longer needed on the workers
-    lengths = tuple(projected.map_partitions(len).compute())
+    lengths = tuple(int(n) for n in points.map_partitions(len).compute())
+    columns = ["x_m", "y_m", "weight"] + (["vehicles"] if aggregate else [])
+    projected = points.map_partitions(
+        _project_partition, crs.to_wkt(), meta=_float_frame(*columns)
+    )
     X = projected[["x_m", "y_m"]].to_dask_array(lengths=lengths)
     weight = projected["weight"].to_dask_array(lengths=lengths)
-    vehicles = projected["vehicles"].to_dask_array(lengths=lengths)
+    # Plain files: a point's weight is its vehicles, no second array.
+    vehicles = (
+        projected["vehicles"].to_dask_array(lengths=lengths) if aggregate else weight
+    )
+    if persist:
+        # Keep the arrays the solver reads (24 bytes a point), not the frames: the
+        # unprojected points are released once these are in memory. The graph down
+        # to the files stays with them, so a lost chunk is recomputed from disk.
+        X, weight, vehicles = dask.persist(X, weight, vehicles)
+        _progress([X, weight])
+        del points
     logger.info(
         "read %s on the cluster: %d demand points in %d partitions",
         source, X.shape[0], X.numblocks[0],
