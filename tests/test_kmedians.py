@@ -168,8 +168,8 @@ def test_numpy_and_dask_agree_sampled_init_and_refinement(
     # tiny gather budget, so that the exact median needs refinement passes
     # (on data with many repeated coordinate values, float weights).
     monkeypatch.setattr(km, "INIT_SAMPLE_SIZE", 150)
-    monkeypatch.setattr(km, "_N_BINS", 4)
-    monkeypatch.setattr(km, "_GATHER_BUDGET", 5)
+    monkeypatch.setattr(km, "_N_BINS", 8)
+    monkeypatch.setattr(km, "_GATHER_BUDGET", 60)
     X = np.vstack([rng.normal(0, 3, (400, 2)).round(), rng.normal(40, 9, (300, 2))])
     w = rng.gamma(2.0, 1.0, len(X))
     kw = dict(sample_weight=w, random_state=3, n_swap_candidates=20,
@@ -513,12 +513,14 @@ def test_dask_path_on_a_real_local_cluster(outlier_points):
     # and run away from the client, and still give the in-memory answer.
     distributed = pytest.importorskip("distributed")
     X, w = outlier_points
-    r_np = k_medians(X, 4, sample_weight=w, random_state=11)
+    # One run, few passes: each compute round-trips through the scheduler.
+    kw = dict(n_init=1, n_swap_candidates=10, random_state=11)
+    r_np = k_medians(X, 4, sample_weight=w, **kw)
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster, distributed.Client(cluster):
         Xd, wd = _dask(X, w, "uneven")
-        est = KMedians(4, random_state=11).fit(Xd, sample_weight=wd)
+        est = KMedians(4, **kw).fit(Xd, sample_weight=wd)
         labels = est.labels_.compute()
     np.testing.assert_allclose(est.cluster_centers_, r_np.centers, rtol=1e-6)
     assert est.inertia_ == pytest.approx(r_np.inertia, rel=1e-12)
