@@ -147,9 +147,8 @@ class PlannerApp(param.Parameterized):
             demand = views.catchment_layer(self._points, extent)
         else:
             demand = views.density_layer(self._points, extent)
-        highlight = views.highlight_layer(self._highlight, extent)
-        overlay = (views.tiles(self.basemap) * demand * highlight * self._existing
-                   * self._sites)
+        overlay = (views.tiles(self.basemap) * demand * self._highlight
+                   * self._existing * self._sites)
         x0, y0, x1, y1 = extent
         return overlay.opts(
             hv.opts.Overlay(responsive=True, height=600, xaxis=None, yaxis=None,

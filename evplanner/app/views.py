@@ -20,6 +20,9 @@ from holoviews.operation.datashader import datashade, dynspread, rasterize
 
 from evplanner.app.engine import Solution
 
+# The elements below carry Bokeh options, which need the Bokeh backend loaded.
+hv.extension("bokeh", logo=False)
+
 __all__ = [
     "BASEMAPS",
     "MAX_BARS",
@@ -34,7 +37,7 @@ __all__ = [
     "elbow_plot",
     "empty_points",
     "existing_sites",
-    "highlight_layer",
+    "MAX_HIGHLIGHT_POINTS",
     "highlight_points",
     "new_sites",
     "site_loads",
@@ -99,6 +102,11 @@ def demand_points(solution: Solution | None) -> hv.Points:
     return hv.Points(frame, ["x_web", "y_web"], ["weight", "colour"])
 
 
+#: Aggregate at half the plot's pixel size: the points are spread into dots anyway,
+#: and a quarter of the pixels is a quarter of the image sent on every solve.
+_PIXEL_RATIO = 0.5
+
+
 def _ranges(extent):
     # Without explicit ranges the first aggregation spans the overlay's full
     # extent (the tiles cover the world) and comes out a few pixels wide; zooming
@@ -115,39 +123,44 @@ def catchment_layer(points, extent=None) -> hv.Element:
     ``extent`` is the initial (x0, y0, x1, y1) in Web Mercator metres.
     """
     shaded = datashade(points, aggregator=ds.by("colour", ds.sum("weight")),
-                       color_key=_COLOUR_KEY, min_alpha=90, **_ranges(extent))
+                       color_key=_COLOUR_KEY, min_alpha=90, pixel_ratio=_PIXEL_RATIO,
+                       **_ranges(extent))
     return dynspread(shaded, threshold=0.6, max_px=3, shape="circle")
 
 
 def density_layer(points, extent=None) -> hv.Element:
     """Rasterised demand density (sum of weights per pixel)."""
-    raster = rasterize(points, aggregator=ds.sum("weight"), **_ranges(extent)).opts(
+    raster = rasterize(points, aggregator=ds.sum("weight"), pixel_ratio=_PIXEL_RATIO,
+                       **_ranges(extent)).opts(
         cmap=colorcet.fire[40:], cnorm="eq_hist", colorbar=True,
         clabel="demand weight", tools=["hover"], alpha=0.9)
     return dynspread(raster, threshold=0.6, max_px=3, shape="circle")
 
 
-def highlight_layer(points, extent=None) -> hv.Element:
-    """The selected catchment drawn in one strong colour over the others."""
-    shaded = datashade(points, aggregator=ds.sum("weight"),
-                       cmap=[HIGHLIGHT_COLOUR, HIGHLIGHT_COLOUR], min_alpha=255,
-                       **_ranges(extent))
-    return dynspread(shaded, threshold=0.6, max_px=4, shape="circle")
+#: Most demand points drawn individually for a highlighted catchment (the heaviest
+#: ones); the bundled data's largest catchment has a few hundred.
+MAX_HIGHLIGHT_POINTS = 20_000
 
 
 def highlight_points(solution: Solution | None, selected_site: str | None = None
                      ) -> hv.Points:
-    """Demand points served by ``selected_site`` (empty when none is selected)."""
-    if solution is None or selected_site is None:
-        return empty_points()
-    d = solution.demand
-    sel = d[d["site_id"] == selected_site]
-    frame = pd.DataFrame({"x_web": sel["x_web"].to_numpy(),
-                          "y_web": sel["y_web"].to_numpy(),
-                          "weight": sel["weight"].to_numpy(),
-                          "colour": pd.Categorical(["existing"] * len(sel),
-                                                   categories=_COLOUR_KEYS)})
-    return hv.Points(frame, ["x_web", "y_web"], ["weight", "colour"])
+    """Demand points served by ``selected_site``, as rings over the catchments.
+
+    Plain Bokeh points rather than another datashaded image: a catchment is small,
+    and an empty or small layer costs next to nothing on each update, where a
+    second full-size RGB image would double what every solve sends to the browser.
+    At most :data:`MAX_HIGHLIGHT_POINTS` (the heaviest) are drawn.
+    """
+    frame = pd.DataFrame({"x_web": [], "y_web": [], "weight": []})
+    if solution is not None and selected_site is not None:
+        d = solution.demand
+        sel = d.loc[d["site_id"] == selected_site, ["x_web", "y_web", "weight"]]
+        if len(sel) > MAX_HIGHLIGHT_POINTS:
+            sel = sel.nlargest(MAX_HIGHLIGHT_POINTS, "weight")
+        frame = sel.reset_index(drop=True)
+    return hv.Points(frame, ["x_web", "y_web"], ["weight"]).opts(
+        color=None, line_color=HIGHLIGHT_COLOUR, line_width=2, size=9,
+        marker="circle")
 
 
 def _site_frame(solution: Solution | None, kind: str) -> pd.DataFrame:
