@@ -333,46 +333,98 @@ def weighted_lower_median(
     return float(_select(vals, ws, float(below), float(half)))
 
 
+@numba.njit(cache=True)
+def _hist_select(v, wv, half):
+    # Lower weighted median of v by one histogram pass over [min, max], then
+    # weighted quickselect among the values of the bin that holds it. Bin
+    # index floor((x - min) * B / (max - min)) is monotone in x, so every
+    # value of an earlier bin is smaller: the weight below the bin is exact.
+    m = v.shape[0]
+    lo = v[0]
+    hi = v[0]
+    for t in range(m):
+        lo = min(lo, v[t])
+        hi = max(hi, v[t])
+    if lo == hi:
+        return lo
+    nb = 256 if m > 2048 else 16
+    inv = nb / (hi - lo)
+    hist = np.zeros(nb)
+    cnt = np.zeros(nb, dtype=np.int64)
+    for t in range(m):
+        b = min(int((v[t] - lo) * inv), nb - 1)
+        hist[b] += wv[t]
+        cnt[b] += 1
+    below = 0.0
+    sel = -1
+    last = 0
+    for b in range(nb):
+        if hist[b] > 0.0:
+            last = b
+        if below + hist[b] >= half and hist[b] > 0.0:
+            sel = b
+            break
+        below += hist[b]
+    if sel < 0:
+        # Rounding left the total a hair below `half`: the last weighted bin.
+        sel = last
+        below = 0.0
+        for b in range(sel):
+            below += hist[b]
+    vals = np.empty(cnt[sel])
+    ws = np.empty(cnt[sel])
+    f = 0
+    for t in range(m):
+        if min(int((v[t] - lo) * inv), nb - 1) == sel:
+            vals[f] = v[t]
+            ws[f] = wv[t]
+            f += 1
+    return _select(vals, ws, below, half)
+
+
 @numba.njit(parallel=True, cache=True)
 def _cluster_lower_medians(X, w, labels, n_labels, k, out, wsum):
     n, d = X.shape
-    # Counting sort by label: O(n), stable, so each cluster's rows stay in
-    # row order and its weight sum runs in row order too.
+    # Counting sort by label: O(n) and stable; each movable cluster's points
+    # are copied into contiguous buffers (one per coordinate) so that the
+    # per-cluster work below reads memory in order.
     start = np.zeros(n_labels + 1, dtype=np.int64)
     for i in range(n):
         start[labels[i] + 1] += 1
     for j in range(n_labels):
         start[j + 1] += start[j]
-    fill = start[:-1].copy()
-    perm = np.empty(n, dtype=np.int64)
+    fill = start[:k].copy()
+    m = start[k]
+    Xs = np.empty((d, m))
+    ws = np.empty(m)
     for i in range(n):
         j = labels[i]
-        perm[fill[j]] = i
+        if j >= k:
+            continue
+        p = fill[j]
         fill[j] += 1
+        ws[p] = w[i]
+        for c in range(d):
+            Xs[c, p] = X[i, c]
     for j in numba.prange(k):
         s = start[j]
         e = start[j + 1]
         tot = 0.0
         for t in range(s, e):
-            tot += w[perm[t]]
+            tot += ws[t]
         wsum[j] = tot
         if tot <= 0.0:
             for c in range(d):
                 out[j, c] = np.nan
             continue
-        vals = np.empty(e - s, dtype=np.float64)
-        ws = np.empty(e - s, dtype=np.float64)
         for c in range(d):
-            for t in range(s, e):
-                vals[t - s] = X[perm[t], c]
-                ws[t - s] = w[perm[t]]
-            out[j, c] = _select(vals, ws, 0.0, 0.5 * tot)
+            out[j, c] = _hist_select(Xs[c, s:e], ws[s:e], 0.5 * tot)
 
 
 def cluster_lower_medians(
     X: np.ndarray, w: np.ndarray, labels: np.ndarray, n_labels: int, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cluster, per-coordinate lower weighted medians in O(n d) expected time.
+    """Per-cluster, per-coordinate lower weighted medians in O(n d) time.
 
     Parameters
     ----------

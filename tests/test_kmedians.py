@@ -125,6 +125,22 @@ def test_median_step_is_exactly_optimal(seed):
             assert med[j, c] == _brute_lower_median(v, ww)
 
 
+@pytest.mark.parametrize("kind", ["float", "int", "repeats"])
+def test_median_step_on_large_clusters(rng, kind):
+    # Clusters big enough for the 256-bin histogram path of the kernel.
+    n, k = 30_000, 3
+    X = rng.normal(0, 1000, size=(n, 2))
+    if kind == "repeats":
+        X = X.round(-2)  # many equal values: the median bin holds thousands
+    w = rng.gamma(1.5, 1.0, n) if kind == "float" else rng.integers(0, 4, n) * 1.0
+    labels = rng.integers(0, k, n)
+    med, _ = kern.cluster_lower_medians(X, w, labels, k, k)
+    for j in range(k):
+        m = labels == j
+        for c in range(2):
+            assert med[j, c] == _brute_lower_median(X[m, c], w[m])
+
+
 def test_weighted_lower_median_definition():
     v = np.array([5.0, 1.0, 3.0, 3.0, 9.0])
     w = np.array([1.0, 2.0, 0.0, 1.0, 2.0])
