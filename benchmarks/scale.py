@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import statistics
 import sys
@@ -67,7 +68,10 @@ class PeakRSS(WorkerPlugin):
 
 
 def _peaks(dask_worker):
-    return dask_worker.plugins["peak-rss"].peak
+    import psutil
+
+    cpu = psutil.Process().cpu_times()
+    return dask_worker.plugins["peak-rss"].peak, cpu.user + cpu.system
 
 
 class _IterationClock(logging.Handler):
@@ -159,8 +163,12 @@ def run_size(args, n: int, label: str) -> dict:
         "objective_m": solution.summary.objective_m,
         "client_peak_rss_mib": _client_peak_mib(),
         "worker_peak_rss_mib": {
-            str(addr): rss / MIB for addr, rss in sorted(workers.items())
+            str(addr): rss / MIB for addr, (rss, _) in sorted(workers.items())
         },
+        # CPU seconds the workers used in all (not wall time): comparable between
+        # runs on a busy machine, unlike wall times.
+        "worker_cpu_s": sum(cpu for _, cpu in workers.values()),
+        "load_average": list(os.getloadavg()),
     }
     peaks = ", ".join(f"{v:,.0f}" for v in result["worker_peak_rss_mib"].values())
     print(
@@ -171,7 +179,9 @@ def run_size(args, n: int, label: str) -> dict:
         f" s incl. initialisation); coverage summary {summary_s:.1f} s"
         f"\nwall time: {wall_s:.1f} s"
         f"\npeak RSS: client {result['client_peak_rss_mib']:,.0f} MiB; "
-        f"workers {peaks} MiB",
+        f"workers {peaks} MiB"
+        f"\nworker CPU time {result['worker_cpu_s']:.0f} s in all; load average "
+        f"{result['load_average'][1]:.1f} (5 min) on {os.cpu_count()} cores",
         flush=True,
     )
     return result
