@@ -339,6 +339,7 @@ def _plot_sweep(table, path: Path, radius_km: float) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     ax1.plot(table["k"], table["mean_distance_m"] / 1000.0, marker="o")
@@ -349,6 +350,7 @@ def _plot_sweep(table, path: Path, radius_km: float) -> None:
             title=f"Coverage within {radius_km:g} km")  # fmt: skip
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
