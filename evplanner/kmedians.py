@@ -353,17 +353,27 @@ def _merge_top(a, b, r):
     )
 
 
-def _block_assign_stats(X, w, offset, centers, k, edges, r):
-    """Pass A of the chunked step: assignment, objective, histograms, top costs."""
-    labels, dist = kern.assign_l1(X, centers)
+def _block_assign_stats(X, w, offset, prev, centers, k, edges, r):
+    """Pass A of the chunked step: assignment, objective, histograms, top costs.
+
+    ``prev`` is this block's state from the previous pass (centres, labels,
+    lower bounds), kept in worker memory, so that the assignment can reuse
+    it (:func:`evplanner._kernels.assign_bounded`); the new state is returned
+    alongside the statistics.
+    """
+    if prev is not None and prev[0].shape == centers.shape:
+        labels, dist, lower = kern.assign_bounded(X, centers, *prev)
+    else:
+        labels, dist, lower = kern.assign2_l1(X, centers)
     cost = w * dist
     hist_w, hist_n = kern.cluster_histograms(X, w, labels, k, edges)
-    return {
+    stats = {
         "obj": float(np.sum(cost)),
         "hist_w": hist_w,
         "hist_n": hist_n,
         "top": _top_costs(X, cost, offset, r),
     }
+    return stats, (centers, labels, lower)
 
 
 def _combine_assign_stats(a, b, r):
@@ -375,35 +385,12 @@ def _combine_assign_stats(a, b, r):
     }
 
 
-def _merged_intervals(a, b):
-    """Union of half-open intervals [a, b) as sorted, disjoint (starts, ends)."""
-    o = np.argsort(a, kind="stable")
-    a, b = a[o], b[o]
-    # An interval starts a new run unless it begins inside the previous runs.
-    run_end = np.maximum.accumulate(b)
-    new = np.ones(a.shape[0], dtype=bool)
-    new[1:] = a[1:] > run_end[:-1]
-    starts = a[new]
-    ends = np.maximum.reduceat(b, np.flatnonzero(new)) if a.shape[0] else b
-    return starts, ends
-
-
-def _block_targets(X, w, centers, lut, tc, ta, tb, sub_edges, gather):
+def _block_targets(X, w, state, lut, ta, tb, sub_edges, gather):
     """Pass B: gather or sub-histogram the values inside each median's interval.
 
-    Only rows with some coordinate inside some target interval can matter, so
-    only those are re-assigned (typically a small fraction of the block).
+    Uses the labels pass A left in worker memory for this block.
     """
-    keep = np.zeros(X.shape[0], dtype=bool)
-    for c in np.unique(tc):
-        starts, ends = _merged_intervals(ta[tc == c], tb[tc == c])
-        x = X[:, c]
-        pos = np.searchsorted(starts, x, side="right") - 1
-        keep |= (pos >= 0) & (x < ends[np.maximum(pos, 0)])
-    rows = np.flatnonzero(keep)
-    Xs, ws = X[rows], w[rows]
-    labels, _ = kern.assign_l1(Xs, centers)
-    return kern.target_stats(Xs, ws, labels, lut, ta, tb, sub_edges, gather)
+    return kern.target_stats(X, w, state[1], lut, ta, tb, sub_edges, gather)
 
 
 def _combine_targets(a, b):
@@ -519,7 +506,9 @@ class _DaskEngine:
     histograms of every coordinate) plus, usually, one more pass that gathers
     only the (value, weight) pairs inside each median's histogram bin; bins
     holding more than the gather budget are refined first. The medians are
-    therefore exact, not approximations.
+    therefore exact, not approximations. The points are persisted once, and
+    each block's labels and distance bounds stay in (worker) memory between
+    passes, so later passes neither re-read the source nor re-search.
     """
 
     def __init__(self, X, w, k, r):
@@ -534,13 +523,19 @@ class _DaskEngine:
         # Fewer bins when k d is large, so each chunk's histograms stay small.
         self.n_bins = int(min(_N_BINS, max(64, 2**22 // max(1, k * self.d))))
         self.edges = None
+        self._states = None
 
-    def _reduce(self, block_fn, combine, *args, with_offset=False):
-        parts = [
-            dask.delayed(block_fn)(xb, wb, off, *args) if with_offset
-            else dask.delayed(block_fn)(xb, wb, *args)
-            for xb, wb, off in zip(self._xb, self._wb, self._off, strict=True)
-        ]
+    def _reduce(self, block_fn, combine, *args, with_offset=False, per_block=None):
+        """Run ``block_fn(X_b, w_b, [offset_b], [per_block_b], *args)`` on every
+        block, combine the results pairwise in a tree, compute once."""
+        parts = []
+        for b, (xb, wb) in enumerate(zip(self._xb, self._wb, strict=True)):
+            lead = (xb, wb)
+            if with_offset:
+                lead += (self._off[b],)
+            if per_block is not None:
+                lead += (per_block[b],)
+            parts.append(dask.delayed(block_fn)(*lead, *args))
         (out,) = dask.compute(_tree_reduce(parts, combine))
         return out
 
@@ -566,11 +561,23 @@ class _DaskEngine:
 
     def assign(self, centers):
         r = self.r
-        s = self._reduce(
-            _block_assign_stats, lambda a, b: _combine_assign_stats(a, b, r),
-            centers, self.k, self.edges, r, with_offset=True,
+        prev = self._states or [None] * len(self._xb)
+        parts = [
+            dask.delayed(_block_assign_stats, nout=2)(
+                xb, wb, off, pb, centers, self.k, self.edges, r
+            )
+            for xb, wb, off, pb in zip(self._xb, self._wb, self._off, prev,
+                                       strict=True)
+        ]
+        root = _tree_reduce(
+            [p[0] for p in parts], lambda a, b: _combine_assign_stats(a, b, r)
         )
-        return _State(centers, s["obj"], s["top"], s)
+        # One execution of the block tasks: the statistics come back to the
+        # client, the per-block labels and bounds stay in (worker) memory.
+        root, *states = dask.persist(root, *[p[1] for p in parts])
+        (s,) = dask.compute(root)
+        self._states = states
+        return _State(centers, s["obj"], s["top"], {**s, "states": states})
 
     def medians(self, st):
         return _chunked_medians(self, st)
@@ -637,8 +644,8 @@ def _chunked_medians(eng, st):
              zip(tgt["a"], tgt["b"], strict=True)]
         )
         res = eng._reduce(
-            _block_targets, _combine_targets, st.centers, lut, tgt["c"],
-            tgt["a"], tgt["b"], sub_edges, gather,
+            _block_targets, _combine_targets, lut, tgt["a"], tgt["b"],
+            sub_edges, gather, per_block=st.extra["states"],
         )
         keep = []
         for t in range(tgt["j"].shape[0]):
