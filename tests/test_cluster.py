@@ -114,11 +114,11 @@ def loopback_cluster(tmp_path):
 
 @pytest.fixture(scope="module")
 def demand_file(tmp_path_factory) -> Path:
-    """400,000 synthetic points in 8 row groups (8 partitions at blocksize 1MB)."""
+    """200,000 synthetic points in 8 row groups (8 partitions at blocksize 500kB)."""
     vehicles, _ = load_vehicles()
     path = tmp_path_factory.mktemp("cluster") / "demand.parquet"
-    synthesize_demand(demand_points(vehicles), 400_000, seed=11, path=path,
-                      chunk_rows=50_000)  # fmt: skip
+    synthesize_demand(demand_points(vehicles), 200_000, seed=11, path=path,
+                      chunk_rows=25_000)  # fmt: skip
     return path
 
 
@@ -163,7 +163,7 @@ def test_remote_scheduler_gives_the_in_memory_answer(
     loopback_cluster, demand_file, in_memory, tmp_path
 ):
     proc = run_cli(*solve_args(tmp_path, "--input", demand_file, "--scheduler",
-                               loopback_cluster.address, "--blocksize", "1MB"))
+                               loopback_cluster.address, "--blocksize", "500kB"))
     assert proc.returncode == 0, proc.stderr + loopback_cluster.logs()
     got = read_answer(tmp_path)
     assert got[1]["mode"] == f"scheduler {loopback_cluster.address}"
@@ -177,7 +177,7 @@ def test_worker_killed_during_solve_same_answer(
     stdout = (tmp_path / "stdout.txt").open("w")
     proc = subprocess.Popen(
         [EVPLANNER, *solve_args(tmp_path, "--input", demand_file, "--scheduler",
-                                loopback_cluster.address, "--blocksize", "1MB")],
+                                loopback_cluster.address, "--blocksize", "500kB")],
         stdout=stdout, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines = []
