@@ -309,3 +309,13 @@ def test_create_app_builds_the_template(store):
         assert any(isinstance(o, pn.widgets.Tabulator) for o in objects)
     finally:
         pn.state.reset()
+
+
+@pytest.mark.parametrize("module", ["evplanner.app.engine", "evplanner.app.layout"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

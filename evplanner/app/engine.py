@@ -229,6 +229,16 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
         loader for bad coordinates (missing, unparsable, out of range): a station
         list with bad rows is rejected whole, so that no station silently
         disappears from the plan. Non-electric rows of an AFDC export are skipped.
+
+    Examples
+    --------
+    >>> stations, report = parse_uploaded_stations(b"lon,lat\\n-122.3,47.6\\n", "s.csv")
+    >>> stations[["lon", "lat"]].to_numpy().tolist()
+    [[-122.3, 47.6]]
+    >>> parse_uploaded_stations(b"lon,lat\\n-122.3,147.6\\n", "s.csv")
+    Traceback (most recent call last):
+    ...
+    evplanner.errors.InputError: s.csv: 1 of 1 rows are not usable stations ...
     """
     from evplanner.data import load_stations
 
@@ -281,6 +291,12 @@ class Scenario:
     """Everything a solve depends on (hashable, so it can key caches).
 
     ``radius_m`` only affects the metrics, not the sites.
+
+    Examples
+    --------
+    >>> a, b = Scenario(k=5), Scenario(k=5, radius_m=20_000.0)
+    >>> a.solve_key == b.solve_key, a == b
+    (True, False)
     """
 
     k: int = 7

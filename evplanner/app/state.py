@@ -23,6 +23,7 @@ from functools import partial
 import pandas as pd
 import panel as pn
 import param
+from panel.io.document import hold
 from panel.io.state import set_curdoc
 
 from evplanner.app import engine
@@ -295,7 +296,10 @@ class PlannerState(param.Parameterized):
             if error is None:
                 result = future.result()
                 if kind == "solve":
-                    self._apply_solution(result, gen)
+                    # One batch of document events per solution, and one model
+                    # graph recomputation at the end instead of one per change.
+                    with hold(freeze=True):
+                        self._apply_solution(result, gen)
                 elif kind == "sweep":
                     self.sweep = result
                     self.status = f"Elbow computed for {len(result)} values of k."
