@@ -125,13 +125,13 @@ def run_size(args, n: int, label: str) -> dict:
             t0 = time.perf_counter()
             demand = load_demand(
                 DemandOptions(inputs=path, blocksize=args.blocksize),
-                client=client, persist=not args.no_persist,
+                client=client,
             )  # fmt: skip
             load_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             solution = solve(
                 demand, args.k, seed=0, max_iter=args.max_iter,
-                local_search=args.local_search,
+                local_search=args.local_search, n_init=args.n_init,
             )  # fmt: skip
             fit_s = solution.fit_seconds
             summary_s = time.perf_counter() - t0 - fit_s
@@ -147,7 +147,7 @@ def run_size(args, n: int, label: str) -> dict:
         "n_points": n,
         "k": args.k,
         "workers": args.workers,
-        "persist": not args.no_persist,
+        "n_init": args.n_init,
         "local_search": args.local_search,
         "n_chunks": n_chunks,
         "chunk_rows": chunk_rows,
@@ -173,7 +173,7 @@ def run_size(args, n: int, label: str) -> dict:
     peaks = ", ".join(f"{v:,.0f}" for v in result["worker_peak_rss_mib"].values())
     print(
         f"chunks: {n_chunks} x <= {chunk_rows:,} rows; cluster start {cluster_s:.1f} s"
-        f"\nread + clean + project (persist={result['persist']}): {load_s:.1f} s"
+        f"\nread + clean + project + persist: {load_s:.1f} s"
         f"\nfit: {fit_s:.1f} s for {solution.n_iter} Lloyd iterations "
         f"(median {per_iter:.2f} s per iteration, mean {result['iteration_s_mean']:.2f}"
         f" s incl. initialisation); coverage summary {summary_s:.1f} s"
@@ -199,14 +199,15 @@ def main(argv=None) -> int:
     parser.add_argument("--blocksize", default="24MB",
                         help="partition size (default 24MB = 1M rows)")
     parser.add_argument("--chunk-rows", type=int, default=1_000_000)
-    parser.add_argument("--no-persist", action="store_true",
-                        help="re-read the Parquet file in every pass")
+    parser.add_argument("--n-init", type=int, default=1,
+                        help="K-Medians runs from different seeds (default 1)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     logging.getLogger("distributed").setLevel(logging.WARNING)
     print(f"scale benchmark: k={args.k}, {args.workers} workers x 1 thread, "
-          f"max_iter={args.max_iter}, local_search={args.local_search}")  # fmt: skip
+          f"max_iter={args.max_iter}, local_search={args.local_search}, "
+          f"n_init={args.n_init}")  # fmt: skip
     results = []
     for text in args.sizes:
         results.append(run_size(args, _size(text), text))

@@ -209,9 +209,7 @@ def _prepare(args: argparse.Namespace, client):
     """Demand and fixed sites, read as the mode requires."""
     from evplanner.pipeline import load_demand, load_fixed_sites
 
-    demand = load_demand(
-        _demand_options(args), client=client, persist=not args.no_persist
-    )
+    demand = load_demand(_demand_options(args), client=client)
     fixed_m = stations = None
     if args.fixed:
         fixed_m, stations = load_fixed_sites(args.fixed, demand.crs)
@@ -420,11 +418,6 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
                      help="how long to wait for the scheduler (default 10s)")
     run.add_argument("--blocksize", default="64MB",
                      help="partition size when reading on a cluster (default 64MB)")
-    run.add_argument(
-        "--no-persist", action="store_true",
-        help="re-read the files in every iteration instead of keeping the points "
-        "in the workers' memory",
-    )  # fmt: skip
     sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 

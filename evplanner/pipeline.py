@@ -305,9 +305,7 @@ def _empty_demand(source: str, report: LoadReport) -> InputError:
     )
 
 
-def load_demand(
-    options: DemandOptions, *, client=None, persist: bool = True
-) -> Demand:
+def load_demand(options: DemandOptions, *, client=None) -> Demand:
     """Read, filter, weight, aggregate and project the demand.
 
     Parameters
@@ -316,10 +314,13 @@ def load_demand(
         Input files and filters.
     client : distributed.Client, optional
         Read on this cluster with dask.dataframe; without it, read in memory.
-    persist : bool
-        On a cluster, keep the projected points in the workers' memory (they spill
-        to disk beyond the workers' memory limit) instead of re-reading the files in
-        every iteration. Lost partitions are recomputed from the files either way.
+
+    Notes
+    -----
+    On a cluster the projected points are persisted in the workers' memory (24
+    bytes a point; Dask spills to disk beyond a worker's memory limit), since every
+    iteration reads them two or three times. Their graph down to the files stays
+    with them, so a chunk lost with a worker is recomputed from the files.
 
     Returns
     -------
@@ -333,7 +334,7 @@ def load_demand(
     aggregate, kind = _classify(paths, options)
     if client is None:
         return _load_memory(paths, options, aggregate)
-    return _load_dask(paths, options, aggregate, kind, persist)
+    return _load_dask(paths, options, aggregate, kind)
 
 
 def _load_memory(paths: list[Path], options: DemandOptions, aggregate: bool) -> Demand:
@@ -467,9 +468,8 @@ def _project_partition(part: pd.DataFrame, crs_wkt: str) -> pd.DataFrame:
 
 
 def _load_dask(
-    paths: list[Path], options: DemandOptions, aggregate: bool, kind: str,
-    persist: bool,
-) -> Demand:  # fmt: skip
+    paths: list[Path], options: DemandOptions, aggregate: bool, kind: str
+) -> Demand:
     columns = VEHICLE_COLUMNS if aggregate else ("lon", "lat", "weight")
     points, reports = read_points_dask(
         [str(p) for p in paths],
@@ -478,10 +478,9 @@ def _load_dask(
         columns=columns,
     )
     source = _source_name(paths)
-    if persist:
-        # One pass over the files: cleaned points and their load reports together.
-        points, reports = dask.persist(points, reports)
-        _progress(points)
+    # One pass over the files: cleaned points and their load reports together.
+    points, reports = dask.persist(points, reports)
+    _progress(points)
     report = merge_reports(
         reports.compute(), source=source, kind=kind,
         kept_out_of_area=options.keep_out_of_area,
@@ -504,9 +503,7 @@ def _load_dask(
             split_out=max(1, weighted.npartitions // 4),
         )
         summed = summed.reset_index()
-        points = summed[summed["weight"] > 0].sort_values(["lon", "lat"])
-        if persist:
-            points = points.persist()
+        points = summed[summed["weight"] > 0].sort_values(["lon", "lat"]).persist()
     lon_min, lon_max, lat_min, lat_max = dask.compute(
         points["lon"].min(), points["lon"].max(),
         points["lat"].min(), points["lat"].max(),
@@ -525,13 +522,11 @@ def _load_dask(
     vehicles = (
         projected["vehicles"].to_dask_array(lengths=lengths) if aggregate else weight
     )
-    if persist:
-        # Keep the arrays the solver reads (24 bytes a point), not the frames: the
-        # unprojected points are released once these are in memory. The graph down
-        # to the files stays with them, so a lost chunk is recomputed from disk.
-        X, weight, vehicles = dask.persist(X, weight, vehicles)
-        _progress([X, weight])
-        del points
+    # Keep the arrays the solver reads (24 bytes a point), not the frames: the
+    # unprojected points are released once these are in memory. The graph down to
+    # the files stays with them, so a lost chunk is recomputed from disk.
+    X, weight, vehicles = dask.persist(X, weight, vehicles)
+    _progress([X, weight])
     logger.info(
         "read %s on the cluster: %d demand points in %d partitions",
         source, X.shape[0], X.numblocks[0],
