@@ -421,10 +421,6 @@ def _block_labels(X, centers):
     return kern.assign_l1(X, centers)[0]
 
 
-def _block_dist(X, centers):
-    return kern.assign_l1(X, centers)[1]
-
-
 # ---------------------------------------------------------------------------
 # Engines: the same questions answered in memory or chunk by chunk
 # ---------------------------------------------------------------------------
@@ -635,8 +631,6 @@ def _chunked_medians(eng, st):
         fits = np.cumsum(tgt["count"][order]) <= _GATHER_BUDGET
         gather = np.zeros(tgt["j"].shape[0], dtype=bool)
         gather[order[fits]] = True
-        if not gather.any() and tgt["j"].shape[0] == 1:
-            gather[:] = True
         lut = np.full((k, d), -1, dtype=np.int64)
         lut[tgt["j"], tgt["c"]] = np.arange(tgt["j"].shape[0])
         sub_edges = np.stack(
@@ -927,6 +921,12 @@ def k_medians(
     global row index. The result therefore does not depend on the chunking.
 
     *Empty clusters* (no positive weight) move to the most costly points.
+
+    *Memory.* With Dask input the client only ever holds a bounded sample of
+    points (at most ``INIT_SAMPLE_SIZE`` rows, for initialisation and swap
+    candidates), per-cluster histograms, and the (value, weight) pairs of the
+    median bins (at most ``_GATHER_BUDGET`` per pass; fuller bins are refined
+    on the workers first).
 
     Examples
     --------
