@@ -336,6 +336,19 @@ def _find_column(columns, aliases) -> str | None:
     return None
 
 
+def _lonlat_columns(frame: pd.DataFrame, path: Path, expected: str) -> tuple[str, str]:
+    """Names of the longitude and latitude columns, or an error naming the file."""
+    lon_col = _find_column(frame.columns, _LON_ALIASES)
+    lat_col = _find_column(frame.columns, _LAT_ALIASES)
+    if lon_col is None or lat_col is None:
+        raise InputError(
+            f"missing required column: expected {expected}; found columns: "
+            f"{list(frame.columns)[:20]}",
+            path=path,
+        )
+    return lon_col, lat_col
+
+
 def _require(frame: pd.DataFrame, required, path: Path, what: str) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -397,14 +410,9 @@ def _clean_dol(raw: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.Series]:
 
 def _clean_points(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """Plain or bundled lon/lat frame -> vehicle columns and drop status."""
-    lon_col = _find_column(frame.columns, _LON_ALIASES)
-    lat_col = _find_column(frame.columns, _LAT_ALIASES)
-    if lon_col is None or lat_col is None:
-        raise InputError(
-            "missing required column: expected 'Vehicle Location' (WA DOL export) or "
-            f"lon/lat columns; found columns: {list(frame.columns)[:20]}",
-            path=path,
-        )
+    lon_col, lat_col = _lonlat_columns(
+        frame, path, "'Vehicle Location' (WA DOL export) or lon/lat columns"
+    )
     lon, lat = _number(frame[lon_col]), _number(frame[lat_col])
     status = np.full(len(frame), None, dtype=object)
 
@@ -526,14 +534,9 @@ def _clean_station_frame(
                             for pub, ours in _AFDC_COLUMNS.items()})  # fmt: skip
         shown = frame["Fuel Type Code"] + " " + frame.get("Station Name", "")
     else:
-        lon_col = _find_column(frame.columns, _LON_ALIASES)
-        lat_col = _find_column(frame.columns, _LAT_ALIASES)
-        if lon_col is None or lat_col is None:
-            raise InputError(
-                "missing required column: expected lon/lat (or the AFDC export's "
-                f"Longitude/Latitude); found columns: {list(frame.columns)[:20]}",
-                path=path,
-            )
+        lon_col, lat_col = _lonlat_columns(
+            frame, path, "lon/lat (or the AFDC export's Longitude/Latitude)"
+        )
         kind = "bundled-stations" if "station_id" in frame.columns else "station-points"
         status = np.full(len(frame), None, dtype=object)
         out = pd.DataFrame({c: frame[c] if c in frame.columns else pd.NA

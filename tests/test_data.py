@@ -171,36 +171,23 @@ def test_missing_column_error_names_file_and_columns(tmp_path):
     assert "Postal Code" in str(err.value) and err.value.path == str(path)
 
 
-def test_dol_file_without_state_column(tmp_path):
-    path = write(tmp_path, "dol.csv", ["County,Vehicle Location", "King,POINT (1 2)"])
-    with pytest.raises(InputError, match=r"missing required column\(s\) \['State'\]"):
-        load_vehicles(path)
-
-
-def test_empty_file(tmp_path):
-    path = tmp_path / "empty.csv"
-    path.write_bytes(b"")
-    with pytest.raises(InputError, match=r"empty\.csv: empty file"):
-        load_vehicles(path)
-
-
-def test_whitespace_only_file(tmp_path):
-    path = write(tmp_path, "blank.csv", ["", ""])
-    with pytest.raises(InputError, match=r"blank\.csv: empty file"):
-        load_vehicles(path)
-
-
-def test_binary_file_is_not_a_csv(tmp_path):
-    path = tmp_path / "image.csv"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
-    with pytest.raises(InputError, match=r"image\.csv: not a CSV file"):
-        load_vehicles(path)
-
-
-def test_non_utf8_text_is_not_a_csv(tmp_path):
-    path = tmp_path / "latin.csv"
-    path.write_bytes("lon,lat\n\xff\xfe,1\n".encode("latin-1") + b"\xff" * 100)
-    with pytest.raises(InputError, match="not a CSV text file"):
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("dol.csv", b"County,Vehicle Location\nKing,POINT (1 2)\n",
+         r"missing required column\(s\) \['State'\]"),
+        ("empty.csv", b"", r"empty\.csv: empty file"),
+        ("blank.csv", b"\n\n", r"blank\.csv: empty file"),
+        ("image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)),
+         r"image\.csv: not a CSV file"),
+        ("latin.csv", "lon,lat\n\xff\xfe,1\n".encode("latin-1") + b"\xff" * 100,
+         "not a CSV text file"),
+    ],
+)  # fmt: skip
+def test_unreadable_files_name_file_and_problem(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=match):
         load_vehicles(path)
 
 
