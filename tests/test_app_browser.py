@@ -102,6 +102,7 @@ def test_change_k_updates_sites_and_indicators(server, browser, tmp_path):
         shot = tmp_path / "planner_k15.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
+        page.wait_for_timeout(500)  # let late updates (plot resizes) finish
     finally:
         context.close()
 

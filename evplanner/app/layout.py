@@ -33,6 +33,16 @@ _TABLE_COLUMNS = {"site_id": "site", "kind": "kind", "name": "name", "lon": "lon
                   "mean_km": "mean km", "max_km": "max km"}
 
 
+def _hv_pane(obj, **params) -> pn.pane.HoloViews:
+    # Axes are not linked across panes: the comparison maps zoom on their own.
+    params.setdefault("sizing_mode", "stretch_width")
+    return pn.pane.HoloViews(obj, linked_axes=False, **params)
+
+
+def _demand_callback(solution, selected_site=None, map_layer="Catchments"):
+    return views.demand_points(solution, by_site=map_layer == "Catchments")
+
+
 def _ignore_selection(view):
     """Adapt a ``view(solution)`` to the map's (solution, selected_site) stream."""
     def callback(solution, selected_site=None):
@@ -62,18 +72,9 @@ class PlannerApp(param.Parameterized):
         super().__init__(state=state, **params)
         s = self.state
         # Explicit Params streams: HoloViews does not follow "state.solution"
-        # style dependencies of methods on a sub-object. All map layers share one
-        # stream, so a new solution refreshes the map plot once, not per layer.
+        # style dependencies of methods on a sub-object.
         solution = hv.streams.Params(s, ["solution"])
-        selection = hv.streams.Params(s, ["solution", "selected_site"])
-        self._points = hv.DynamicMap(_ignore_selection(views.demand_points),
-                                     streams=[selection])
-        self._sites = hv.DynamicMap(views.new_sites, streams=[selection])
-        self._existing = hv.DynamicMap(_ignore_selection(views.existing_sites),
-                                       streams=[selection])
-        self._highlight = hv.DynamicMap(views.highlight_points, streams=[selection])
-        self._site_tap = hv.streams.Selection1D(source=self._sites)
-        self._site_tap.param.watch(self._on_site_tap, "index")
+        self._map = self._build_map()
         self._bars = hv.DynamicMap(views.site_loads, streams=[solution])
         # Plots that follow every solution are DynamicMaps too: they update the
         # existing Bokeh figures instead of rebuilding them on each solve.
@@ -139,17 +140,29 @@ class PlannerApp(param.Parameterized):
              "vehicles": 0})
 
     # --- views ------------------------------------------------------------------------
-    @param.depends("basemap", "map_layer")
-    def map_view(self):
-        """The map: tiles, demand (catchments or density), highlight, sites."""
-        extent = self.state.store.web_extent()
-        if self.map_layer == "Catchments":
-            demand = views.catchment_layer(self._points, extent)
-        else:
-            demand = views.density_layer(self._points, extent)
-        overlay = (views.tiles(self.basemap) * demand * self._highlight
-                   * self._existing * self._sites)
+    def _build_map(self):
+        """The map: tiles, demand (catchments or density), highlight, sites.
+
+        Built once per session; every layer is a DynamicMap, so solutions, the
+        selection, the basemap and the demand layer update the plot in place.
+        The data layers share one stream, so a new solution refreshes it once.
+        """
+        s = self.state
+        data = hv.streams.Params(s, ["solution", "selected_site"])
+        look = hv.streams.Params(self, ["map_layer"])
+        tiles = hv.DynamicMap(views.tiles,
+                              streams=[hv.streams.Params(self, ["basemap"])])
+        points = hv.DynamicMap(_demand_callback, streams=[data, look])
+        self._sites = hv.DynamicMap(views.new_sites, streams=[data])
+        existing = hv.DynamicMap(_ignore_selection(views.existing_sites),
+                                 streams=[data])
+        highlight = hv.DynamicMap(views.highlight_points, streams=[data])
+        self._site_tap = hv.streams.Selection1D(source=self._sites)
+        self._site_tap.param.watch(self._on_site_tap, "index")
+        extent = s.store.web_extent()
         x0, y0, x1, y1 = extent
+        overlay = (tiles * views.catchment_layer(points, extent) * highlight
+                   * existing * self._sites)
         return overlay.opts(
             hv.opts.Overlay(responsive=True, height=600, xaxis=None, yaxis=None,
                             xlim=(x0, x1), ylim=(y0, y1),
@@ -181,7 +194,7 @@ class PlannerApp(param.Parameterized):
             row = comparison.row(method, "clean")
             title = (f"{label}: mean {row['mean_distance_m'] / 1000:.1f} km, "
                      f"{row['coverage_share'] * 100:.1f}% within radius")
-            maps.append(pn.pane.HoloViews(
+            maps.append(_hv_pane(
                 views.comparison_map(points, sites[method], title, self.basemap,
                                      self.state.store.web_extent())
                 .opts(hv.opts.Overlay(responsive=True, height=380, xaxis=None,
@@ -335,19 +348,15 @@ class PlannerApp(param.Parameterized):
         )
         report = pn.pane.Str(export.load_report_text(s.store), name="load report")
         plots = pn.Tabs(
-            ("Distance", pn.pane.HoloViews(
-                self._histogram.opts(hv.opts.Overlay(responsive=True, height=320),
-                                     hv.opts.Histogram(framewise=True)),
-                sizing_mode="stretch_width")),
-            ("Site loads", pn.pane.HoloViews(
-                self._bars.opts(responsive=True, height=320, framewise=True),
-                sizing_mode="stretch_width")),
-            ("Coverage vs radius", pn.pane.HoloViews(
-                self._coverage.opts(hv.opts.Overlay(responsive=True, height=320),
-                                    hv.opts.Curve(framewise=True)),
-                sizing_mode="stretch_width")),
-            ("Elbow (choose k)", pn.pane.HoloViews(self.elbow_view,
-                                                   sizing_mode="stretch_width")),
+            ("Distance", _hv_pane(self._histogram.opts(
+                hv.opts.Overlay(responsive=True, height=320),
+                hv.opts.Histogram(framewise=True)))),
+            ("Site loads", _hv_pane(
+                self._bars.opts(responsive=True, height=320, framewise=True))),
+            ("Coverage vs radius", _hv_pane(self._coverage.opts(
+                hv.opts.Overlay(responsive=True, height=320),
+                hv.opts.Curve(framewise=True)))),
+            ("Elbow (choose k)", _hv_pane(self.elbow_view)),
             ("K-Medians vs K-Means", pn.panel(self.comparison_view,
                                               sizing_mode="stretch_width")),
             ("Data load report", report),
@@ -355,8 +364,7 @@ class PlannerApp(param.Parameterized):
         )
         return pn.Column(
             alert, status, self.indicators(),
-            pn.Row(pn.pane.HoloViews(self.map_view, sizing_mode="stretch_width",
-                                     height=600, name="map"),
+            pn.Row(_hv_pane(self._map, height=600, name="map"),
                    pn.Column(self.table, width=520),
                    sizing_mode="stretch_width"),
             plots,

@@ -47,7 +47,7 @@ __all__ = [
 #: Web-tile basemaps; the tiles load in the browser, so with no network they just
 #: stay blank and everything else works.
 BASEMAPS = {"Light (CARTO)": "CartoLight", "OpenStreetMap": "OSM",
-            "Imagery (Esri)": "EsriImagery", "None": None}
+            "Imagery (Esri)": "EsriImagery", "None": "none"}
 
 #: Colours of catchments. Sites are coloured by ``index % len(CATCHMENT_COLOURS)``:
 #: categorical shading keeps one aggregate per colour, so a fixed palette keeps
@@ -57,9 +57,11 @@ BASEMAPS = {"Light (CARTO)": "CartoLight", "OpenStreetMap": "OSM",
 CATCHMENT_COLOURS = list(colorcet.palette["glasbey_category10"][:20])
 EXISTING_COLOUR = "#9e9e9e"
 HIGHLIGHT_COLOUR = "#e6007e"
-_COLOUR_KEYS = [f"c{i:02d}" for i in range(len(CATCHMENT_COLOURS))] + ["existing"]
-_COLOUR_KEY = dict(zip(_COLOUR_KEYS, [*CATCHMENT_COLOURS, EXISTING_COLOUR],
-                       strict=True))
+DENSITY_COLOUR = "#b2182b"
+_COLOUR_KEYS = [f"c{i:02d}" for i in range(len(CATCHMENT_COLOURS))] + [
+    "existing", "density"]
+_COLOUR_KEY = dict(zip(_COLOUR_KEYS, [*CATCHMENT_COLOURS, EXISTING_COLOUR,
+                                      DENSITY_COLOUR], strict=True))
 
 _SITE_TOOLTIPS = [("site", "@site_id"), ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
                   ("vehicles served", "@vehicles{0,0}"),
@@ -69,11 +71,14 @@ _SITE_VDIMS = ["site_id", "kind", "name", "lon", "lat", "vehicles", "share",
                "mean_km", "max_km"]
 
 
-def tiles(name: str | None):
-    """The basemap element for a :data:`BASEMAPS` value (None: no tiles)."""
-    if name is None:
-        return hv.Overlay([])
-    return hv_tiles.tile_sources[name]().opts(alpha=0.75)
+def tiles(basemap: str = "CartoLight") -> hv.Tiles:
+    """The basemap for a :data:`BASEMAPS` value; ``"none"`` hides the tiles.
+
+    Always a tile element, so that a DynamicMap can switch basemaps in place.
+    """
+    if basemap == "none":
+        return hv_tiles.tile_sources["CartoLight"]().opts(alpha=0.0)
+    return hv_tiles.tile_sources[basemap]().opts(alpha=0.75)
 
 
 def site_colour(labels: np.ndarray, n_new: int) -> pd.Categorical:
@@ -89,15 +94,24 @@ def empty_points() -> hv.Points:
     return hv.Points(frame, ["x_web", "y_web"], ["weight", "colour"])
 
 
-def demand_points(solution: Solution | None) -> hv.Points:
-    """Demand points with their weight and catchment colour key."""
+def demand_points(solution: Solution | None, by_site: bool = True) -> hv.Points:
+    """Demand points with their weight and colour key.
+
+    ``by_site`` colours each point by its site (catchments); otherwise every point
+    gets the one density colour, so the same categorical shading shows where the
+    demand weight is.
+    """
     if solution is None:
         return empty_points()
     d = solution.demand
+    if by_site:
+        colour = site_colour(d["label"].to_numpy(), solution.n_new)
+    else:
+        colour = pd.Categorical.from_codes(
+            np.full(len(d), _COLOUR_KEYS.index("density")), categories=_COLOUR_KEYS)
     frame = pd.DataFrame({
         "x_web": d["x_web"].to_numpy(), "y_web": d["y_web"].to_numpy(),
-        "weight": d["weight"].to_numpy(),
-        "colour": site_colour(d["label"].to_numpy(), solution.n_new),
+        "weight": d["weight"].to_numpy(), "colour": colour,
     })
     return hv.Points(frame, ["x_web", "y_web"], ["weight", "colour"])
 
@@ -285,5 +299,5 @@ def comparison_map(points, sites: pd.DataFrame, title: str, basemap: str | None,
     dots = hv.Points(sites, ["x_web", "y_web"], ["lon", "lat"]).opts(
         color="black", fill_color="white", size=11, line_width=2,
         tools=["hover"])
-    return (tiles(basemap) * density_layer(points, extent).opts(colorbar=False)
-            * dots).opts(title=title)
+    density = density_layer(points, extent).opts(colorbar=False)
+    return (tiles(basemap or "none") * density * dots).opts(title=title)
