@@ -224,15 +224,13 @@ def _raise_bad_input(s):
         row, value = s["bad_x"]
         raise InputError(
             "X must contain only finite coordinates (no NaN or inf), got "
-            f"{value} at sample index {row}",
-            column="X",
+            f"{value} at sample index {row}"
         )
     if s["bad_w"] is not None:
         row, value = s["bad_w"]
         raise InputError(
             f"sample_weight must be finite and >= 0, got {value} at sample "
-            f"index {row}",
-            column="sample_weight",
+            f"index {row}"
         )
     if s["n"] == 0:
         raise ValueError("X must have at least 1 sample, got n_samples=0")
