@@ -908,10 +908,22 @@ def k_medians(
     *Median.* Each coordinate of a centre is the lower weighted median of its
     points: the smallest value ``v`` with ``W(x <= v) >= W / 2``. It is one of
     the data values and exactly minimises ``sum_i w_i |x_i - v|``. Both
-    engines compute this same value (the in-memory one by weighted
-    quickselect, the chunked one from histograms plus a targeted gather), so
+    engines compute this same value (the in-memory one by a histogram pass
+    per cluster and a weighted quickselect inside the median's bin, O(n d);
+    the chunked one from per-chunk histograms plus a targeted gather), so
     they agree to the last bit except when a cumulative weight ties ``W / 2``
-    to within rounding (never for integer weights).
+    to within rounding (never for integer weights). Objectives are sums in a
+    different order, equal to ~1e-15 relative.
+
+    *Local search.* After Lloyd, each round evaluates all (centre, candidate)
+    swaps exactly in one pass and applies the best if it gains more than
+    ``tol``; Lloyd then re-runs. When no plain swap gains, the best swap of
+    each of the 3 most promising centres is tried with Lloyd re-optimisation.
+
+    *Validation.* ``n_clusters`` may not exceed the number of distinct points
+    with positive weight. Fixed centres do not count against that: existing
+    stations need not sit on demand points, and a filtered area can have
+    more stations than demand points.
 
     *Chunk invariance.* Initialisation and the random swap candidates use a
     sample of rows drawn from ``n`` and the seed only (all rows when ``n <=
