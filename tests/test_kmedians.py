@@ -551,3 +551,14 @@ def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_dask_dataframe_input(outlier_points):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X, w = outlier_points
+    ddf = dd.from_pandas(pd.DataFrame(X, columns=["x_m", "y_m"]), npartitions=3)
+    a = KMedians(3, random_state=0).fit(X)
+    b = KMedians(3, random_state=0).fit(ddf)
+    np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=1e-6)
+    assert b.inertia_ == pytest.approx(a.inertia_, rel=1e-12)
