@@ -13,6 +13,8 @@ go to the lowest index and sums always run in row order.
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -27,6 +29,14 @@ __all__ = [
     "target_stats",
     "weighted_lower_median",
 ]
+
+
+# The parallel kernels already use every core, and numba's "workqueue"
+# threading layer (its fallback when neither OpenMP nor TBB is installed)
+# aborts the process if two Python threads launch parallel kernels at once,
+# as Dask's threaded scheduler or a threaded web server would. So parallel
+# launches take turns; each one still runs on all cores.
+_PARALLEL_LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------------------
@@ -147,7 +157,8 @@ def assign_l1(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarra
     dist = np.empty(n, dtype=np.float64)
     if n:
         order, key, axis = _sorted_axis(centers)
-        _assign_l1(X, centers, order, key, axis, labels, dist)
+        with _PARALLEL_LOCK:
+            _assign_l1(X, centers, order, key, axis, labels, dist)
     return labels, dist
 
 
@@ -192,7 +203,8 @@ def assign2_l1(
     dist2 = np.empty(n, dtype=np.float64)
     if n:
         order, key, axis = _sorted_axis(centers)
-        _assign2_l1(X, centers, order, key, axis, labels, dist1, dist2)
+        with _PARALLEL_LOCK:
+            _assign2_l1(X, centers, order, key, axis, labels, dist1, dist2)
     return labels, dist1, dist2
 
 
@@ -225,7 +237,8 @@ def l1_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     centers = np.ascontiguousarray(centers, dtype=np.float64)
     out = np.empty((X.shape[0], centers.shape[0]), dtype=np.float64)
     if X.shape[0] and centers.shape[0]:
-        _l1_distances(X, centers, out)
+        with _PARALLEL_LOCK:
+            _l1_distances(X, centers, out)
     return out
 
 
@@ -448,9 +461,10 @@ def cluster_lower_medians(
     X = np.ascontiguousarray(X, dtype=np.float64)
     out = np.empty((k, X.shape[1]), dtype=np.float64)
     wsum = np.zeros(k, dtype=np.float64)
-    _cluster_lower_medians(
-        X, np.ascontiguousarray(w, dtype=np.float64), labels, n_labels, k, out, wsum
-    )
+    with _PARALLEL_LOCK:
+        _cluster_lower_medians(
+            X, np.ascontiguousarray(w, dtype=np.float64), labels, n_labels, k, out, wsum
+        )
     return out, wsum
 
 
@@ -708,13 +722,14 @@ def swap_costs(
     base = np.zeros(m, dtype=np.float64)
     corr = np.zeros((m, k), dtype=np.float64)
     if m and X.shape[0]:
-        _swap_costs(
-            np.ascontiguousarray(X, dtype=np.float64),
-            np.ascontiguousarray(w, dtype=np.float64),
-            labels, dist1, dist2,
-            np.ascontiguousarray(cands, dtype=np.float64),
-            k, base, corr,
-        )
+        with _PARALLEL_LOCK:
+            _swap_costs(
+                np.ascontiguousarray(X, dtype=np.float64),
+                np.ascontiguousarray(w, dtype=np.float64),
+                labels, dist1, dist2,
+                np.ascontiguousarray(cands, dtype=np.float64),
+                k, base, corr,
+            )
     return base, corr
 
 
@@ -797,6 +812,7 @@ def assign_bounded(
     new_lower = np.empty(n, dtype=np.float64)
     if n:
         order, key, axis = _sorted_axis(centers)
-        _assign_bounded(X, centers, order, key, axis, labels, lower, m1, i1, m2,
-                        new_labels, new_dist, new_lower)
+        with _PARALLEL_LOCK:
+            _assign_bounded(X, centers, order, key, axis, labels, lower, m1, i1, m2,
+                            new_labels, new_dist, new_lower)
     return new_labels, new_dist, new_lower

@@ -562,3 +562,35 @@ def test_dask_dataframe_input(outlier_points):
     b = KMedians(3, random_state=0).fit(ddf)
     np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=1e-6)
     assert b.inertia_ == pytest.approx(a.inertia_, rel=1e-12)
+
+
+def test_threaded_use_with_numba_workqueue_layer(tmp_path):
+    # numba's fallback threading layer aborts the whole process when two
+    # threads launch parallel kernels at once; Dask's threaded scheduler and
+    # threaded servers do exactly that, so the kernels must take turns.
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "threads.py"
+    script.write_text(
+        "import numpy as np, dask, dask.array as da\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from evplanner.kmedians import KMedians, k_medians\n"
+        "X = np.random.default_rng(0).normal(size=(40_000, 2))\n"
+        "with dask.config.set(scheduler='threads', num_workers=4):\n"
+        "    k_medians(da.from_array(X, chunks=5_000), 4, n_init=1,\n"
+        "              n_swap_candidates=10)\n"
+        "with ThreadPoolExecutor(3) as ex:\n"
+        "    list(ex.map(lambda s: KMedians(4, n_init=1, random_state=s).fit(X),\n"
+        "                range(3)))\n"
+        "import numba\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "workqueue"
