@@ -538,13 +538,19 @@ def _load_dask(
 
 
 def _progress(collection) -> None:
-    """Dask's own progress bar for persisted work (only when a terminal watches)."""
+    """Wait for persisted work: with Dask's own progress bar when a terminal watches.
+
+    Persisting is asynchronous; waiting here makes the read show as reading (and
+    be timed as such), not as the solver's first iteration.
+    """
     import sys
 
-    from distributed import progress
+    from distributed import progress, wait
 
     if sys.stderr.isatty():
         progress(collection)
+    else:
+        wait(collection)
 
 
 def load_fixed_sites(
