@@ -49,6 +49,32 @@ K_ROUNDS = [
 ]
 
 
+def cpu_seconds(server_pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by the server and by the browser.
+
+    The browser is every other process below this one (Playwright's driver and
+    Chromium's processes); psutil comes with dask.distributed.
+    """
+    import psutil
+
+    def total(procs):
+        out = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                out += t.user + t.system
+            except psutil.Error:
+                pass
+        return out
+
+    server = psutil.Process(server_pid)
+    server_procs = [server, *server.children(recursive=True)]
+    server_pids = {p.pid for p in server_procs}
+    others = [p for p in psutil.Process().children(recursive=True)
+              if p.pid not in server_pids]
+    return total(server_procs), total(others)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -156,14 +182,20 @@ async def run(args) -> dict:
             solo = Session(browser, url)
             result["solo_open_s"] = await solo.open()
             solo_times = []
+            cpu0 = cpu_seconds(proc.pid)
             for k in (8, 12, 5, 10, 15):
                 await solo.prepare(k)
                 solo_times.append(await solo.commit_and_wait())
+            cpu1 = cpu_seconds(proc.pid)
+            result["solo_server_cpu_per_change_s"] = (cpu1[0] - cpu0[0]) / 5
+            result["solo_browser_cpu_per_change_s"] = (cpu1[1] - cpu0[1]) / 5
             await solo.close()
             result["solo_latency_s"] = solo_times
             reference = statistics.median(solo_times)
             print(f"single session: k change -> updated sites, median "
-                  f"{reference:.3f} s of {[round(t, 3) for t in solo_times]}")
+                  f"{reference:.3f} s of {[round(t, 3) for t in solo_times]}; CPU "
+                  f"per change: server {result['solo_server_cpu_per_change_s']:.2f}"
+                  f" s, browser {result['solo_browser_cpu_per_change_s']:.2f} s")
 
             sessions = [Session(browser, url) for _ in range(args.sessions)]
             t0 = time.perf_counter()
@@ -181,16 +213,24 @@ async def run(args) -> dict:
                                                                      strict=True)]
                 await asyncio.gather(*(s.prepare(k) for s, k in zip(sessions, ks,
                                                                     strict=True)))
+                cpu0 = cpu_seconds(proc.pid)
                 latencies = await asyncio.gather(*(s.commit_and_wait()
                                                    for s in sessions))
+                cpu1 = cpu_seconds(proc.pid)
+                server_cpu, browser_cpu = (b - a for a, b in zip(cpu0, cpu1,
+                                                                 strict=True))
                 solves = await asyncio.gather(*(s.server_solve_s() for s in sessions))
                 rounds.append({"k": ks, "latency_s": latencies,
-                               "server_solve_s": solves})
+                               "server_solve_s": solves,
+                               "server_cpu_s": server_cpu,
+                               "browser_cpu_s": browser_cpu})
                 print(f"round {r + 1}: k={ks}")
                 print("  latency (s): " + " ".join(f"{t:.3f}" for t in latencies))
                 print(f"  slowest {max(latencies):.3f} s, median "
                       f"{statistics.median(latencies):.3f} s; server-side solve "
                       f"max {max(solves):.3f} s")
+                print(f"  CPU used during the round: server {server_cpu:.1f} s, "
+                      f"browser ({len(sessions)} pages) {browser_cpu:.1f} s")
             errors = [e for s in sessions for e in s.errors]
             for s in sessions:
                 await s.close()
