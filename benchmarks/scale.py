@@ -53,12 +53,15 @@ class PeakRSS(WorkerPlugin):
         import psutil
 
         self.peak = 0
+        self.peak_managed = 0
         self._stop = threading.Event()
         process = psutil.Process()
 
         def sample():
             while not self._stop.is_set():
                 self.peak = max(self.peak, process.memory_info().rss)
+                # Bytes of the results Dask holds (persisted points, solver state).
+                self.peak_managed = max(self.peak_managed, worker.state.nbytes)
                 self._stop.wait(self.interval_s)
 
         threading.Thread(target=sample, daemon=True, name="peak-rss").start()
@@ -71,7 +74,8 @@ def _peaks(dask_worker):
     import psutil
 
     cpu = psutil.Process().cpu_times()
-    return dask_worker.plugins["peak-rss"].peak, cpu.user + cpu.system
+    plugin = dask_worker.plugins["peak-rss"]
+    return plugin.peak, cpu.user + cpu.system, plugin.peak_managed
 
 
 class _IterationClock(logging.Handler):
@@ -163,14 +167,20 @@ def run_size(args, n: int, label: str) -> dict:
         "objective_m": solution.summary.objective_m,
         "client_peak_rss_mib": _client_peak_mib(),
         "worker_peak_rss_mib": {
-            str(addr): rss / MIB for addr, (rss, _) in sorted(workers.items())
+            str(addr): v[0] / MIB for addr, v in sorted(workers.items())
+        },
+        "worker_peak_managed_mib": {
+            str(addr): v[2] / MIB for addr, v in sorted(workers.items())
         },
         # CPU seconds the workers used in all (not wall time): comparable between
         # runs on a busy machine, unlike wall times.
-        "worker_cpu_s": sum(cpu for _, cpu in workers.values()),
+        "worker_cpu_s": sum(v[1] for v in workers.values()),
         "load_average": list(os.getloadavg()),
     }
     peaks = ", ".join(f"{v:,.0f}" for v in result["worker_peak_rss_mib"].values())
+    managed = ", ".join(
+        f"{v:,.0f}" for v in result["worker_peak_managed_mib"].values()
+    )
     print(
         f"chunks: {n_chunks} x <= {chunk_rows:,} rows; cluster start {cluster_s:.1f} s"
         f"\nread + clean + project + persist: {load_s:.1f} s"
@@ -179,7 +189,7 @@ def run_size(args, n: int, label: str) -> dict:
         f" s incl. initialisation); coverage summary {summary_s:.1f} s"
         f"\nwall time: {wall_s:.1f} s"
         f"\npeak RSS: client {result['client_peak_rss_mib']:,.0f} MiB; "
-        f"workers {peaks} MiB"
+        f"workers {peaks} MiB (of which Dask-held data at most {managed} MiB)"
         f"\nworker CPU time {result['worker_cpu_s']:.0f} s in all; load average "
         f"{result['load_average'][1]:.1f} (5 min) on {os.cpu_count()} cores",
         flush=True,
