@@ -70,6 +70,7 @@ __all__ = [
     "Demand",
     "DemandOptions",
     "Solution",
+    "Summary",
     "check_sites_path",
     "dask_client",
     "expand_inputs",
@@ -929,6 +930,16 @@ def check_sites_path(path: str | Path) -> Path:
     ------
     ValueError
         For another extension, or a directory that does not exist.
+
+    Examples
+    --------
+    >>> check_sites_path("sites.geojson").suffix
+    '.geojson'
+    >>> check_sites_path("sites.xlsx")
+    Traceback (most recent call last):
+    ...
+    ValueError: --out sites.xlsx: unknown output format '.xlsx'; expected one of \
+.geojson, .json, .parquet, .csv
     """
     path = Path(path)
     if path.suffix.lower() not in SITE_EXTENSIONS:
