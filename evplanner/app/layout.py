@@ -341,9 +341,13 @@ class PlannerApp(param.Parameterized):
         alert = pn.pane.Alert(s.param.message, alert_type=s.param.message_level,
                               visible=pn.bind(bool, s.param.message),
                               sizing_mode="stretch_width", name="message")
+        # A static status light, not a spinner: CSS animations repaint the page
+        # continuously while a solve runs, which costs a slow client (and many
+        # sessions in one browser) more than the update itself.
         status = pn.Row(
-            pn.indicators.LoadingSpinner(value=s.param.busy, size=22,
-                                         label="", margin=(6, 10)),
+            pn.indicators.BooleanStatus(value=s.param.busy, color="warning",
+                                        width=18, height=18, margin=(8, 10),
+                                        label="busy"),
             pn.pane.Str(s.param.status, name="status", margin=(6, 0)),
         )
         report = pn.pane.Str(export.load_report_text(s.store), name="load report")
@@ -375,7 +379,7 @@ class PlannerApp(param.Parameterized):
         return pn.template.FastListTemplate(
             title=TITLE, sidebar=[self.controls()], main=[self.main()],
             sidebar_width=340, accent="#2c6e49", header_background="#2c6e49",
-            main_layout=None)
+            main_layout=None, busy_indicator=None)
 
 
 def create_app(store: DataStore | None = None) -> pn.template.FastListTemplate:
