@@ -83,18 +83,19 @@ class LoopbackCluster:
             return len(client.scheduler_info(n_workers=-1)["workers"])
 
     def stop(self) -> None:
-        procs = [*self.workers.values(), self.scheduler]
-        for proc in procs:
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            if proc is None:
-                continue
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+        # Workers first (they close cleanly while the scheduler is still there).
+        for group in (list(self.workers.values()), [self.scheduler]):
+            for proc in group:
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+            for proc in group:
+                if proc is None:
+                    continue
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=15)
 
     def logs(self) -> str:
         return "\n".join(
