@@ -476,6 +476,12 @@ class _NumpyEngine:
     def labels(self, centers):
         return kern.assign_l1(self.X, centers)[0]
 
+    def final_labels(self, st):
+        # Every state comes from `assign`, whose labels are exactly those of
+        # a full search for `st.centers` (re-seeding and swaps happen before
+        # an assignment, never after): no need to search again.
+        return st.extra["labels"]
+
 
 def _tree_reduce(parts, combine, split_every=8):
     while len(parts) > 1:
@@ -583,6 +589,11 @@ class _DaskEngine:
         return self.X.map_blocks(
             _block_labels, centers, dtype=np.int64, drop_axis=1
         )
+
+    def final_labels(self, st):
+        # Lazy, like the input: the per-block labels held on the workers
+        # belong to the last assignment, which need not be the best run's.
+        return self.labels(st.centers)
 
 
 # ---------------------------------------------------------------------------
@@ -1007,7 +1018,7 @@ def k_medians(
         if best is None or st.objective < best[1].objective:
             best = (centers, st, n_iter, history)
     centers, st, n_iter, history = best
-    labels = eng.labels(st.centers)
+    labels = eng.final_labels(st)
     return KMediansResult(
         centers, labels, float(st.objective), int(n_iter), np.asarray(history)
     )

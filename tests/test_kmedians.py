@@ -576,7 +576,10 @@ def test_threaded_use_with_numba_workqueue_layer(tmp_path):
     script.write_text(
         "import numpy as np, dask, dask.array as da\n"
         "from concurrent.futures import ThreadPoolExecutor\n"
+        "from evplanner import _kernels\n"
         "from evplanner.kmedians import KMedians, k_medians\n"
+        # Small inputs run serial kernels; force the parallel ones here.
+        "_kernels.SERIAL_MAX_ROWS = 0\n"
         "X = np.random.default_rng(0).normal(size=(40_000, 2))\n"
         "with dask.config.set(scheduler='threads', num_workers=4):\n"
         "    k_medians(da.from_array(X, chunks=5_000), 4, n_init=1,\n"
@@ -594,3 +597,66 @@ def test_threaded_use_with_numba_workqueue_layer(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "workqueue"
+
+
+@pytest.mark.parametrize("local_search", [False, True])
+def test_final_labels_are_those_of_the_final_centres(outlier_points, local_search):
+    # The in-memory fit returns the labels its last assignment computed
+    # instead of searching again; they must still be those of a fresh search
+    # for the returned centres, also after re-seeding and swaps.
+    X, w = outlier_points
+    fixed = np.array([[5_000.0, 5_000.0]])
+    inits = [
+        np.array([[0.0, 0.0], [0.0, 0.0], [1e7, 1e7], [10_000.0, 0.0]]),
+        "k-medians++",
+    ]
+    for init in inits:
+        res = k_medians(X, 4, sample_weight=w, fixed_centers=fixed, init=init,
+                        local_search=local_search, random_state=3)
+        fresh, dist = kern.assign_l1(X, np.vstack([res.centers, fixed]))
+        np.testing.assert_array_equal(res.labels, fresh)
+        assert res.inertia == pytest.approx(float(np.sum(w * dist)), rel=1e-12)
+
+
+def test_serial_and_parallel_kernels_agree(monkeypatch, rng):
+    # Small inputs run the single-threaded compilation of each kernel; it
+    # must give bit-identical results to the parallel one.
+    n, k = 3_000, 12
+    X = np.vstack([rng.normal(c, 700.0, size=(n // 3, 2)) for c in
+                   ([0.0, 0.0], [8_000.0, 1_000.0], [2_000.0, 9_000.0])])
+    w = rng.integers(1, 6, size=X.shape[0]).astype(float)
+    C = X[rng.choice(X.shape[0], k, replace=False)]
+    C2 = C + rng.normal(0, 300.0, size=C.shape)
+    cands = X[rng.choice(X.shape[0], 40, replace=False)]
+
+    def everything():
+        labels, d1, d2 = kern.assign2_l1(X, C)
+        med = kern.cluster_lower_medians(X, w, labels, k, k - 2)
+        bounded = kern.assign_bounded(X, C2, C, labels, d2)
+        swaps = kern.swap_costs(X, w, labels, d1, d2, cands, k - 2)
+        fit = k_medians(X, 5, sample_weight=w, n_init=2, n_swap_candidates=30,
+                        random_state=1)
+        return [*kern.assign_l1(X, C), labels, d1, d2, *med, *bounded, *swaps,
+                kern.l1_distances(X, C), fit.centers, fit.labels,
+                np.array([fit.inertia])]
+
+    monkeypatch.setattr(kern, "SERIAL_MAX_ROWS", 0)
+    parallel = everything()
+    monkeypatch.setattr(kern, "SERIAL_MAX_ROWS", 10**9)
+    serial = everything()
+    for a, b in zip(parallel, serial, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_small_inputs_use_the_serial_kernels(monkeypatch, outlier_points):
+    # Below the row threshold no parallel kernel is launched at all.
+    X, w = outlier_points
+    calls = []
+    for name in ("_assign_l1", "_assign2_l1", "_assign_bounded",
+                 "_cluster_lower_medians", "_swap_costs", "_l1_distances"):
+        kernel = getattr(kern, name)
+        monkeypatch.setattr(kernel, "parallel",
+                            lambda *a, _n=name: calls.append(_n))
+    k_medians(X, 4, sample_weight=w, random_state=0)
+    assert X.shape[0] < kern.SERIAL_MAX_ROWS
+    assert calls == []
