@@ -1,6 +1,6 @@
 """Web app under load: 10 browser sessions change k at once on loopback.
 
-Run:  .venv/bin/python benchmarks/app_load.py [--sessions 10] [--rounds 3]
+Run:  .venv/bin/python benchmarks/app_load.py [--sessions 10] [--rounds 3] [--procs 1]
 
 Starts ``panel serve apps/planner.py`` on a free loopback port, opens one session
 alone in Debian's Chromium (Playwright) to measure the reference, then opens
@@ -81,10 +81,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, log_path: Path) -> subprocess.Popen:
+def start_server(port: int, log_path: Path, procs: int = 1) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "panel", "serve", str(APP), "--port", str(port),
            "--address", "127.0.0.1", "--allow-websocket-origin",
-           f"127.0.0.1:{port}"]
+           f"127.0.0.1:{port}", "--num-procs", str(procs)]
     log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until killed
     return subprocess.Popen(cmd, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -168,9 +168,10 @@ async def run(args) -> dict:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = OUT_DIR / "app_load_server.log"
-    proc = start_server(port, log_path)
+    proc = start_server(port, log_path, args.procs)
     url = f"http://127.0.0.1:{port}/planner"
-    result: dict = {"sessions": args.sessions, "target_s": TARGET_S,
+    result: dict = {"sessions": args.sessions, "procs": args.procs,
+                    "target_s": TARGET_S,
                     "load_before": os.getloadavg()}
     try:
         await wait_for_server(port, proc)
@@ -254,6 +255,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--procs", type=int, default=1,
+                        help="server processes (panel serve --num-procs)")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"needs Debian chromium at {CHROMIUM}", file=sys.stderr)
