@@ -92,6 +92,14 @@ def test_county_and_type_filters_change_demand(state, store):
     assert sol_bev.total_weight < sol.total_weight
 
 
+def test_no_ev_type_says_so_and_keeps_solution(state):
+    kept = state.solution
+    state.ev_types = []
+    state.wait()
+    assert "at least one EV type" in state.message
+    assert state.solution is kept
+
+
 def test_weighting_bev_only_counts_bevs(state, store):
     state.weighting = "bev"
     sol = state.wait()

@@ -207,6 +207,10 @@ class PlannerState(param.Parameterized):
 
     @param.depends(*_SOLVE_PARAMS, watch=True)
     def _on_change(self):
+        if not self.ev_types:
+            self._set_message("Choose at least one EV type (BEV, PHEV); the current "
+                              "solution stays.", "warning")
+            return
         if self.existing == "uploaded" and self._uploaded is None:
             self._set_message("Upload a CSV of existing stations (lon, lat columns) "
                               "to use them; the current solution stays.", "info")
