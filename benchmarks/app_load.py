@@ -239,11 +239,21 @@ async def run(args) -> dict:
         result["rounds"] = rounds
         result["page_errors"] = errors
     finally:
+        import psutil
+
+        # With --num-procs the server forks workers: stop them too.
+        children = psutil.Process(proc.pid).children(recursive=True)
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        for child in children:
+            try:
+                child.terminate()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(children, timeout=10)
     result["load_after"] = os.getloadavg()
     slowest = max(max(r["latency_s"]) for r in result["rounds"])
     result["slowest_s"] = slowest
