@@ -91,13 +91,22 @@ def _l1_capped(X, i, centers, j, cap):
 
 
 @numba.njit(cache=True, inline="always")
-def _search(X, i, centers, order, key, axis, best, best_j, second, track_second):
+def _search(X, i, centers, order, key, axis, best, best_j, second, track_second,
+            want_bound):
     # Centres are sorted along `axis`; |x_axis - c_axis| is a lower bound of
     # the L1 distance. Scan right, then left, from the point's own position
     # and stop each scan once that gap exceeds the pruning radius (the best
     # distance, or the second best when it is tracked). Every centre that can
     # beat (best, lowest index) is examined, so the result is exact. One
     # direction at a time keeps the branches predictable.
+    #
+    # `second` is the exact second-best distance when `track_second`; with
+    # only `want_bound` it is a lower bound of the distance to every centre
+    # but the best, at the cost of the plain search: the smallest (possibly
+    # capped, hence too small) distance of the other centres examined, and
+    # the gap at which each scan stopped (every centre further out is at
+    # least that far).
+    keep2 = track_second or want_bound
     k = key.shape[0]
     xa = X[i, axis]
     lo = 0
@@ -114,15 +123,17 @@ def _search(X, i, centers, order, key, axis, best, best_j, second, track_second)
             radius = second if track_second else best
             gap = key[pos] - xa if step == 1 else xa - key[pos]
             if gap > radius:
+                if want_bound and not track_second and gap < second:
+                    second = gap
                 break
             j = order[pos]
             s = _l1_capped(X, i, centers, j, radius)
             if s < best or (s == best and j < best_j):
-                if track_second and j != best_j:
+                if keep2 and j != best_j and best < second:
                     second = best
                 best = s
                 best_j = j
-            elif track_second and s < second and j != best_j:
+            elif keep2 and s < second and j != best_j:
                 second = s
             pos += step
     return best, best_j, second
@@ -133,7 +144,7 @@ def _assign_l1(X, centers, order, key, axis, labels, dist):
     k = key.shape[0]
     for i in numba.prange(X.shape[0]):
         best, best_j, _ = _search(
-            X, i, centers, order, key, axis, np.inf, k, np.inf, False
+            X, i, centers, order, key, axis, np.inf, k, np.inf, False, False
         )
         labels[i] = best_j
         dist[i] = best
@@ -196,13 +207,14 @@ def assign_l1(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 @_Kernel
-def _assign2_l1(X, centers, order, key, axis, labels, dist1, dist2):
+def _assign2_l1(X, centers, order, key, axis, labels, dist1, dist2, exact):
     # Also keeps the second-best distance (the cost of a point if its own
-    # centre were removed), pruning on the second best.
+    # centre were removed), pruning on the second best; or, not `exact`, a
+    # lower bound of it found by the plain search.
     k = key.shape[0]
     for i in numba.prange(X.shape[0]):
         best, best_j, second = _search(
-            X, i, centers, order, key, axis, np.inf, k, np.inf, True
+            X, i, centers, order, key, axis, np.inf, k, np.inf, exact, True
         )
         labels[i] = best_j
         dist1[i] = best
@@ -210,7 +222,7 @@ def _assign2_l1(X, centers, order, key, axis, labels, dist1, dist2):
 
 
 def assign2_l1(
-    X: np.ndarray, centers: np.ndarray
+    X: np.ndarray, centers: np.ndarray, *, exact: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest centre, its distance and the second-nearest distance (L1).
 
@@ -218,6 +230,10 @@ def assign2_l1(
     ----------
     X : np.ndarray, shape (n, d), float64
     centers : np.ndarray, shape (k, d), float64
+    exact : bool, default True
+        False: ``dist2`` is only a lower bound of the second-nearest distance
+        (at least ``dist1``), found by the plain search of :func:`assign_l1`
+        at its cost; exact seconds cost ~1.4-2x that.
 
     Returns
     -------
@@ -226,7 +242,8 @@ def assign2_l1(
     dist1 : np.ndarray, shape (n,), float64
         Distance to the nearest centre.
     dist2 : np.ndarray, shape (n,), float64
-        Distance to the second-nearest centre (``inf`` when ``k == 1``).
+        Distance to the second-nearest centre (``inf`` when ``k == 1``), or
+        a lower bound of it (``exact=False``).
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     centers = np.ascontiguousarray(centers, dtype=np.float64)
@@ -236,7 +253,8 @@ def assign2_l1(
     dist2 = np.empty(n, dtype=np.float64)
     if n:
         order, key, axis = _sorted_axis(centers)
-        _assign2_l1(n, X, centers, order, key, axis, labels, dist1, dist2)
+        _assign2_l1(n, X, centers, order, key, axis, labels, dist1, dist2,
+                    bool(exact))
     return labels, dist1, dist2
 
 
@@ -770,29 +788,51 @@ def swap_costs(
 
 
 @_Kernel
-def _assign_bounded(X, centers, order, key, axis, labels, lower, m1, i1, m2,
-                    new_labels, new_dist, new_lower):
+def _assign_bounded(X, centers, order, key, axis, labels, lower, movers, m1, i1, m2,
+                    exact, new_labels, new_dist, new_lower, kept):
     k = key.shape[0]
+    d = X.shape[1]
     for i in numba.prange(X.shape[0]):
         a = labels[i]
         u = 0.0
-        for c in range(X.shape[1]):
+        for c in range(d):
             u += abs(X[i, c] - centers[a, c])
-        # Triangle inequality (L1 is a metric): no other centre moved closer
-        # than its largest move, so if u is still below the carried lower
-        # bound, centre a is the unique nearest one and nothing is searched.
-        lb = lower[i] - (m2 if a == i1 else m1)
+        # Triangle inequality (L1 is a metric): no centre outside `movers`
+        # moved closer than the largest move among them, so the carried lower
+        # bound minus that move bounds their distances; the few centres that
+        # moved most are measured exactly instead. If u is below all of it,
+        # centre a is the unique nearest one and nothing is searched.
+        m = m2 if a == i1 else m1
+        # The slack covers rounding in the distances the bound came from
+        # (~1e-16 relative each), so that "u < lb" stays a proof.
+        lb = lower[i] - m - 1e-10 * (lower[i] + m + u)
+        for t in range(movers.shape[0]):
+            j = movers[t]
+            if j == a or u >= lb:
+                continue
+            dj = 0.0
+            for c in range(d):
+                dj += abs(X[i, c] - centers[j, c])
+            lb = min(lb, dj)
         if u < lb:
             new_labels[i] = a
             new_dist[i] = u
             new_lower[i] = lb
+            kept[i] = True
             continue
         best, best_j, second = _search(
-            X, i, centers, order, key, axis, np.inf, k, np.inf, True
+            X, i, centers, order, key, axis, np.inf, k, np.inf, exact, True
         )
         new_labels[i] = best_j
         new_dist[i] = best
         new_lower[i] = second
+        kept[i] = False
+
+
+#: Centres whose distance the bounded assignment measures exactly instead of
+#: bounding: one far move (a re-seed, a swap, an outlying cluster settling)
+#: would otherwise weaken every point's bound by that whole move.
+N_MOVERS = 8
 
 
 def assign_bounded(
@@ -801,7 +841,11 @@ def assign_bounded(
     old_centers: np.ndarray,
     labels: np.ndarray,
     lower: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    *,
+    exact: bool = True,
+    n_movers: int = N_MOVERS,
+    return_kept: bool = False,
+):
     """Exact L1 assignment that reuses the previous one where it provably holds.
 
     Parameters
@@ -815,12 +859,21 @@ def assign_bounded(
         Previous nearest centre.
     lower : np.ndarray, shape (n,), float64
         Lower bound of the previous distance to every centre but ``labels``.
+    exact : bool, default True
+        Searched points get their exact second-nearest distance as the new
+        bound; False: a weaker bound found at the cost of a plain search.
+    n_movers : int, default N_MOVERS
+        The centres that moved most are measured exactly, not bounded.
+    return_kept : bool, default False
+        Also return which points kept their centre without a search.
 
     Returns
     -------
     labels, dist, lower : np.ndarray, shape (n,)
         Identical labels and distances to :func:`assign_l1` for ``centers``
         (ties to the lowest index), and the updated lower bounds.
+    kept : np.ndarray, shape (n,), bool
+        Only with ``return_kept``.
 
     Notes
     -----
@@ -828,21 +881,29 @@ def assign_bounded(
     move of centre ``j``, ``D(x, c_j') >= lower - max_{j != a} delta_j``. A
     point whose exact distance to its own (moved) centre stays strictly below
     that bound keeps its centre after one distance evaluation; the rest get
-    a full search. Late Lloyd iterations thus cost little more than O(n d).
+    a full search. The max runs over all centres but the ``n_movers`` that
+    moved most, whose distances are computed instead (O(n_movers d) per
+    point). Late Lloyd iterations thus cost little more than O(n d).
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     centers = np.ascontiguousarray(centers, dtype=np.float64)
     delta = np.abs(centers - old_centers).sum(axis=1)
     top = np.argsort(-delta, kind="stable")
-    m1 = float(delta[top[0]])
-    i1 = int(top[0])
-    m2 = float(delta[top[1]]) if delta.shape[0] > 1 else 0.0
+    n_movers = min(int(n_movers), max(0, top.shape[0] - 2))
+    movers = np.ascontiguousarray(top[:n_movers], dtype=np.int64)
+    rest = top[n_movers:]
+    m1 = float(delta[rest[0]])
+    i1 = int(rest[0])
+    m2 = float(delta[rest[1]]) if rest.shape[0] > 1 else 0.0
     n = X.shape[0]
     new_labels = np.empty(n, dtype=np.int64)
     new_dist = np.empty(n, dtype=np.float64)
     new_lower = np.empty(n, dtype=np.float64)
+    kept = np.empty(n, dtype=np.bool_)
     if n:
         order, key, axis = _sorted_axis(centers)
-        _assign_bounded(n, X, centers, order, key, axis, labels, lower, m1, i1, m2,
-                        new_labels, new_dist, new_lower)
+        _assign_bounded(n, X, centers, order, key, axis, labels, lower, movers, m1,
+                        i1, m2, bool(exact), new_labels, new_dist, new_lower, kept)
+    if return_kept:
+        return new_labels, new_dist, new_lower, kept
     return new_labels, new_dist, new_lower

@@ -351,6 +351,59 @@ def _merge_top(a, b, r):
     )
 
 
+#: Rows from which the assignment policy below samples; smaller inputs always
+#: carry exact bounds (the policy's own sample would cost as much as it saves).
+_POLICY_MIN_ROWS = 20_000
+#: Rows the policy samples (strided, so the sample is spread over the input).
+_POLICY_SAMPLE = 2048
+#: Least sampled fraction of points kept by their bound for the bounded
+#: assignment to pay off; below, one distance per point is wasted.
+_BOUND_MIN_KEPT = 0.05
+#: Least sampled fraction of points whose margin (second minus nearest
+#: distance) exceeds the current move, for exact second distances to pay off
+#: in the next assignment (they cost ~1.4-2x a plain search).
+_EXACT_MIN_MARGIN = 0.3
+
+
+def _assign_carrying(X, centers, prev):
+    """Exact assignment of ``X`` to ``centers``, reusing ``prev`` when it pays.
+
+    ``prev`` is ``(old_centers, labels, lower)`` from the previous call on the
+    same rows, or None. Returns ``(labels, dist, lower)``: the labels and
+    distances are always exactly those of :func:`evplanner._kernels.assign_l1`;
+    only the work done and the tightness of the returned lower bounds (for
+    the next call) depend on the choices below, which a strided sample of
+    the rows makes. Large first moves make carried bounds useless, so the
+    early iterations run a plain search (keeping a cheap, weaker bound),
+    later ones the bounded search with exact second distances.
+    """
+    n = X.shape[0]
+    if prev is None or prev[0].shape != centers.shape:
+        if n < _POLICY_MIN_ROWS:
+            return kern.assign2_l1(X, centers)
+        # Nothing to reuse, and whether exact second distances will pay off
+        # depends on the next moves, unknown yet: the plain search.
+        return kern.assign2_l1(X, centers, exact=False)
+    old, labels, lower = prev
+    if n < _POLICY_MIN_ROWS:
+        return kern.assign_bounded(X, centers, old, labels, lower)
+    step = max(1, n // _POLICY_SAMPLE)
+    Xs = X[::step]
+    kept = kern.assign_bounded(
+        Xs, centers, old, np.ascontiguousarray(labels[::step]),
+        np.ascontiguousarray(lower[::step]), return_kept=True,
+    )[3]
+    _, d1, d2 = kern.assign2_l1(Xs, centers)
+    # The next move is unknown; this one (beyond the centres measured
+    # exactly) stands in for it.
+    delta = np.sort(np.abs(centers - old).sum(axis=1))[::-1]
+    move = delta[min(kern.N_MOVERS, delta.shape[0] - 1)]
+    exact = bool(np.mean(d2 - d1 > move) >= _EXACT_MIN_MARGIN)
+    if np.mean(kept) >= _BOUND_MIN_KEPT:
+        return kern.assign_bounded(X, centers, old, labels, lower, exact=exact)
+    return kern.assign2_l1(X, centers, exact=exact)
+
+
 def _block_assign_stats(X, w, offset, prev, centers, k, edges, r):
     """Pass A of the chunked step: assignment, objective, histograms, top costs.
 
@@ -359,10 +412,7 @@ def _block_assign_stats(X, w, offset, prev, centers, k, edges, r):
     it (:func:`evplanner._kernels.assign_bounded`); the new state is returned
     alongside the statistics.
     """
-    if prev is not None and prev[0].shape == centers.shape:
-        labels, dist, lower = kern.assign_bounded(X, centers, *prev)
-    else:
-        labels, dist, lower = kern.assign2_l1(X, centers)
+    labels, dist, lower = _assign_carrying(X, centers, prev)
     cost = w * dist
     hist_w, hist_n = kern.cluster_histograms(X, w, labels, k, edges)
     stats = {
@@ -453,11 +503,7 @@ class _NumpyEngine:
     def assign(self, centers):
         # Carry Hamerly-style bounds from the previous call: the labels and
         # distances are exactly those of a full search, only cheaper.
-        prev = self._bounds
-        if prev is not None and prev[0].shape == centers.shape:
-            labels, dist, lower = kern.assign_bounded(self.X, centers, *prev)
-        else:
-            labels, dist, lower = kern.assign2_l1(self.X, centers)
+        labels, dist, lower = _assign_carrying(self.X, centers, self._bounds)
         self._bounds = (centers.copy(), labels, lower)
         cost = self.w * dist
         return _State(

@@ -660,3 +660,57 @@ def test_small_inputs_use_the_serial_kernels(monkeypatch, outlier_points):
     k_medians(X, 4, sample_weight=w, random_state=0)
     assert X.shape[0] < kern.SERIAL_MAX_ROWS
     assert calls == []
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 12])
+def test_plain_search_bound_and_bounded_assignment_are_exact(rng, k):
+    # The plain search's lower bound lies between the nearest and the exact
+    # second-nearest distance; the bounded assignment, whatever bounds it is
+    # given (exact or plain) and however far some centres jump, returns the
+    # labels and distances of a full search.
+    X = np.round(rng.normal(0, 1_000.0, size=(4_000, 2)), -2)  # many ties
+    C = X[rng.choice(X.shape[0], k, replace=False)]
+    D = np.abs(X[:, None, :] - C[None, :, :]).sum(axis=2)
+    true_second = np.sort(D, axis=1)[:, 1] if k > 1 else np.full(len(X), np.inf)
+    labels, d1, bound = kern.assign2_l1(X, C, exact=False)
+    exact = kern.assign2_l1(X, C)
+    np.testing.assert_array_equal(labels, exact[0])
+    np.testing.assert_array_equal(d1, exact[1])
+    np.testing.assert_array_equal(exact[2], true_second)
+    assert np.all(bound >= d1) and np.all(bound <= true_second)
+    if k > 2:
+        assert np.mean(bound < true_second) > 0  # really a different bound
+    C2 = C + rng.normal(0, 150.0, size=C.shape)
+    C2[0] += 5_000.0  # one far jump (a swap or re-seed)
+    ref = kern.assign_l1(X, C2)
+    for lower in (bound, exact[2]):
+        for flag in (True, False):
+            lab2, dist2, low2, kept = kern.assign_bounded(
+                X, C2, C, labels, lower, exact=flag, return_kept=True
+            )
+            np.testing.assert_array_equal(lab2, ref[0])
+            np.testing.assert_array_equal(dist2, ref[1])
+            D2 = np.abs(X[:, None, :] - C2[None, :, :]).sum(axis=2)
+            D2[np.arange(len(X)), lab2] = np.inf
+            assert np.all(low2 <= D2.min(axis=1) * (1 + 1e-12))
+    if k > 2:
+        assert kept.any()
+
+
+def test_assignment_policy_is_exact_on_large_inputs(rng):
+    # Above the policy's row threshold the engine chooses between bounded and
+    # plain searches from a sample; every choice must give the labels of a
+    # full search, and the fit must match one with the choices disabled.
+    n = km._POLICY_MIN_ROWS + 5_000
+    X = np.vstack([rng.normal(c, 900.0, size=(n // 4, 2)) for c in
+                   ([0, 0], [9_000, 0], [0, 9_000], [40_000, 40_000])])
+    C = X[rng.choice(X.shape[0], 20, replace=False)]
+    prev = None
+    for _ in range(5):
+        labels, dist, lower = km._assign_carrying(X, C, prev)
+        ref = kern.assign_l1(X, C)
+        np.testing.assert_array_equal(labels, ref[0])
+        np.testing.assert_array_equal(dist, ref[1])
+        prev = (C.copy(), labels, lower)
+        med, _ = kern.cluster_lower_medians(X, np.ones(len(X)), labels, 20, 20)
+        C = np.where(np.isnan(med), C, med)
