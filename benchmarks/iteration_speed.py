@@ -16,8 +16,8 @@ untimed warm-up round, which also compiles the numba kernels):
   algorithm="lloyd").fit``: the target. Both whole calls are timed, nothing is
   subtracted: each validates its input, assigns, updates once and assigns again
   (evplanner: the first assignment, one median update, the assignment to the new
-  centres, then the final labels; scikit-learn: one Lloyd step, then a final
-  relabelling pass).
+  centres, whose labels are the final ones; scikit-learn: one Lloyd step, then a
+  final relabelling pass).
 * one full iteration from evplanner's kernels (``assign_l1``: complete
   nearest-centre search; ``cluster_lower_medians``: exact weighted medians)
   against scikit-learn's own single Lloyd step (``lloyd_iter_chunked_dense``,
@@ -146,8 +146,8 @@ def kernels_iteration(X, w, k):
 def kmedians_fit(X, w, centers, max_iter):
     """Public estimator: one run from ``centers``, ``max_iter`` Lloyd iterations
     (``tol=0``, so it never stops early), no local search. The whole ``fit``
-    call is timed: input checks, the first assignment, the iterations, the
-    final labels."""
+    call is timed: input checks, the first assignment, the iterations (the
+    last assignment gives the final labels)."""
     from evplanner.kmedians import KMedians
 
     kwargs = {"n_clusters": centers.shape[0], "init": centers, "n_init": 1,
