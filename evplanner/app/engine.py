@@ -70,28 +70,17 @@ CURVE_RADII_KM = np.array(
 #: cores with spinning OpenMP teams (nor calls numba's ``workqueue`` layer, which is
 #: not thread-safe, from two threads at once).
 _COMPUTE_LOCK = threading.Lock()
-#: Below this many demand points the kernels run on one thread. Parallel regions
-#: cost more than they save on the app's aggregated demand (hundreds of points):
-#: measured on the bundled data, a solve took 1.9 CPU-s on 2 threads against
-#: 0.02 s on one (launch and wait overhead of thousands of tiny kernel calls).
-PARALLEL_MIN_POINTS = 100_000
 
 
 @contextmanager
-def _compute(n_points: int):
-    """Hold the compute lock, with numba threads suited to ``n_points``."""
-    import numba
+def _compute():
+    """Hold the compute lock for one fit.
 
-    # numba's thread count is a per-thread setting: this changes only the
-    # calling (solver) thread.
-    want = 1 if n_points < PARALLEL_MIN_POINTS else numba.config.NUMBA_NUM_THREADS
+    Small inputs need no thread setting here: the kernels run single-threaded
+    below ``evplanner._kernels.SERIAL_MAX_ROWS`` rows on their own.
+    """
     with _COMPUTE_LOCK:
-        before = numba.get_num_threads()
-        numba.set_num_threads(want)
-        try:
-            yield
-        finally:
-            numba.set_num_threads(before)
+        yield
 
 
 # --------------------------------------------------------------------------------------
@@ -467,7 +456,7 @@ def solve(store: DataStore, scenario: Scenario, uploaded: pd.DataFrame | None = 
     fixed_df = store.existing_stations(scenario.existing, uploaded)
 
     radii_m = CURVE_RADII_KM * 1000
-    with _compute(len(X)):
+    with _compute():
         if previous is not None and previous.scenario.solve_key == scenario.solve_key:
             new_centers, notes = previous.centers_m, list(previous.notes)
         else:
@@ -550,7 +539,7 @@ def sweep(store: DataStore, scenario: Scenario, ks, uploaded=None) -> pd.DataFra
     if not ks:
         raise InputError(f"The filters leave {len(X)} demand location(s): too few "
                          "for the sweep.")
-    with _compute(len(X)):
+    with _compute():
         return sweep_k(X, ks, sample_weight=weight,
                        fixed_sites_m=fixed if len(fixed) else None,
                        radius_m=scenario.radius_m, random_state=scenario.seed)
@@ -575,7 +564,7 @@ def compare(store: DataStore, scenario: Scenario, uploaded=None):
     if len(X) < scenario.k:
         raise InputError(f"The filters leave {len(X)} demand location(s), fewer than "
                          f"k = {scenario.k}.")
-    with _compute(len(X)):
+    with _compute():
         comparison = compare_kmeans(X, scenario.k, sample_weight=weight,
                                     radius_m=scenario.radius_m, n_init=4,
                                     random_state=scenario.seed)
