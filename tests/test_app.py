@@ -291,8 +291,11 @@ def test_selection_links_table_map_and_bars(store):
         app.table.selection = [2]
         site = sol.sites["site_id"].iloc[2]
         assert app.state.selected_site == site
-        hl = views.highlight_points(sol, app.state.selected_site)
-        assert len(hl) == (sol.demand["site_id"] == site).sum() > 0
+        # The map rings the site's demand points and marks the site.
+        ringed = len(app.map._highlight.data["x_web"])
+        assert ringed == (sol.demand["site_id"] == site).sum() > 0
+        marked = app.map._new.data["site_id"][app.map._new.selected.indices]
+        assert list(marked) == [site]
         app._bar_tap.event(index=[0])
         new = sol.sites[sol.sites["kind"] == "new"]
         busiest = new["site_id"].iloc[int(new["vehicles"].to_numpy().argmax())]
@@ -302,6 +305,12 @@ def test_selection_links_table_map_and_bars(store):
         app.state.k = 3
         app.state.wait()
         assert app.table.selection == [] and len(app.table.value) == 3
+        assert len(app.map._new.data["site_id"]) == 3
+        # Tapping a site on the map selects it everywhere.
+        tapped = app.map._new.data["site_id"][1]
+        app.map._new.selected.indices = [1]
+        assert app.state.selected_site == tapped
+        assert app.table.value["site_id"].iloc[app.table.selection[0]] == tapped
     finally:
         app.state.close()
         pn.state.reset()

@@ -20,6 +20,7 @@ import param
 
 from evplanner.app import export, views
 from evplanner.app.engine import MAX_UPLOAD_BYTES, DataStore, Solution
+from evplanner.app.map_view import DemandMap
 from evplanner.app.state import K_MAX, PlannerState
 
 __all__ = ["PlannerApp", "create_app"]
@@ -39,17 +40,6 @@ def _hv_pane(obj, **params) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(obj, linked_axes=False, **params)
 
 
-def _demand_callback(solution, selected_site=None, map_layer="Catchments"):
-    return views.demand_points(solution, by_site=map_layer == "Catchments")
-
-
-def _ignore_selection(view):
-    """Adapt a ``view(solution)`` to the map's (solution, selected_site) stream."""
-    def callback(solution, selected_site=None):
-        return view(solution)
-    return callback
-
-
 class PlannerApp(param.Parameterized):
     """Views and layout over one session's :class:`PlannerState`.
 
@@ -60,11 +50,6 @@ class PlannerApp(param.Parameterized):
     """
 
     state = param.ClassSelector(class_=PlannerState, doc="The session's state.")
-    basemap = param.Selector(default="CartoLight", objects=views.BASEMAPS,
-                             label="Basemap")
-    map_layer = param.Selector(default="Catchments",
-                               objects=["Catchments", "Demand density"],
-                               label="Demand shown as")
 
     def __init__(self, state: PlannerState | None = None, **params):
         if state is None:
@@ -74,7 +59,9 @@ class PlannerApp(param.Parameterized):
         # Explicit Params streams: HoloViews does not follow "state.solution"
         # style dependencies of methods on a sub-object.
         solution = hv.streams.Params(s, ["solution"])
-        self._map = self._build_map()
+        self.map = DemandMap(s.store.web_extent())
+        self.map.show(s.solution, s.selected_site)
+        self.map.param.watch(self._on_map_tap, "tapped_site")
         self._bars = hv.DynamicMap(views.site_loads, streams=[solution])
         # Plots that follow every solution are DynamicMaps too: they update the
         # existing Bokeh figures instead of rebuilding them on each solve.
@@ -100,8 +87,8 @@ class PlannerApp(param.Parameterized):
         if index[0] < len(frame):
             self.state.selected_site = str(frame["site_id"].iloc[index[0]])
 
-    def _on_site_tap(self, event):
-        self._select_index(event.new)
+    def _on_map_tap(self, event):
+        self.state.selected_site = event.new
 
     def _on_bar_tap(self, event):
         self._select_index(event.new, bars=True)
@@ -115,6 +102,7 @@ class PlannerApp(param.Parameterized):
             self.state.selected_site = None
 
     def _on_selected(self, event):
+        self.map.select(event.new)
         frame = self.table.value
         if event.new is None:
             if self.table.selection:
@@ -125,6 +113,7 @@ class PlannerApp(param.Parameterized):
             self.table.selection = [int(rows[0])]
 
     def _on_solution(self, event):
+        self.map.show(event.new, self.state.selected_site)
         self.table.value = self._table_frame(event.new)
         self.table.selection = []
 
@@ -140,35 +129,6 @@ class PlannerApp(param.Parameterized):
              "vehicles": 0})
 
     # --- views ------------------------------------------------------------------------
-    def _build_map(self):
-        """The map: tiles, demand (catchments or density), highlight, sites.
-
-        Built once per session; every layer is a DynamicMap, so solutions, the
-        selection, the basemap and the demand layer update the plot in place.
-        The data layers share one stream, so a new solution refreshes it once.
-        """
-        s = self.state
-        data = hv.streams.Params(s, ["solution", "selected_site"])
-        look = hv.streams.Params(self, ["map_layer"])
-        tiles = hv.DynamicMap(views.tiles,
-                              streams=[hv.streams.Params(self, ["basemap"])])
-        points = hv.DynamicMap(_demand_callback, streams=[data, look])
-        self._sites = hv.DynamicMap(views.new_sites, streams=[data])
-        existing = hv.DynamicMap(_ignore_selection(views.existing_sites),
-                                 streams=[data])
-        highlight = hv.DynamicMap(views.highlight_points, streams=[data])
-        self._site_tap = hv.streams.Selection1D(source=self._sites)
-        self._site_tap.param.watch(self._on_site_tap, "index")
-        extent = s.store.web_extent()
-        x0, y0, x1, y1 = extent
-        overlay = (tiles * views.catchment_layer(points, extent) * highlight
-                   * existing * self._sites)
-        return overlay.opts(
-            hv.opts.Overlay(responsive=True, height=600, xaxis=None, yaxis=None,
-                            xlim=(x0, x1), ylim=(y0, y1),
-                            active_tools=["wheel_zoom"], show_legend=False,
-                            title="Demand and sites"))
-
     @param.depends("state.sweep")
     def elbow_view(self):
         return views.elbow_plot(self.state.sweep, self.state.k).opts(
@@ -195,7 +155,7 @@ class PlannerApp(param.Parameterized):
             title = (f"{label}: mean {row['mean_distance_m'] / 1000:.1f} km, "
                      f"{row['coverage_share'] * 100:.1f}% within radius")
             maps.append(_hv_pane(
-                views.comparison_map(points, sites[method], title, self.basemap,
+                views.comparison_map(points, sites[method], title, self.map.basemap,
                                      self.state.store.web_extent())
                 .opts(hv.opts.Overlay(responsive=True, height=380, xaxis=None,
                                       yaxis=None)),
@@ -296,8 +256,8 @@ class PlannerApp(param.Parameterized):
             W.Select.from_param(s.param.weighting),
             W.IntInput.from_param(s.param.seed),
             pn.layout.Divider(),
-            W.Select.from_param(self.param.basemap),
-            W.RadioButtonGroup.from_param(self.param.map_layer),
+            W.Select.from_param(self.map.param.basemap),
+            W.RadioButtonGroup.from_param(self.map.param.layer),
             W.Button.from_param(s.param.compute_sweep, color="default"),
             W.Button.from_param(s.param.run_compare, color="default"),
             pn.layout.Divider(),
@@ -368,7 +328,8 @@ class PlannerApp(param.Parameterized):
         )
         return pn.Column(
             alert, status, self.indicators(),
-            pn.Row(_hv_pane(self._map, height=600, name="map"),
+            pn.Row(pn.pane.Bokeh(self.map.figure, height=600, name="map",
+                                 sizing_mode="stretch_width"),
                    pn.Column(self.table, width=520),
                    sizing_mode="stretch_width"),
             plots,
@@ -404,6 +365,11 @@ def create_app(store: DataStore | None = None) -> pn.template.FastListTemplate:
     """
     pn.extension("tabulator", notifications=False)
     hv.extension("bokeh", logo=False)
+    # Canvas, not WebGL: the map's demand is one datashaded image and the other
+    # plots have tens of glyphs, where WebGL gains nothing; without a GPU (remote
+    # desktops, VMs, headless browsers) WebGL is emulated in software and copying
+    # its canvas onto the page made every repaint cost ~0.1 s of CPU.
+    hv.renderer("bokeh").webgl = False
     state = PlannerState(store=store)
     app = PlannerApp(state=state)
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:

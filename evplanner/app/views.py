@@ -1,8 +1,10 @@
-"""HoloViews elements of the planner, built from a :class:`Solution`.
+"""Plots of the planner and the tables behind them, built from a :class:`Solution`.
 
-Pure functions: a solution (and a few display options) in, HoloViews elements out.
-The app wraps them in ``DynamicMap``s that depend on the session's parameters, so a
-new solution updates the existing Bokeh plots in place instead of rebuilding them.
+Pure functions: a solution (and a few display options) in, data frames or HoloViews
+elements out. The app wraps the elements in ``DynamicMap``s that depend on the
+session's parameters, so a new solution updates the existing Bokeh plots in place
+instead of rebuilding them. The main map (:mod:`evplanner.app.map_view`) uses the
+frames here with Bokeh data sources directly.
 
 Map coordinates are Web Mercator metres (``x_web``, ``y_web``) so that web tiles can
 sit underneath; distances shown are the L1 metres the solver uses, in km.
@@ -16,7 +18,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 from holoviews.element import tiles as hv_tiles
-from holoviews.operation.datashader import datashade, dynspread, rasterize
+from holoviews.operation.datashader import dynspread, rasterize
 
 from evplanner.app.engine import Solution
 
@@ -25,21 +27,21 @@ hv.extension("bokeh", logo=False)
 
 __all__ = [
     "BASEMAPS",
-    "MAX_BARS",
-    "bar_frame",
     "CATCHMENT_COLOURS",
-    "catchment_layer",
+    "COLOUR_KEY",
+    "MAX_BARS",
+    "MAX_HIGHLIGHT_POINTS",
+    "bar_frame",
+    "catchment_frame",
     "comparison_map",
     "coverage_curve",
+    "demand_frame",
     "demand_points",
     "density_layer",
     "distance_histogram",
     "elbow_plot",
-    "empty_points",
-    "existing_sites",
-    "MAX_HIGHLIGHT_POINTS",
-    "highlight_points",
-    "new_sites",
+    "site_colour",
+    "site_frame",
     "site_loads",
     "tiles",
 ]
@@ -57,16 +59,11 @@ BASEMAPS = {"Light (CARTO)": "CartoLight", "OpenStreetMap": "OSM",
 CATCHMENT_COLOURS = list(colorcet.palette["glasbey_category10"][:20])
 EXISTING_COLOUR = "#9e9e9e"
 HIGHLIGHT_COLOUR = "#e6007e"
-DENSITY_COLOUR = "#b2182b"
-_COLOUR_KEYS = [f"c{i:02d}" for i in range(len(CATCHMENT_COLOURS))] + [
-    "existing", "density"]
-_COLOUR_KEY = dict(zip(_COLOUR_KEYS, [*CATCHMENT_COLOURS, EXISTING_COLOUR,
-                                      DENSITY_COLOUR], strict=True))
+_COLOUR_KEYS = [f"c{i:02d}" for i in range(len(CATCHMENT_COLOURS))] + ["existing"]
+#: Categorical colour key -> colour, for Datashader's categorical shading.
+COLOUR_KEY = dict(zip(_COLOUR_KEYS, [*CATCHMENT_COLOURS, EXISTING_COLOUR],
+                      strict=True))
 
-_SITE_TOOLTIPS = [("site", "@site_id"), ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
-                  ("vehicles served", "@vehicles{0,0}"),
-                  ("mean distance", "@mean_km{0.0} km"),
-                  ("max distance", "@max_km{0.0} km")]
 _SITE_VDIMS = ["site_id", "kind", "name", "lon", "lat", "vehicles", "share",
                "mean_km", "max_km"]
 
@@ -88,64 +85,47 @@ def site_colour(labels: np.ndarray, n_new: int) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=_COLOUR_KEYS)
 
 
-def empty_points() -> hv.Points:
-    frame = pd.DataFrame({"x_web": [], "y_web": [], "weight": [], "colour":
-                          pd.Categorical([], categories=_COLOUR_KEYS)})
-    return hv.Points(frame, ["x_web", "y_web"], ["weight", "colour"])
+def demand_frame(solution: Solution | None) -> pd.DataFrame:
+    """Demand points with weight and catchment colour key (empty without a solution).
 
-
-def demand_points(solution: Solution | None, by_site: bool = True) -> hv.Points:
-    """Demand points with their weight and colour key.
-
-    ``by_site`` colours each point by its site (catchments); otherwise every point
-    gets the one density colour, so the same categorical shading shows where the
-    demand weight is.
+    Columns ``x_web``, ``y_web`` (Web Mercator metres), ``weight`` and ``colour``
+    (categorical over :data:`COLOUR_KEY`: the site's colour, grey for demand served
+    by an existing station).
     """
     if solution is None:
-        return empty_points()
+        return pd.DataFrame({"x_web": [], "y_web": [], "weight": [], "colour":
+                             pd.Categorical([], categories=_COLOUR_KEYS)})
     d = solution.demand
-    if by_site:
-        colour = site_colour(d["label"].to_numpy(), solution.n_new)
-    else:
-        colour = pd.Categorical.from_codes(
-            np.full(len(d), _COLOUR_KEYS.index("density")), categories=_COLOUR_KEYS)
-    frame = pd.DataFrame({
+    return pd.DataFrame({
         "x_web": d["x_web"].to_numpy(), "y_web": d["y_web"].to_numpy(),
-        "weight": d["weight"].to_numpy(), "colour": colour,
+        "weight": d["weight"].to_numpy(),
+        "colour": site_colour(d["label"].to_numpy(), solution.n_new),
     })
-    return hv.Points(frame, ["x_web", "y_web"], ["weight", "colour"])
+
+
+def demand_points(solution: Solution | None) -> hv.Points:
+    """:func:`demand_frame` as HoloViews points (weight and colour as values)."""
+    return hv.Points(demand_frame(solution), ["x_web", "y_web"], ["weight", "colour"])
 
 
 #: Aggregate at half the plot's pixel size: the points are spread into dots anyway,
-#: and a quarter of the pixels is a quarter of the image sent on every solve.
+#: and a quarter of the pixels is a quarter of the image sent to the browser.
 _PIXEL_RATIO = 0.5
 
 
-def _ranges(extent):
-    # Without explicit ranges the first aggregation spans the overlay's full
-    # extent (the tiles cover the world) and comes out a few pixels wide; zooming
-    # later replaces these ranges through the plot's RangeXY stream.
-    if extent is None:
-        return {}
-    x0, y0, x1, y1 = extent
-    return {"x_range": (x0, x1), "y_range": (y0, y1)}
-
-
-def catchment_layer(points, extent=None) -> hv.Element:
-    """Datashaded catchments: demand coloured by site, alpha by weight.
-
-    ``extent`` is the initial (x0, y0, x1, y1) in Web Mercator metres.
-    """
-    shaded = datashade(points, aggregator=ds.by("colour", ds.sum("weight")),
-                       color_key=_COLOUR_KEY, min_alpha=90, pixel_ratio=_PIXEL_RATIO,
-                       **_ranges(extent))
-    return dynspread(shaded, threshold=0.6, max_px=3, shape="circle")
-
-
 def density_layer(points, extent=None) -> hv.Element:
-    """Rasterised demand density (sum of weights per pixel)."""
+    """Rasterised demand density (sum of weights per pixel).
+
+    ``extent`` is the initial (x0, y0, x1, y1) in Web Mercator metres: without
+    it the first aggregation would span the overlay's full extent (tiles cover the
+    world) and come out a few pixels wide.
+    """
+    ranges = {}
+    if extent is not None:
+        x0, y0, x1, y1 = extent
+        ranges = {"x_range": (x0, x1), "y_range": (y0, y1)}
     raster = rasterize(points, aggregator=ds.sum("weight"), pixel_ratio=_PIXEL_RATIO,
-                       **_ranges(extent)).opts(
+                       **ranges).opts(
         cmap=colorcet.fire[40:], cnorm="eq_hist", colorbar=True,
         clabel="demand weight", tools=["hover"], alpha=0.9)
     return dynspread(raster, threshold=0.6, max_px=3, shape="circle")
@@ -156,28 +136,27 @@ def density_layer(points, extent=None) -> hv.Element:
 MAX_HIGHLIGHT_POINTS = 20_000
 
 
-def highlight_points(solution: Solution | None, selected_site: str | None = None
-                     ) -> hv.Points:
-    """Demand points served by ``selected_site``, as rings over the catchments.
+def catchment_frame(solution: Solution | None, selected_site: str | None = None
+                    ) -> pd.DataFrame:
+    """Demand points (``x_web``, ``y_web``, ``weight``) served by ``selected_site``.
 
-    Plain Bokeh points rather than another datashaded image: a catchment is small,
-    and an empty or small layer costs next to nothing on each update, where a
-    second full-size RGB image would double what every solve sends to the browser.
-    At most :data:`MAX_HIGHLIGHT_POINTS` (the heaviest) are drawn.
+    At most :data:`MAX_HIGHLIGHT_POINTS`, the heaviest: they are drawn one by one
+    as rings, which stays cheap for a catchment but not for a whole region.
     """
-    frame = pd.DataFrame({"x_web": [], "y_web": [], "weight": []})
-    if solution is not None and selected_site is not None:
-        d = solution.demand
-        sel = d.loc[d["site_id"] == selected_site, ["x_web", "y_web", "weight"]]
-        if len(sel) > MAX_HIGHLIGHT_POINTS:
-            sel = sel.nlargest(MAX_HIGHLIGHT_POINTS, "weight")
-        frame = sel.reset_index(drop=True)
-    return hv.Points(frame, ["x_web", "y_web"], ["weight"]).opts(
-        color=None, line_color=HIGHLIGHT_COLOUR, line_width=2, size=9,
-        marker="circle")
+    if solution is None or selected_site is None:
+        return pd.DataFrame({"x_web": [], "y_web": [], "weight": []})
+    d = solution.demand
+    sel = d.loc[d["site_id"] == selected_site, ["x_web", "y_web", "weight"]]
+    if len(sel) > MAX_HIGHLIGHT_POINTS:
+        sel = sel.nlargest(MAX_HIGHLIGHT_POINTS, "weight")
+    return sel.reset_index(drop=True)
 
 
-def _site_frame(solution: Solution | None, kind: str) -> pd.DataFrame:
+def site_frame(solution: Solution | None, kind: str) -> pd.DataFrame:
+    """Sites of one ``kind`` ("new" or "existing") with a display colour and size.
+
+    New sites take their catchment's colour, existing stations grey.
+    """
     cols = ["x_web", "y_web", *_SITE_VDIMS, "colour", "size"]
     if solution is None:
         return pd.DataFrame({c: [] for c in cols})
@@ -187,29 +166,6 @@ def _site_frame(solution: Solution | None, kind: str) -> pd.DataFrame:
                    if kind == "new" else EXISTING_COLOUR)
     s["size"] = 14.0
     return s[cols]
-
-
-def new_sites(solution: Solution | None, selected_site: str | None = None
-              ) -> hv.Points:
-    """New sites coloured like their catchments, with hover; the selected enlarged."""
-    frame = _site_frame(solution, "new")
-    if selected_site is not None and len(frame):
-        frame.loc[frame["site_id"] == selected_site, "size"] = 26.0
-    return hv.Points(frame, ["x_web", "y_web"], [*_SITE_VDIMS, "colour", "size"],
-                     label="New sites").opts(
-        color="colour", size="size", marker="circle", line_color="black",
-        line_width=2, hover_tooltips=_SITE_TOOLTIPS, tools=["tap"],
-        nonselection_alpha=1.0, selection_line_color=HIGHLIGHT_COLOUR)
-
-
-def existing_sites(solution: Solution | None) -> hv.Points:
-    """Existing (fixed) stations as small grey triangles with hover."""
-    frame = _site_frame(solution, "existing")
-    tooltips = [("station", "@site_id @name"), *_SITE_TOOLTIPS[1:]]
-    return hv.Points(frame, ["x_web", "y_web"], [*_SITE_VDIMS, "colour", "size"],
-                     label="Existing stations").opts(
-        color=EXISTING_COLOUR, size=7, marker="triangle", line_color="#424242",
-        hover_tooltips=tooltips)
 
 
 def distance_histogram(solution: Solution | None, bins: int = 40) -> hv.Overlay:
@@ -237,7 +193,7 @@ MAX_BARS = 60
 
 def bar_frame(solution: Solution | None) -> pd.DataFrame:
     """New sites in bar-chart order: busiest first, at most :data:`MAX_BARS`."""
-    frame = _site_frame(solution, "new")
+    frame = site_frame(solution, "new")
     return frame.sort_values("vehicles", ascending=False, kind="stable").head(MAX_BARS)
 
 

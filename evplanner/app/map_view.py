@@ -1,0 +1,311 @@
+"""The planner's map: web tiles, datashaded demand and the sites in one Bokeh figure.
+
+The map follows every solution of its session, so its update must be cheap. It is
+built once per session from Bokeh models, and a solution only replaces the data of
+its data sources: the sites, the highlighted catchment and one RGBA image that
+Datashader renders from the demand points (coloured by site, or by weight).
+Zooming or panning re-renders that image for the visible range.
+
+Why not HoloViews ``DynamicMap`` layers, like the other plots? Each refreshed
+HoloViews layer cost 30-80 ms of server CPU per solution (re-running the element
+pipeline and re-syncing the plot's Bokeh models), 245 ms for the five map layers,
+against a few ms to set the data of five sources (``benchmarks/app_load.py``,
+``benchmarks/README.md``); with many sessions in one server process that was the
+difference between a k change taking one second and ten.
+
+Coordinates are Web Mercator metres (``x_web``, ``y_web``) so that web tiles fit
+underneath; the solver never uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import colorcet
+import datashader as ds
+import datashader.transfer_functions as tf
+import numpy as np
+import pandas as pd
+import param
+import xarray as xr
+from bokeh.events import RangesUpdate
+from bokeh.models import (
+    ColumnDataSource,
+    HoverTool,
+    Range1d,
+    TapTool,
+    WMTSTileSource,
+)
+from bokeh.plotting import figure
+from holoviews.element import tiles as hv_tiles
+
+from evplanner.app import views
+from evplanner.app.engine import Solution
+
+__all__ = ["BASEMAPS", "LAYERS", "DemandMap", "shade_demand"]
+
+log = logging.getLogger(__name__)
+
+#: Web-tile basemaps: UI label -> HoloViews tile-source name (``"none"`` = off).
+#: The tiles load in the browser, so with no network they stay blank, quietly.
+BASEMAPS = views.BASEMAPS
+#: How the demand is drawn: by the site that serves it, or by its weight.
+LAYERS = ("Catchments", "Demand density")
+
+#: Demand is aggregated at this many pixels per screen pixel: the points are spread
+#: into dots anyway, and half the resolution is a quarter of the image bytes sent
+#: to the browser on every solution.
+PIXEL_RATIO = 0.5
+#: Plot height in screen pixels; the aggregation grid follows the visible range's
+#: aspect ratio from it (the map keeps metres square).
+PLOT_HEIGHT_PX = 600
+#: Widest aggregation grid, in grid cells, for very wide views.
+MAX_GRID_PX = 1200
+
+_SITE_COLUMNS = ["x_web", "y_web", "site_id", "kind", "name", "lon", "lat",
+                 "vehicles", "mean_km", "max_km", "colour", "size"]
+_SITE_TOOLTIPS = [("site", "@site_id"), ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
+                  ("vehicles served", "@vehicles{0,0}"),
+                  ("mean distance", "@mean_km{0.0} km"),
+                  ("max distance", "@max_km{0.0} km")]
+_STATION_TOOLTIPS = [("station", "@site_id @name"), *_SITE_TOOLTIPS[1:]]
+#: Size (screen pixels) of a new site's marker, and of the selected one.
+SITE_SIZE_PX, SELECTED_SIZE_PX = 14.0, 26.0
+
+
+# --------------------------------------------------------------------------------------
+# Pure functions: demand -> image, solution -> glyph data
+# --------------------------------------------------------------------------------------
+def grid_shape(x_range, y_range, height_px: int = PLOT_HEIGHT_PX,
+               pixel_ratio: float = PIXEL_RATIO) -> tuple[int, int]:
+    """(width, height) in cells of the aggregation grid for a view.
+
+    The height follows the plot; the width keeps cells square in metres.
+    """
+    height = max(int(height_px * pixel_ratio), 2)
+    dx, dy = x_range[1] - x_range[0], y_range[1] - y_range[0]
+    width = int(round(height * dx / dy)) if dy > 0 else height
+    return min(max(width, 2), MAX_GRID_PX), height
+
+
+def shade_demand(frame: pd.DataFrame, x_range, y_range, width: int, height: int,
+                 by_site: bool = True) -> np.ndarray:
+    """Datashade demand points into an RGBA image for Bokeh's ``image_rgba``.
+
+    Parameters
+    ----------
+    frame : pd.DataFrame
+        ``x_web``, ``y_web`` (metres), ``weight`` and the categorical ``colour``
+        key of :func:`evplanner.app.views.demand_frame`.
+    x_range, y_range : (float, float)
+        Visible range in Web Mercator metres.
+    width, height : int
+        Grid size in cells.
+    by_site : bool
+        Colour by catchment (categorical, alpha by weight) when True; otherwise
+        by demand weight (histogram-equalised fire colour map).
+
+    Returns
+    -------
+    np.ndarray of uint32, shape (height, width)
+        Packed RGBA, row 0 at the bottom as ``image_rgba`` expects.
+    """
+    canvas = ds.Canvas(plot_width=width, plot_height=height,
+                       x_range=tuple(x_range), y_range=tuple(y_range))
+    if len(frame) == 0:
+        return np.zeros((height, width), dtype=np.uint32)
+    if by_site:
+        agg = canvas.points(frame, "x_web", "y_web",
+                            agg=ds.by("colour", ds.sum("weight")))
+        img = _shade_filled_pixels(agg, color_key=views.COLOUR_KEY, min_alpha=90)
+    else:
+        agg = canvas.points(frame, "x_web", "y_web", agg=ds.sum("weight"))
+        img = tf.shade(agg, cmap=colorcet.fire[40:], how="eq_hist", min_alpha=90)
+    img = tf.dynspread(img, threshold=0.6, max_px=3, shape="circle")
+    return np.ascontiguousarray(img.data, dtype=np.uint32)
+
+
+def _shade_filled_pixels(agg, **shade_kw) -> tf.Image:
+    """``tf.shade`` of a categorical aggregate, computed on its non-empty pixels only.
+
+    Categorical shading mixes colours over every (pixel, category) cell, ~50 ms for
+    a 421 x 300 x 21 grid, although sparse demand fills well under 1% of the
+    pixels. Empty pixels (all categories NaN) neither get a colour nor enter the
+    alpha scaling, so shading a 1-row strip of the filled pixels and putting them
+    back gives the same image (tested against ``tf.shade``) in ~5 ms.
+    """
+    data = agg.data
+    # fmax ignores NaN: the result is NaN only where every category is.
+    rows, cols = np.nonzero(~np.isnan(np.fmax.reduce(data, axis=2)))
+    cat_dim = agg.dims[2]
+    strip = xr.DataArray(
+        data[rows, cols][np.newaxis], dims=(agg.dims[0], agg.dims[1], cat_dim),
+        coords={agg.dims[0]: [0.0], agg.dims[1]: np.arange(len(rows), dtype="f8"),
+                cat_dim: agg.coords[cat_dim].values})
+    values = np.zeros(data.shape[:2], dtype=np.uint32)
+    if len(rows):
+        values[rows, cols] = tf.shade(strip, **shade_kw).data[0]
+    return tf.Image(values, coords={agg.dims[0]: agg.coords[agg.dims[0]],
+                                    agg.dims[1]: agg.coords[agg.dims[1]]},
+                    dims=agg.dims[:2])
+
+
+def site_data(solution: Solution | None, kind: str,
+              selected_site: str | None = None) -> dict:
+    """Columns of a site data source: ``"new"`` or ``"existing"`` sites."""
+    frame = views.site_frame(solution, kind)
+    if kind == "new" and selected_site is not None and len(frame):
+        frame.loc[frame["site_id"] == selected_site, "size"] = SELECTED_SIZE_PX
+    return {c: frame[c].to_numpy() for c in _SITE_COLUMNS}
+
+
+def highlight_data(solution: Solution | None, selected_site: str | None) -> dict:
+    """Columns (``x_web``, ``y_web``) of the demand served by ``selected_site``."""
+    frame = views.catchment_frame(solution, selected_site)
+    return {"x_web": frame["x_web"].to_numpy(), "y_web": frame["y_web"].to_numpy()}
+
+
+def _tile_source(basemap: str) -> WMTSTileSource:
+    name = basemap if basemap != "none" else "CartoLight"
+    tiles = hv_tiles.tile_sources[name]()
+    return WMTSTileSource(url=tiles.data, attribution=_ATTRIBUTION.get(name, ""))
+
+
+_ATTRIBUTION = {
+    "CartoLight": "&copy; OpenStreetMap contributors &copy; CARTO",
+    "OSM": "&copy; OpenStreetMap contributors",
+    "EsriImagery": "Tiles &copy; Esri",
+}
+
+
+# --------------------------------------------------------------------------------------
+# The map of one session
+# --------------------------------------------------------------------------------------
+class DemandMap(param.Parameterized):
+    """The map of one session: tiles, demand image, catchment highlight, sites.
+
+    Parameters
+    ----------
+    extent : (x0, y0, x1, y1)
+        Initial view in Web Mercator metres.
+    **params
+        ``basemap`` and ``layer``.
+
+    Attributes
+    ----------
+    figure : bokeh.plotting.figure
+        The Bokeh figure; wrap it in ``pn.pane.Bokeh`` to show it.
+    tapped_site : str or None
+        Site id of the new site last tapped on the map (None when cleared).
+
+    Notes
+    -----
+    :meth:`show` replaces the data of the figure's sources; the figure itself is
+    never rebuilt. Range changes in the browser (``RangesUpdate``) re-render the
+    demand image for the visible range.
+    """
+
+    basemap = param.Selector(default="CartoLight", objects=BASEMAPS, label="Basemap")
+    layer = param.Selector(default=LAYERS[0], objects=list(LAYERS),
+                           label="Demand shown as")
+    tapped_site = param.String(default=None, allow_None=True)
+
+    def __init__(self, extent, **params):
+        super().__init__(**params)
+        x0, y0, x1, y1 = extent
+        self._x_range, self._y_range = (x0, x1), (y0, y1)
+        self._solution: Solution | None = None
+        self._selected: str | None = None
+        self._frame = views.demand_frame(None)
+        self.figure = self._build_figure()
+        self.param.watch(self._on_basemap, "basemap")
+        self.param.watch(lambda _: self._render_demand(), "layer")
+
+    # --- building ------------------------------------------------------------------
+    def _build_figure(self):
+        (x0, x1), (y0, y1) = self._x_range, self._y_range
+        fig = figure(
+            x_range=Range1d(x0, x1), y_range=Range1d(y0, y1), height=PLOT_HEIGHT_PX,
+            sizing_mode="stretch_width", match_aspect=True, x_axis_type=None,
+            y_axis_type=None, tools="pan,wheel_zoom,box_zoom,reset,save",
+            active_scroll="wheel_zoom", output_backend="canvas",
+            title="Demand and sites", toolbar_location="above")
+        fig.grid.visible = False
+        self._tiles = fig.add_tile(_tile_source(self.basemap), alpha=0.75)
+        self._tiles.visible = self.basemap != "none"
+        self._image = ColumnDataSource(self._image_data())
+        fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh",
+                       source=self._image)
+        self._highlight = ColumnDataSource(highlight_data(None, None))
+        fig.scatter("x_web", "y_web", source=self._highlight, size=9,
+                    fill_color=None, line_color=views.HIGHLIGHT_COLOUR, line_width=2)
+        self._existing = ColumnDataSource(site_data(None, "existing"))
+        existing = fig.scatter("x_web", "y_web", source=self._existing, size=7,
+                               marker="triangle", fill_color=views.EXISTING_COLOUR,
+                               line_color="#424242", legend_label="existing")
+        self._new = ColumnDataSource(site_data(None, "new"))
+        new = fig.scatter("x_web", "y_web", source=self._new, size="size",
+                          fill_color="colour", line_color="black", line_width=2,
+                          nonselection_fill_alpha=1.0, nonselection_line_alpha=1.0,
+                          selection_line_color=views.HIGHLIGHT_COLOUR,
+                          legend_label="new sites")
+        fig.legend.location = "top_left"
+        fig.legend.background_fill_alpha = 0.7
+        fig.add_tools(HoverTool(renderers=[new], tooltips=_SITE_TOOLTIPS),
+                      HoverTool(renderers=[existing], tooltips=_STATION_TOOLTIPS),
+                      TapTool(renderers=[new]))
+        self._new.selected.on_change("indices", self._on_tap)
+        fig.on_event(RangesUpdate, self._on_ranges)
+        return fig
+
+    # --- updates -------------------------------------------------------------------
+    def show(self, solution: Solution | None, selected_site: str | None = None):
+        """Draw ``solution`` (None clears the map) with ``selected_site`` marked."""
+        self._solution, self._selected = solution, selected_site
+        self._frame = views.demand_frame(solution)
+        self._render_demand()
+        self._existing.data = site_data(solution, "existing")
+        self.select(selected_site, force=True)
+
+    def select(self, selected_site: str | None, force: bool = False):
+        """Mark ``selected_site`` and ring the demand points it serves."""
+        if selected_site == self._selected and not force:
+            return
+        self._selected = selected_site
+        self._new.data = site_data(self._solution, "new", selected_site)
+        self._highlight.data = highlight_data(self._solution, selected_site)
+        sites = self._new.data["site_id"]
+        indices = [int(i) for i in np.flatnonzero(sites == selected_site)]
+        if list(self._new.selected.indices) != indices:
+            self._new.selected.indices = indices
+
+    def _image_data(self) -> dict:
+        width, height = grid_shape(self._x_range, self._y_range)
+        image = shade_demand(self._frame, self._x_range, self._y_range, width,
+                             height, by_site=self.layer == LAYERS[0])
+        (x0, x1), (y0, y1) = self._x_range, self._y_range
+        return {"image": [image], "x": [x0], "y": [y0], "dw": [x1 - x0],
+                "dh": [y1 - y0]}
+
+    def _render_demand(self):
+        self._image.data = self._image_data()
+
+    # --- browser events --------------------------------------------------------------
+    def _on_ranges(self, event):
+        if None in (event.x0, event.x1, event.y0, event.y1):
+            return
+        ranges = (event.x0, event.x1), (event.y0, event.y1)
+        if ranges == (self._x_range, self._y_range):
+            return
+        self._x_range, self._y_range = ranges
+        self._render_demand()
+
+    def _on_tap(self, attr, old, new):
+        sites = self._new.data["site_id"]
+        tapped = str(sites[new[0]]) if new and new[0] < len(sites) else None
+        if tapped != self._selected:
+            self.tapped_site = tapped
+
+    def _on_basemap(self, event):
+        self._tiles.tile_source = _tile_source(event.new)
+        self._tiles.visible = event.new != "none"
