@@ -9,6 +9,7 @@ served (``panel serve apps/planner.py``) or embedded (``pn.serve({...: create_ap
 
 from __future__ import annotations
 
+import html
 import io
 import logging
 
@@ -20,7 +21,7 @@ import param
 
 from evplanner.app import export, views
 from evplanner.app.engine import MAX_UPLOAD_BYTES, DataStore, Solution
-from evplanner.app.map_view import DemandMap
+from evplanner.app.live_views import DemandMap, DistanceHistogram
 from evplanner.app.state import K_MAX, PlannerState
 
 __all__ = ["PlannerApp", "create_app"]
@@ -40,6 +41,13 @@ def _hv_pane(obj, **params) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(obj, linked_axes=False, **params)
 
 
+def _status_html(busy: bool, status: str) -> str:
+    """The status line: a light (amber while busy, green when idle) and the text."""
+    colour, word = ("#e69f00", "busy") if busy else ("#2c6e49", "idle")
+    return (f'<span title="{word}" aria-label="{word}" style="color:{colour}">'
+            f"&#9679;</span> {html.escape(status)}")
+
+
 class PlannerApp(param.Parameterized):
     """Views and layout over one session's :class:`PlannerState`.
 
@@ -56,16 +64,18 @@ class PlannerApp(param.Parameterized):
             state = PlannerState()
         super().__init__(state=state, **params)
         s = self.state
-        # Explicit Params streams: HoloViews does not follow "state.solution"
-        # style dependencies of methods on a sub-object.
-        solution = hv.streams.Params(s, ["solution"])
+        # The map and the histogram are on screen for every solve: Bokeh figures
+        # whose data sources each solution replaces (see live_views for why).
         self.map = DemandMap(s.store.web_extent())
         self.map.show(s.solution, s.selected_site)
         self.map.param.watch(self._on_map_tap, "tapped_site")
+        self.histogram = DistanceHistogram()
+        self.histogram.show(s.solution)
+        # The plots on the other tabs are HoloViews DynamicMaps: they update their
+        # figures in place while their tab is shown. Explicit Params streams:
+        # HoloViews does not follow "state.solution" dependencies on a sub-object.
+        solution = hv.streams.Params(s, ["solution"])
         self._bars = hv.DynamicMap(views.site_loads, streams=[solution])
-        # Plots that follow every solution are DynamicMaps too: they update the
-        # existing Bokeh figures instead of rebuilding them on each solve.
-        self._histogram = hv.DynamicMap(views.distance_histogram, streams=[solution])
         self._coverage = hv.DynamicMap(views.coverage_curve, streams=[solution])
         self._bar_tap = hv.streams.Selection1D(source=self._bars)
         self._bar_tap.param.watch(self._on_bar_tap, "index")
@@ -114,6 +124,7 @@ class PlannerApp(param.Parameterized):
 
     def _on_solution(self, event):
         self.map.show(event.new, self.state.selected_site)
+        self.histogram.show(event.new)
         self.table.value = self._table_frame(event.new)
         self.table.selection = []
 
@@ -301,20 +312,17 @@ class PlannerApp(param.Parameterized):
         alert = pn.pane.Alert(s.param.message, alert_type=s.param.message_level,
                               visible=pn.bind(bool, s.param.message),
                               sizing_mode="stretch_width", name="message")
-        # A static status light, not a spinner: CSS animations repaint the page
-        # continuously while a solve runs, which costs a slow client (and many
-        # sessions in one browser) more than the update itself.
-        status = pn.Row(
-            pn.indicators.BooleanStatus(value=s.param.busy, color="warning",
-                                        width=18, height=18, margin=(8, 10),
-                                        label="busy"),
-            pn.pane.Str(s.param.status, name="status", margin=(6, 0)),
-        )
+        # The busy light is part of the status text: a text change re-renders one
+        # element, whereas a widget's CSS-class change (BooleanStatus) makes Bokeh
+        # recompute the whole page layout, twice per solve (busy, then idle); and
+        # no CSS animation, which repaints continuously while a solve runs.
+        status = pn.pane.HTML(pn.bind(_status_html, s.param.busy, s.param.status),
+                              name="status", margin=(6, 10), height=24,
+                              sizing_mode="stretch_width")
         report = pn.pane.Str(export.load_report_text(s.store), name="load report")
         plots = pn.Tabs(
-            ("Distance", _hv_pane(self._histogram.opts(
-                hv.opts.Overlay(responsive=True, height=320),
-                hv.opts.Histogram(framewise=True)))),
+            ("Distance", pn.pane.Bokeh(self.histogram.figure, height=320,
+                                       sizing_mode="stretch_width")),
             ("Site loads", _hv_pane(
                 self._bars.opts(responsive=True, height=320, framewise=True))),
             ("Coverage vs radius", _hv_pane(self._coverage.opts(

@@ -300,9 +300,10 @@ class PlannerState(param.Parameterized):
             if error is None:
                 result = future.result()
                 if kind == "solve":
-                    # One batch of document events per solution, and one model
-                    # graph recomputation at the end instead of one per change.
-                    with hold(freeze=True):
+                    # One batch of document events per solution. Not frozen:
+                    # unfreezing always walks every model of the page, while
+                    # data updates alone need no walk at all.
+                    with hold():
                         self._apply_solution(result, gen)
                 elif kind == "sweep":
                     self.sweep = result

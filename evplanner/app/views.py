@@ -3,7 +3,7 @@
 Pure functions: a solution (and a few display options) in, data frames or HoloViews
 elements out. The app wraps the elements in ``DynamicMap``s that depend on the
 session's parameters, so a new solution updates the existing Bokeh plots in place
-instead of rebuilding them. The main map (:mod:`evplanner.app.map_view`) uses the
+instead of rebuilding them. The main map (:mod:`evplanner.app.live_views`) uses the
 frames here with Bokeh data sources directly.
 
 Map coordinates are Web Mercator metres (``x_web``, ``y_web``) so that web tiles can
@@ -38,7 +38,7 @@ __all__ = [
     "demand_frame",
     "demand_points",
     "density_layer",
-    "distance_histogram",
+    "distance_histogram_data",
     "elbow_plot",
     "site_colour",
     "site_frame",
@@ -168,23 +168,23 @@ def site_frame(solution: Solution | None, kind: str) -> pd.DataFrame:
     return s[cols]
 
 
-def distance_histogram(solution: Solution | None, bins: int = 40) -> hv.Overlay:
-    """Weighted histogram of distance to the assigned site (km), radius marked."""
+def distance_histogram_data(solution: Solution | None, bins: int = 40) -> dict:
+    """Weighted histogram of distance to the assigned site, for a quad glyph.
+
+    Returns ``left``, ``right`` (bin edges, km, L1) and ``top`` (vehicles per bin)
+    arrays of length ``bins``. The last bin also holds everything beyond the 99.5th
+    percentile (or the coverage radius, whichever is further), so one far outlier
+    does not squash the chart.
+    """
     if solution is None:
-        return (hv.Histogram(([0, 1], [0]), kdims=["distance_km"], vdims=["demand"])
-                * hv.VLine(0))
+        return {"left": np.zeros(0), "right": np.zeros(0), "top": np.zeros(0)}
     d = solution.demand
     dist_km = d["dist_m"].to_numpy() / 1000
     top = max(float(np.percentile(dist_km, 99.5)), solution.scenario.radius_m / 1000)
     counts, edges = np.histogram(np.minimum(dist_km, top), bins=bins,
-                                 range=(0, top * 1.001), weights=d["weight"])
-    hist = hv.Histogram((edges, counts), kdims=["distance_km"],
-                        vdims=["demand"]).opts(
-        xlabel="distance to site (km, L1)", ylabel="demand (vehicles)",
-        color="#4c78a8", line_color=None, tools=["hover"])
-    radius = hv.VLine(solution.scenario.radius_m / 1000).opts(
-        color=HIGHLIGHT_COLOUR, line_dash="dashed")
-    return (hist * radius).opts(title="Distance to the nearest site (weighted)")
+                                 range=(0, top * 1.001),
+                                 weights=d["weight"].to_numpy())
+    return {"left": edges[:-1], "right": edges[1:], "top": counts}
 
 
 #: Most bars shown in the site-load chart (the busiest sites) so labels stay legible.

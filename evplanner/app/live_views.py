@@ -1,17 +1,19 @@
-"""The planner's map: web tiles, datashaded demand and the sites in one Bokeh figure.
+"""The plots that follow every solution: the map and the distance histogram.
 
-The map follows every solution of its session, so its update must be cheap. It is
+They are on screen whenever a solve lands, so their update must be cheap. Each is
 built once per session from Bokeh models, and a solution only replaces the data of
-its data sources: the sites, the highlighted catchment and one RGBA image that
-Datashader renders from the demand points (coloured by site, or by weight).
-Zooming or panning re-renders that image for the visible range.
+their data sources: for the map, the sites, the highlighted catchment and one RGBA
+image that Datashader renders from the demand points (coloured by site, or by
+weight; zooming or panning re-renders it for the visible range); for the histogram,
+its bars and the radius marker.
 
-Why not HoloViews ``DynamicMap`` layers, like the other plots? Each refreshed
+Why not HoloViews ``DynamicMap``s, like the plots on the other tabs? Each refreshed
 HoloViews layer cost 30-80 ms of server CPU per solution (re-running the element
-pipeline and re-syncing the plot's Bokeh models), 245 ms for the five map layers,
-against a few ms to set the data of five sources (``benchmarks/app_load.py``,
-``benchmarks/README.md``); with many sessions in one server process that was the
-difference between a k change taking one second and ten.
+pipeline, re-syncing the plot's Bokeh models, then a walk over every model of the
+page), 245 ms for the five map layers, against a few ms to set the data of a few
+sources; with ten sessions in one server process that was the difference between
+a k change taking a second and ten (``benchmarks/app_load.py``,
+``benchmarks/README.md``).
 
 Coordinates are Web Mercator metres (``x_web``, ``y_web``) so that web tiles fit
 underneath; the solver never uses them.
@@ -33,6 +35,7 @@ from bokeh.models import (
     ColumnDataSource,
     HoverTool,
     Range1d,
+    Span,
     TapTool,
     WMTSTileSource,
 )
@@ -42,7 +45,7 @@ from holoviews.element import tiles as hv_tiles
 from evplanner.app import views
 from evplanner.app.engine import Solution
 
-__all__ = ["BASEMAPS", "LAYERS", "DemandMap", "shade_demand"]
+__all__ = ["BASEMAPS", "LAYERS", "DemandMap", "DistanceHistogram", "shade_demand"]
 
 log = logging.getLogger(__name__)
 
@@ -309,3 +312,40 @@ class DemandMap(param.Parameterized):
     def _on_basemap(self, event):
         self._tiles.tile_source = _tile_source(event.new)
         self._tiles.visible = event.new != "none"
+
+
+# --------------------------------------------------------------------------------------
+# The distance histogram of one session
+# --------------------------------------------------------------------------------------
+class DistanceHistogram:
+    """Weighted histogram of distance to the nearest site, with the radius marked.
+
+    Attributes
+    ----------
+    figure : bokeh.plotting.figure
+        Wrap it in ``pn.pane.Bokeh`` to show it.
+    """
+
+    def __init__(self, height_px: int = 320):
+        self._bars = ColumnDataSource(views.distance_histogram_data(None))
+        fig = figure(height=height_px, sizing_mode="stretch_width",
+                     title="Distance to the nearest site (weighted)",
+                     x_axis_label="distance to site (km, L1)",
+                     y_axis_label="demand (vehicles)", tools="save,reset",
+                     toolbar_location="above", output_backend="canvas")
+        bars = fig.quad(left="left", right="right", bottom=0, top="top",
+                        source=self._bars, fill_color="#4c78a8", line_color=None)
+        fig.add_tools(HoverTool(renderers=[bars], tooltips=[
+            ("distance", "@left{0.0}-@right{0.0} km"), ("vehicles", "@top{0,0}")]))
+        self._radius = Span(location=0, dimension="height",
+                            line_color=views.HIGHLIGHT_COLOUR, line_dash="dashed",
+                            line_width=2)
+        fig.add_layout(self._radius)
+        fig.y_range.start = 0
+        self.figure = fig
+
+    def show(self, solution: Solution | None):
+        """Draw the histogram of ``solution`` (None empties it)."""
+        self._bars.data = views.distance_histogram_data(solution)
+        if solution is not None:
+            self._radius.location = solution.scenario.radius_m / 1000

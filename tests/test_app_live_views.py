@@ -11,7 +11,7 @@ from bokeh.events import RangesUpdate
 
 from evplanner.app import views
 from evplanner.app.state import PlannerState, bundled_store
-from evplanner.app.map_view import (
+from evplanner.app.live_views import (
     PIXEL_RATIO,
     PLOT_HEIGHT_PX,
     SELECTED_SIZE_PX,
