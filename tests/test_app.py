@@ -323,7 +323,7 @@ def test_create_app_builds_the_template(store):
         objects = template.main[0].select()
         names = {obj.name for obj in objects}
         assert {"message", "status", "indicators", "map"} <= names
-        assert any(isinstance(o, pn.widgets.Tabulator) for o in objects)
+        assert any(isinstance(o, pn.widgets.DataFrame) for o in objects)
     finally:
         pn.state.reset()
 

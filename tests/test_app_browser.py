@@ -80,7 +80,7 @@ def test_change_k_updates_sites_and_indicators(server, browser, tmp_path):
     try:
         page.goto(url, timeout=TIMEOUT_MS)
         page.get_by_text("Solved: 7 new sites").wait_for(timeout=TIMEOUT_MS)
-        rows = page.locator(".tabulator-row")
+        rows = page.locator(".slick-row")
         playwright.expect(rows).to_have_count(7, timeout=TIMEOUT_MS)
         assert _indicator(page, "New sites") == "7"
         covered_before = _indicator(page, "Demand within 5 km (with new sites)")

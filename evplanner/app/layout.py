@@ -79,11 +79,12 @@ class PlannerApp(param.Parameterized):
         self._coverage = hv.DynamicMap(views.coverage_curve, streams=[solution])
         self._bar_tap = hv.streams.Selection1D(source=self._bars)
         self._bar_tap.param.watch(self._on_bar_tap, "index")
-        self.table = pn.widgets.Tabulator(
-            value=self._table_frame(s.solution), selectable=1, disabled=True,
-            show_index=False, pagination="remote", page_size=15, height=480,
-            sizing_mode="stretch_width", titles=_TABLE_COLUMNS,
-            hidden_columns=["share"])
+        # Bokeh's DataTable (pn.widgets.DataFrame), not Tabulator: it renders only
+        # the visible rows and replacing its data costs the browser a fraction of
+        # a Tabulator update (benchmarks/README.md, web app load).
+        self.table = pn.widgets.DataFrame(
+            value=self._table_frame(s.solution), disabled=True, show_index=False,
+            height=480, sizing_mode="stretch_width", titles=_TABLE_COLUMNS)
         self.table.param.watch(self._on_table_select, "selection")
         s.param.watch(self._on_solution, "solution")
         s.param.watch(self._on_selected, "selected_site")
@@ -133,9 +134,9 @@ class PlannerApp(param.Parameterized):
         if solution is None:
             return pd.DataFrame({c: pd.Series(dtype="object" if c in (
                 "site_id", "kind", "name") else "float64")
-                for c in [*_TABLE_COLUMNS, "share"]})
+                for c in _TABLE_COLUMNS})
         t = solution.sites.assign(share_pct=solution.sites["share"] * 100)
-        return t[[*_TABLE_COLUMNS, "share"]].round(
+        return t[list(_TABLE_COLUMNS)].round(
             {"lon": 5, "lat": 5, "share_pct": 2, "mean_km": 2, "max_km": 2,
              "vehicles": 0})
 
@@ -174,8 +175,8 @@ class PlannerApp(param.Parameterized):
         cols = ["method", "scenario", "objective_vkm", "mean_km", "coverage_pct",
                 "shift_mean_m", "n_centers_on_outliers"]
         return pn.Column(pn.Row(*maps, sizing_mode="stretch_width"),
-                         pn.widgets.Tabulator(table[cols].round(2), disabled=True,
-                                              show_index=False,
+                         pn.widgets.DataFrame(table[cols].round(2), disabled=True,
+                                              show_index=False, height=200,
                                               sizing_mode="stretch_width"),
                          sizing_mode="stretch_width")
 
@@ -371,7 +372,7 @@ def create_app(store: DataStore | None = None) -> pn.template.FastListTemplate:
     >>> import panel as pn                                   # doctest: +SKIP
     >>> pn.serve({"evplanner": create_app}, port=5006)       # doctest: +SKIP
     """
-    pn.extension("tabulator", notifications=False)
+    pn.extension(notifications=False)
     hv.extension("bokeh", logo=False)
     # Canvas, not WebGL: the map's demand is one datashaded image and the other
     # plots have tens of glyphs, where WebGL gains nothing; without a GPU (remote
