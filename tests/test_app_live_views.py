@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from bokeh.events import RangesUpdate
 
-from evplanner.app import views
+from evplanner.app import live_views, views
 from evplanner.app.state import PlannerState, bundled_store
 from evplanner.app.live_views import (
     PIXEL_RATIO,
@@ -17,6 +17,7 @@ from evplanner.app.live_views import (
     SELECTED_SIZE_PX,
     DemandMap,
     grid_shape,
+    pixel_cells,
     shade_demand,
 )
 
@@ -51,8 +52,16 @@ def test_grid_keeps_cells_square_and_follows_the_plot_height():
     assert grid_shape((0, 1e9), (0, 1))[0] <= 1200  # capped for very wide views
 
 
-def test_catchment_image_equals_datashaders_full_categorical_shading():
+@pytest.mark.parametrize("sparse_max", [200_000, 0], ids=["cell-sums", "datashader"])
+def test_catchment_image_equals_datashaders_full_categorical_shading(monkeypatch,
+                                                                    sparse_max):
+    # Both aggregation paths (filled cells summed here, or Datashader's grid)
+    # must give exactly the image of Datashader's whole pipeline.
+    monkeypatch.setattr(live_views, "SPARSE_MAX_POINTS", sparse_max)
     frame = _demand()
+    # A point on the far corner and one outside: edge rules must match too.
+    frame.loc[0, ["x_web", "y_web"]] = X_RANGE[1], Y_RANGE[1]
+    frame.loc[1, ["x_web", "y_web"]] = X_RANGE[1] + 10, Y_RANGE[0]
     width, height = grid_shape(X_RANGE, Y_RANGE)
     image = shade_demand(frame, X_RANGE, Y_RANGE, width, height, by_site=True)
 
@@ -65,6 +74,16 @@ def test_catchment_image_equals_datashaders_full_categorical_shading():
     assert np.array_equal(image, reference.data)
     assert (image != 0).sum() >= frame[["x_web", "y_web"]].round(-3).drop_duplicates(
     ).shape[0] * 0.5
+
+
+def test_pixel_cells_follow_datashaders_mapping():
+    x = np.array([X_RANGE[0], X_RANGE[1], X_RANGE[1] + 1, np.nan, -13.25e6])
+    y = np.array([Y_RANGE[0], Y_RANGE[1], Y_RANGE[0], Y_RANGE[0], 5.85e6])
+    cells = pixel_cells(x, y, X_RANGE, Y_RANGE, 10, 4)
+    assert cells[0] == 0  # bottom-left corner: first cell
+    assert cells[1] == 3 * 10 + 9  # top-right corner: last cell, not outside
+    assert cells[2] == -1 and cells[3] == -1  # outside, NaN
+    assert cells[4] == 2 * 10 + 5  # the centre: row 2, column 5
 
 
 def test_density_image_and_empty_demand():

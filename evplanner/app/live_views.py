@@ -112,45 +112,100 @@ def shade_demand(frame: pd.DataFrame, x_range, y_range, width: int, height: int,
     -------
     np.ndarray of uint32, shape (height, width)
         Packed RGBA, row 0 at the bottom as ``image_rgba`` expects.
+
+    Notes
+    -----
+    Catchments are Datashader's categorical shading (``ds.by`` colour key, sum of
+    weights; ``tf.shade`` with the colour key; ``tf.dynspread``). Its cost is in
+    the (height x width x colours) aggregate, 21 MB for the default view, although
+    sparse demand fills under 1% of it. Below :data:`SPARSE_MAX_POINTS` points
+    only the filled (pixel, colour) cells are summed and shaded (same image,
+    tested against the full pipeline); above it Datashader aggregates.
     """
-    canvas = ds.Canvas(plot_width=width, plot_height=height,
-                       x_range=tuple(x_range), y_range=tuple(y_range))
     if len(frame) == 0:
         return np.zeros((height, width), dtype=np.uint32)
-    if by_site:
-        agg = canvas.points(frame, "x_web", "y_web",
-                            agg=ds.by("colour", ds.sum("weight")))
-        img = _shade_filled_pixels(agg, color_key=views.COLOUR_KEY, min_alpha=90)
-    else:
+    if not by_site:
+        canvas = ds.Canvas(plot_width=width, plot_height=height,
+                           x_range=tuple(x_range), y_range=tuple(y_range))
         agg = canvas.points(frame, "x_web", "y_web", agg=ds.sum("weight"))
         img = tf.shade(agg, cmap=colorcet.fire[40:], how="eq_hist", min_alpha=90)
+    else:
+        if len(frame) <= SPARSE_MAX_POINTS:
+            cells, sums = _sparse_categorical_sums(frame, x_range, y_range, width,
+                                                   height)
+        else:
+            canvas = ds.Canvas(plot_width=width, plot_height=height,
+                               x_range=tuple(x_range), y_range=tuple(y_range))
+            agg = canvas.points(frame, "x_web", "y_web",
+                                agg=ds.by("colour", ds.sum("weight"))).data
+            # fmax ignores NaN: NaN only where every category is (empty pixel).
+            filled = ~np.isnan(np.fmax.reduce(agg, axis=2))
+            cells = np.flatnonzero(filled)
+            sums = agg.reshape(-1, agg.shape[2])[cells]
+        img = _shade_cells(cells, sums, width, height)
     img = tf.dynspread(img, threshold=0.6, max_px=3, shape="circle")
     return np.ascontiguousarray(img.data, dtype=np.uint32)
 
 
-def _shade_filled_pixels(agg, **shade_kw) -> tf.Image:
-    """``tf.shade`` of a categorical aggregate, computed on its non-empty pixels only.
+#: Largest number of demand points aggregated cell by cell (sorting the points'
+#: cell keys); above it Datashader's compiled aggregation is faster.
+SPARSE_MAX_POINTS = 200_000
 
-    Categorical shading mixes colours over every (pixel, category) cell, ~50 ms for
-    a 421 x 300 x 21 grid, although sparse demand fills well under 1% of the
-    pixels. Empty pixels (all categories NaN) neither get a colour nor enter the
-    alpha scaling, so shading a 1-row strip of the filled pixels and putting them
-    back gives the same image (tested against ``tf.shade``) in ~5 ms.
+
+def pixel_cells(x: np.ndarray, y: np.ndarray, x_range, y_range, width: int,
+                height: int) -> np.ndarray:
+    """Flat grid cell (``row * width + col``, row 0 at the bottom) of each point.
+
+    Datashader's mapping for points: scale ``n / (end - start)``, translate
+    ``-start * scale``, truncate; a point on the far edge goes in the last cell,
+    and points outside the ranges (or NaN) get -1.
     """
-    data = agg.data
-    # fmax ignores NaN: the result is NaN only where every category is.
-    rows, cols = np.nonzero(~np.isnan(np.fmax.reduce(data, axis=2)))
-    cat_dim = agg.dims[2]
-    strip = xr.DataArray(
-        data[rows, cols][np.newaxis], dims=(agg.dims[0], agg.dims[1], cat_dim),
-        coords={agg.dims[0]: [0.0], agg.dims[1]: np.arange(len(rows), dtype="f8"),
-                cat_dim: agg.coords[cat_dim].values})
-    values = np.zeros(data.shape[:2], dtype=np.uint32)
-    if len(rows):
-        values[rows, cols] = tf.shade(strip, **shade_kw).data[0]
-    return tf.Image(values, coords={agg.dims[0]: agg.coords[agg.dims[0]],
-                                    agg.dims[1]: agg.coords[agg.dims[1]]},
-                    dims=agg.dims[:2])
+    (x0, x1), (y0, y1) = x_range, y_range
+    sx, sy = width / (x1 - x0), height / (y1 - y0)
+    tx, ty = -x0 * sx, -y0 * sy
+    inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+    col = (x[inside] * sx + tx).astype(np.int64)
+    row = (y[inside] * sy + ty).astype(np.int64)
+    col[col == round(x1 * sx + tx)] = width - 1
+    row[row == round(y1 * sy + ty)] = height - 1
+    cells = np.full(len(x), -1, dtype=np.int64)
+    cells[inside] = row * width + col
+    return cells
+
+
+def _sparse_categorical_sums(frame, x_range, y_range, width, height):
+    """Filled cells and their (cells, colours) weight sums (NaN where none)."""
+    n_cats = len(frame["colour"].cat.categories)
+    cells = pixel_cells(frame["x_web"].to_numpy("f8"), frame["y_web"].to_numpy("f8"),
+                        x_range, y_range, width, height)
+    ok = cells >= 0
+    key = cells[ok] * n_cats + frame["colour"].cat.codes.to_numpy()[ok]
+    keys, index = np.unique(key, return_inverse=True)
+    weight = np.bincount(index, weights=frame["weight"].to_numpy("f8")[ok])
+    filled, row = np.unique(keys // n_cats, return_inverse=True)
+    sums = np.full((len(filled), n_cats), np.nan)
+    sums[row, keys % n_cats] = weight
+    return filled, sums
+
+
+def _shade_cells(cells: np.ndarray, sums: np.ndarray, width: int, height: int
+                 ) -> tf.Image:
+    """Categorical ``tf.shade`` of the filled cells only, put back on the grid.
+
+    Empty cells neither get a colour nor enter the alpha scaling, so shading a
+    one-row strip of the filled cells gives the same image as shading the grid.
+    """
+    values = np.zeros(height * width, dtype=np.uint32)
+    if len(cells):
+        strip = xr.DataArray(
+            sums[np.newaxis], dims=("y", "x", "colour"),
+            coords={"y": [0.0], "x": np.arange(len(cells), dtype="f8"),
+                    "colour": list(views.COLOUR_KEY)})
+        values[cells] = tf.shade(strip, color_key=views.COLOUR_KEY,
+                                 min_alpha=90).data[0]
+    return tf.Image(values.reshape(height, width), dims=("y", "x"),
+                    coords={"y": np.arange(height, dtype="f8"),
+                            "x": np.arange(width, dtype="f8")})
 
 
 def site_data(solution: Solution | None, kind: str,

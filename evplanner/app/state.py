@@ -270,8 +270,8 @@ class PlannerState(param.Parameterized):
         stale = self._pending.get(kind)
         if stale is not None:
             stale.cancel()  # only succeeds if it has not started yet
-        self.busy = True
-        self.status = "Solving…" if kind == "solve" else f"Computing {kind}…"
+        self.param.update(busy=True, status="Solving…" if kind == "solve"
+                          else f"Computing {kind}…")
         doc = pn.state.curdoc
         future = self._executor.submit(job)
         self._pending[kind] = future
@@ -291,39 +291,47 @@ class PlannerState(param.Parameterized):
             callback()
 
     def _apply(self, kind: str, gen: int, future: Future):
-        try:
-            if gen != self._latest[kind]:
-                log.debug("dropping stale %s result %d (latest %d)", kind, gen,
-                          self._latest[kind])
-                return
-            error = future.exception()
-            if error is None:
-                result = future.result()
-                if kind == "solve":
-                    # One batch of document events per solution. Not frozen:
-                    # unfreezing always walks every model of the page, while
-                    # data updates alone need no walk at all.
-                    with hold():
-                        self._apply_solution(result, gen)
-                elif kind == "sweep":
-                    self.sweep = result
-                    self.status = f"Elbow computed for {len(result)} values of k."
-                else:
-                    self.comparison = result
-                    self.status = "K-Medians vs K-Means computed."
-            elif isinstance(error, ValueError):  # InputError is a ValueError
-                # Bad input or an impossible request: say why, keep the solution.
-                self._set_message(str(error), "warning")
-                self.status = "Kept the previous solution."
-            else:
-                log.error("%s failed", kind, exc_info=error)
-                self._set_message(
-                    f"The {kind} failed unexpectedly ({type(error).__name__}: "
-                    f"{error}); the previous solution is kept.", "danger")
-                self.status = "Kept the previous solution."
-        finally:
-            self._mark_applied(kind, gen)
-            self.busy = self._outstanding()
+        # One batch of document events per result (one message to the browser).
+        # Not frozen: unfreezing always walks every model of the page, while
+        # data updates alone need no walk at all.
+        with hold():
+            status = None
+            try:
+                status = self._apply_result(kind, gen, future)
+            finally:
+                self._mark_applied(kind, gen)
+                # busy and status together: the status line re-renders once.
+                update = {"busy": self._outstanding()}
+                if status is not None:
+                    update["status"] = status
+                self.param.update(**update)
+
+    def _apply_result(self, kind: str, gen: int, future: Future) -> str | None:
+        """Apply a finished job's result or error; return the new status line."""
+        if gen != self._latest[kind]:
+            log.debug("dropping stale %s result %d (latest %d)", kind, gen,
+                      self._latest[kind])
+            return None
+        error = future.exception()
+        if error is None:
+            result = future.result()
+            if kind == "solve":
+                self._apply_solution(result, gen)
+                return self._solved_text(result)
+            if kind == "sweep":
+                self.sweep = result
+                return f"Elbow computed for {len(result)} values of k."
+            self.comparison = result
+            return "K-Medians vs K-Means computed."
+        if isinstance(error, ValueError):  # InputError is a ValueError
+            # Bad input or an impossible request: say why, keep the solution.
+            self._set_message(str(error), "warning")
+        else:
+            log.error("%s failed", kind, exc_info=error)
+            self._set_message(
+                f"The {kind} failed unexpectedly ({type(error).__name__}: "
+                f"{error}); the previous solution is kept.", "danger")
+        return "Kept the previous solution."
 
     def _apply_solution(self, solution: Solution, gen: int):
         if self.selected_site is not None and self.selected_site not in set(
@@ -335,7 +343,6 @@ class PlannerState(param.Parameterized):
             # The message was about an earlier state of the controls.
             self.message = ""
         self.solution = solution
-        self.status = self._solved_text(solution)
 
     @staticmethod
     def _solved_text(solution: Solution) -> str:
