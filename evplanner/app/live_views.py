@@ -67,6 +67,7 @@ MAX_GRID_PX = 1200
 
 _SITE_COLUMNS = ["x_web", "y_web", "site_id", "kind", "name", "lon", "lat",
                  "vehicles", "mean_km", "max_km", "colour", "size"]
+_TEXT_COLUMNS = ("site_id", "kind", "name", "colour")
 _SITE_TOOLTIPS = [("site", "@site_id"), ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
                   ("vehicles served", "@vehicles{0,0}"),
                   ("mean distance", "@mean_km{0.0} km"),
@@ -210,11 +211,23 @@ def _shade_cells(cells: np.ndarray, sums: np.ndarray, width: int, height: int
 
 def site_data(solution: Solution | None, kind: str,
               selected_site: str | None = None) -> dict:
-    """Columns of a site data source: ``"new"`` or ``"existing"`` sites."""
-    frame = views.site_frame(solution, kind)
-    if kind == "new" and selected_site is not None and len(frame):
-        frame.loc[frame["site_id"] == selected_site, "size"] = SELECTED_SIZE_PX
-    return {c: frame[c].to_numpy() for c in _SITE_COLUMNS}
+    """Columns of a site data source: ``"new"`` or ``"existing"`` sites.
+
+    Plain NumPy columns straight from ``solution.sites`` (a data-frame copy per
+    solve costs more than the rest of the update).
+    """
+    if solution is None:
+        return {c: np.zeros(0, dtype=object if c in _TEXT_COLUMNS else "f8")
+                for c in _SITE_COLUMNS}
+    sites = solution.sites
+    mask = (sites["kind"] == kind).to_numpy()
+    data = {c: sites[c].to_numpy()[mask] for c in _SITE_COLUMNS[:-2]}
+    n = int(mask.sum())
+    data["colour"] = views.site_colours(n, kind)
+    data["size"] = np.full(n, SITE_SIZE_PX)
+    if kind == "new" and selected_site is not None:
+        data["size"][data["site_id"] == selected_site] = SELECTED_SIZE_PX
+    return data
 
 
 def highlight_data(solution: Solution | None, selected_site: str | None) -> dict:

@@ -41,6 +41,7 @@ __all__ = [
     "distance_histogram_data",
     "elbow_plot",
     "site_colour",
+    "site_colours",
     "site_frame",
     "site_loads",
     "tiles",
@@ -161,11 +162,21 @@ def site_frame(solution: Solution | None, kind: str) -> pd.DataFrame:
     if solution is None:
         return pd.DataFrame({c: [] for c in cols})
     s = solution.sites[solution.sites["kind"] == kind].copy()
-    idx = np.arange(len(s))
-    s["colour"] = ([CATCHMENT_COLOURS[i % len(CATCHMENT_COLOURS)] for i in idx]
-                   if kind == "new" else EXISTING_COLOUR)
+    s["colour"] = site_colours(len(s), kind)
     s["size"] = 14.0
     return s[cols]
+
+
+def site_colours(n: int, kind: str) -> np.ndarray:
+    """Display colour of ``n`` sites of one kind, in site order.
+
+    New site i takes catchment colour ``i % 20`` (the colour of its demand on the
+    map); existing stations are grey.
+    """
+    if kind != "new":
+        return np.full(n, EXISTING_COLOUR, dtype=object)
+    return np.asarray(CATCHMENT_COLOURS, dtype=object)[np.arange(n)
+                                                       % len(CATCHMENT_COLOURS)]
 
 
 def distance_histogram_data(solution: Solution | None, bins: int = 40) -> dict:
