@@ -24,7 +24,6 @@ from evplanner.app import (
     create_app,
     engine,
     export,
-    views,
 )
 from evplanner.app.engine import MAX_UPLOAD_BYTES, Scenario
 

@@ -10,7 +10,6 @@ import pytest
 from bokeh.events import RangesUpdate
 
 from evplanner.app import live_views, views
-from evplanner.app.state import PlannerState, bundled_store
 from evplanner.app.live_views import (
     PIXEL_RATIO,
     PLOT_HEIGHT_PX,
@@ -20,6 +19,7 @@ from evplanner.app.live_views import (
     pixel_cells,
     shade_demand,
 )
+from evplanner.app.state import PlannerState, bundled_store
 
 
 def _demand(n=400, n_sites=23, seed=3):
@@ -47,7 +47,8 @@ def state():
 def test_grid_keeps_cells_square_and_follows_the_plot_height():
     width, height = grid_shape(X_RANGE, Y_RANGE)
     assert height == int(PLOT_HEIGHT_PX * PIXEL_RATIO)
-    cell_w, cell_h = (X_RANGE[1] - X_RANGE[0]) / width, (Y_RANGE[1] - Y_RANGE[0]) / height
+    cell_w = (X_RANGE[1] - X_RANGE[0]) / width
+    cell_h = (Y_RANGE[1] - Y_RANGE[0]) / height
     assert cell_w == pytest.approx(cell_h, rel=0.01)
     assert grid_shape((0, 1e9), (0, 1))[0] <= 1200  # capped for very wide views
 
@@ -109,8 +110,10 @@ def test_map_follows_solutions_selection_zoom_and_basemap(state):
     site = str(new["site_id"].iloc[1])
     demand_map.select(site)
     sizes = demand_map._new.data["size"]
-    assert sizes[1] == SELECTED_SIZE_PX and (np.delete(sizes, 1) < SELECTED_SIZE_PX).all()
-    assert len(demand_map._highlight.data["x_web"]) == (sol.demand["site_id"] == site).sum()
+    assert sizes[1] == SELECTED_SIZE_PX
+    assert (np.delete(sizes, 1) < SELECTED_SIZE_PX).all()
+    served = (sol.demand["site_id"] == site).sum()
+    assert len(demand_map._highlight.data["x_web"]) == served
 
     # Zooming in re-renders the demand for the visible range only.
     x0, y0, x1, y1 = state.store.web_extent()

@@ -21,7 +21,7 @@ import param
 
 from evplanner.app import export, views
 from evplanner.app.engine import MAX_UPLOAD_BYTES, DataStore, Solution
-from evplanner.app.live_views import DemandMap, DistanceHistogram
+from evplanner.app.live_views import DemandMap, DistanceHistogram, LiveText
 from evplanner.app.state import K_MAX, PlannerState
 
 __all__ = ["PlannerApp", "create_app", "headline_html"]
@@ -41,11 +41,13 @@ def _hv_pane(obj, **params) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(obj, linked_axes=False, **params)
 
 
-_HEADLINE_CSS = """
-.headline { display: flex; flex-wrap: wrap; gap: 4px 28px; }
-.headline .title { font-size: 11pt; color: #555; }
-.headline .value { font-size: 28pt; line-height: 1.2; }
-"""
+#: Inline styles of the headline numbers (inline: they must survive whatever
+#: style sheets the page template gives the Div they are shown in).
+_HEADLINE_STYLE = {
+    "block": "display:flex;flex-wrap:wrap;gap:4px 28px",
+    "title": "font-size:11pt;color:#555",
+    "value": "font-size:28pt;line-height:1.2",
+}
 
 
 def headline_html(values: dict, radius_km: float) -> str:
@@ -64,11 +66,13 @@ def headline_html(values: dict, radius_km: float) -> str:
         ("Mean distance (km, L1)", values.get("mean_km"), "{:.2f}"),
         ("Objective (vehicle-km)", values.get("objective"), "{:,.0f}"),
     ]
+    style = _HEADLINE_STYLE
     cells = "".join(
-        f'<div><div class="title">{html.escape(title)}</div>'
-        f'<div class="value">{"–" if v is None else fmt.format(v)}</div></div>'
+        f'<div><div style="{style["title"]}">{html.escape(title)}</div>'
+        f'<div style="{style["value"]}">{"–" if v is None else fmt.format(v)}'
+        "</div></div>"
         for title, v, fmt in figures)
-    return f'<div class="headline">{cells}</div>'
+    return f'<div style="{style["block"]}">{cells}</div>'
 
 
 def _status_html(busy: bool, status: str) -> str:
@@ -101,6 +105,15 @@ class PlannerApp(param.Parameterized):
         self.map.param.watch(self._on_map_tap, "tapped_site")
         self.histogram = DistanceHistogram()
         self.histogram.show(s.solution)
+        # The status line (with its busy light) and the headline numbers change
+        # with every solve too: Bokeh Divs set directly, not Panel panes. The busy
+        # light is part of the status text: a text change re-renders one element,
+        # whereas a widget's CSS-class change (BooleanStatus) makes Bokeh recompute
+        # the whole page layout, twice per solve (busy, then idle); and no CSS
+        # animation, which repaints continuously while a solve runs.
+        self.status_text = LiveText(_status_html(s.busy, s.status), height_px=24)
+        self.headline = LiveText(self._headline(s.solution), min_height_px=80)
+        s.param.watch(self._on_status, ["busy", "status"])
         # The plots on the other tabs are HoloViews DynamicMaps: they update their
         # figures in place while their tab is shown. Explicit Params streams:
         # HoloViews does not follow "state.solution" dependencies on a sub-object.
@@ -153,9 +166,13 @@ class PlannerApp(param.Parameterized):
         if len(rows) and list(self.table.selection) != [int(rows[0])]:
             self.table.selection = [int(rows[0])]
 
+    def _on_status(self, *events):
+        self.status_text.show(_status_html(self.state.busy, self.state.status))
+
     def _on_solution(self, event):
         self.map.show(event.new, self.state.selected_site)
         self.histogram.show(event.new)
+        self.headline.show(self._headline(event.new))
         self.table.value = self._table_frame(event.new)
         self.table.selection = []
 
@@ -227,20 +244,8 @@ class PlannerApp(param.Parameterized):
             "radius_km": radius_km,
         }
 
-    def indicators(self) -> pn.pane.HTML:
-        """The headline numbers of the solution, as one HTML block.
-
-        One pane rather than a ``pn.indicators.Number`` per figure: each Number
-        is a separate Bokeh model that Panel re-styles and re-sends on every
-        solve, which cost ~30 ms of server CPU per solve for six figures.
-        """
-        def render(solution):
-            return headline_html(self._indicator_values(solution),
-                                 self.state.radius_km)
-
-        return pn.pane.HTML(pn.bind(render, self.state.param.solution),
-                            name="indicators", sizing_mode="stretch_width",
-                            min_height=80, stylesheets=[_HEADLINE_CSS])
+    def _headline(self, solution: Solution | None) -> str:
+        return headline_html(self._indicator_values(solution), self.state.radius_km)
 
     # --- controls -----------------------------------------------------------------
     def controls(self) -> pn.Column:
@@ -321,15 +326,10 @@ class PlannerApp(param.Parameterized):
         alert = pn.pane.Alert(s.param.message, alert_type=s.param.message_level,
                               visible=pn.bind(bool, s.param.message),
                               sizing_mode="stretch_width", name="message")
-        # The busy light is part of the status text: a text change re-renders one
-        # element, whereas a widget's CSS-class change (BooleanStatus) makes Bokeh
-        # recompute the whole page layout, twice per solve (busy, then idle); and
-        # no CSS animation, which repaints continuously while a solve runs.
-        status = pn.pane.HTML(pn.bind(_status_html, s.param.busy, s.param.status),
-                              name="status", margin=(6, 10), height=24,
-                              sizing_mode="stretch_width")
-        headline = self.indicators()
-        self._text_panes = [status, headline]
+        status = pn.pane.Bokeh(self.status_text.div, name="status", margin=(6, 10),
+                               sizing_mode="stretch_width")
+        headline = pn.pane.Bokeh(self.headline.div, name="indicators",
+                                 sizing_mode="stretch_width")
         report = pn.pane.Str(export.load_report_text(s.store), name="load report")
         plots = pn.Tabs(
             ("Distance", pn.pane.Bokeh(self.histogram.figure, height=320,
@@ -354,16 +354,6 @@ class PlannerApp(param.Parameterized):
             plots,
             sizing_mode="stretch_width",
         )
-
-    def warm_up(self):
-        """Re-send the text panes once, right after the page is built.
-
-        Panel re-sends a pane's stylesheets on its first update, and Bokeh then
-        walks every model of the page (~70 ms per pane); done here, the user's
-        first change of k does not pay it.
-        """
-        for pane in getattr(self, "_text_panes", []):
-            pane.param.trigger("object")
 
     def template(self) -> pn.template.FastListTemplate:
         return pn.template.FastListTemplate(
@@ -403,5 +393,4 @@ def create_app(store: DataStore | None = None) -> pn.template.FastListTemplate:
     app = PlannerApp(state=state)
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.on_session_destroyed(lambda ctx: state.close())
-        pn.state.curdoc.add_next_tick_callback(app.warm_up)
     return app.template()

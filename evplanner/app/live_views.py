@@ -1,4 +1,4 @@
-"""The plots that follow every solution: the map and the distance histogram.
+"""What follows every solution: the map, the distance histogram, the status text.
 
 They are on screen whenever a solve lands, so their update must be cheap. Each is
 built once per session from Bokeh models, and a solution only replaces the data of
@@ -33,6 +33,7 @@ import xarray as xr
 from bokeh.events import RangesUpdate
 from bokeh.models import (
     ColumnDataSource,
+    Div,
     HoverTool,
     Range1d,
     Span,
@@ -45,7 +46,8 @@ from holoviews.element import tiles as hv_tiles
 from evplanner.app import views
 from evplanner.app.engine import Solution
 
-__all__ = ["BASEMAPS", "LAYERS", "DemandMap", "DistanceHistogram", "shade_demand"]
+__all__ = ["BASEMAPS", "LAYERS", "DemandMap", "DistanceHistogram", "LiveText",
+           "shade_demand"]
 
 log = logging.getLogger(__name__)
 
@@ -417,3 +419,37 @@ class DistanceHistogram:
         self._bars.data = views.distance_histogram_data(solution)
         if solution is not None:
             self._radius.location = solution.scenario.radius_m / 1000
+
+
+# --------------------------------------------------------------------------------------
+# Text that changes with every solve
+# --------------------------------------------------------------------------------------
+class LiveText:
+    """A block of HTML that changes with every solve: a Bokeh ``Div`` set directly.
+
+    Panel's HTML pane re-derives its styling on every update (a few ms of server
+    CPU per update, and on its first update a walk over every model of the page,
+    ~70 ms); setting a Div's text is one property change.
+
+    Parameters
+    ----------
+    html : str
+        Initial content.
+    height_px, min_height_px : int, optional
+        Fixed or minimum height in pixels.
+
+    Attributes
+    ----------
+    div : bokeh.models.Div
+        Wrap it in ``pn.pane.Bokeh`` to show it.
+    """
+
+    def __init__(self, html: str = "", height_px: int | None = None,
+                 min_height_px: int | None = None):
+        self.div = Div(text=html, sizing_mode="stretch_width", height=height_px,
+                       min_height=min_height_px)
+
+    def show(self, html: str):
+        """Replace the content (nothing is sent when it is unchanged)."""
+        if html != self.div.text:
+            self.div.text = html
