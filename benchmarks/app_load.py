@@ -254,6 +254,8 @@ class BokehSession:
                            if "Solved:" in str(getattr(m, "text", "")))
         self.table = next(m for m in doc.models if isinstance(m, ColumnDataSource)
                           and "site_id" in m.data and "share_pct" in m.data)
+        self.map_sites = next(m for m in doc.models if isinstance(m, ColumnDataSource)
+                              and "site_id" in m.data and "size" in m.data)
         self.k = int(self.slider.value)
         return time.perf_counter() - t0
 
@@ -267,7 +269,8 @@ class BokehSession:
         want = f"Solved: {k} new sites (k={k})"
 
         def shown() -> bool:
-            return want in self.status.text and len(self.table.data["site_id"]) == k
+            return (want in self.status.text and len(self.table.data["site_id"]) == k
+                    and len(self.map_sites.data["site_id"]) == k)
 
         t0 = time.perf_counter()
         self.slider.value = k  # sent to the server as a widget change

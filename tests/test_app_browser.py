@@ -64,6 +64,18 @@ def _indicator(page, title: str) -> str:
         }""", title)
 
 
+def _map_sites(page) -> int:
+    """Number of new sites in the map's data source, read from BokehJS."""
+    return page.evaluate(
+        """() => {
+            for (const doc of window.Bokeh.documents)
+                for (const m of doc.all_models)
+                    if (m.data && m.data.site_id && m.data.size && m.data.colour)
+                        return m.data.site_id.length;
+            return -1;
+        }""")
+
+
 def test_change_k_updates_sites_and_indicators(server, browser, tmp_path):
     url, log_path = server
     host = urlsplit(url).netloc
@@ -83,6 +95,7 @@ def test_change_k_updates_sites_and_indicators(server, browser, tmp_path):
         rows = page.locator(".slick-row")
         playwright.expect(rows).to_have_count(7, timeout=TIMEOUT_MS)
         assert _indicator(page, "New sites") == "7"
+        assert _map_sites(page) == 7
         covered_before = _indicator(page, "Demand within 5 km (with new sites)")
         objective_before = _indicator(page, "Objective (vehicle-km)")
         assert re.fullmatch(r"\d+\.\d%", covered_before)
@@ -92,6 +105,8 @@ def test_change_k_updates_sites_and_indicators(server, browser, tmp_path):
         # Locators pierce the components' shadow roots; expect() polls.
         playwright.expect(rows).to_have_count(15, timeout=TIMEOUT_MS)
         assert _indicator(page, "New sites") == "15"
+        # The map's own data reached the browser too, not just the table.
+        assert _map_sites(page) == 15
         covered_after = _indicator(page, "Demand within 5 km (with new sites)")
         objective_after = _indicator(page, "Objective (vehicle-km)")
         assert covered_after != covered_before

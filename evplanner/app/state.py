@@ -23,7 +23,6 @@ from functools import partial
 import pandas as pd
 import panel as pn
 import param
-from panel.io.document import hold
 from panel.io.state import set_curdoc
 
 from evplanner.app import engine
@@ -291,20 +290,19 @@ class PlannerState(param.Parameterized):
             callback()
 
     def _apply(self, kind: str, gen: int, future: Future):
-        # One batch of document events per result (one message to the browser).
-        # Not frozen: unfreezing always walks every model of the page, while
-        # data updates alone need no walk at all.
-        with hold():
-            status = None
-            try:
-                status = self._apply_result(kind, gen, future)
-            finally:
-                self._mark_applied(kind, gen)
-                # busy and status together: the status line re-renders once.
-                update = {"busy": self._outstanding()}
-                if status is not None:
-                    update["status"] = status
-                self.param.update(**update)
+        # No panel.io.document.hold() here: under it, the changes of plain Bokeh
+        # models (the map's and histogram's data sources, the status Div) were
+        # dropped instead of sent (Panel 1.9; the browser test catches it).
+        status = None
+        try:
+            status = self._apply_result(kind, gen, future)
+        finally:
+            self._mark_applied(kind, gen)
+            # busy and status together: the status line re-renders once.
+            update = {"busy": self._outstanding()}
+            if status is not None:
+                update["status"] = status
+            self.param.update(**update)
 
     def _apply_result(self, kind: str, gen: int, future: Future) -> str | None:
         """Apply a finished job's result or error; return the new status line."""
