@@ -254,9 +254,12 @@ class BokehSession:
                            if "Solved:" in str(getattr(m, "text", "")))
         self.table = next(m for m in doc.models if isinstance(m, ColumnDataSource)
                           and "site_id" in m.data and "share_pct" in m.data)
-        self.map_sites = next(m for m in doc.models if isinstance(m, ColumnDataSource)
-                              and "site_id" in m.data and "size" in m.data)
         self.k = int(self.slider.value)
+        # The map's new sites (the existing stations' source has the same
+        # columns, and no rows here).
+        self.map_sites = next(m for m in doc.models if isinstance(m, ColumnDataSource)
+                              and "size" in m.data
+                              and len(m.data["site_id"]) == self.k)
         return time.perf_counter() - t0
 
     async def prepare(self, k: int):
