@@ -92,6 +92,11 @@ def cpu_seconds(server_pid: int) -> tuple[float, float]:
     return total(server_procs), total([psutil.Process(), *others])
 
 
+def solve_seconds(status: str) -> float:
+    """The solve time from a status line "Solved: ... in 0.02 s."."""
+    return float(status.rsplit(" in ", 1)[1].split(" s")[0])
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -212,7 +217,7 @@ class Session:
 
     async def server_solve_s(self) -> float:
         text = await self.page.get_by_text("Solved:").first.inner_text()
-        return float(text.rsplit(" in ", 1)[1].split(" s")[0])
+        return solve_seconds(text)
 
     async def close(self):
         await self.context.close()
@@ -282,7 +287,7 @@ class BokehSession:
         return time.perf_counter() - t0
 
     async def server_solve_s(self) -> float:
-        return float(self.status.text.rsplit(" in ", 1)[1].split(" s")[0])
+        return solve_seconds(self.status.text)
 
     async def close(self):
         await self._call(self.session.close)

@@ -14,7 +14,6 @@ import re
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,17 +69,6 @@ CURVE_RADII_KM = np.array(
 #: cores with spinning OpenMP teams (nor calls numba's ``workqueue`` layer, which is
 #: not thread-safe, from two threads at once).
 _COMPUTE_LOCK = threading.Lock()
-
-
-@contextmanager
-def _compute():
-    """Hold the compute lock for one fit.
-
-    Small inputs need no thread setting here: the kernels run single-threaded
-    below ``evplanner._kernels.SERIAL_MAX_ROWS`` rows on their own.
-    """
-    with _COMPUTE_LOCK:
-        yield
 
 
 # --------------------------------------------------------------------------------------
@@ -456,7 +444,7 @@ def solve(store: DataStore, scenario: Scenario, uploaded: pd.DataFrame | None = 
     fixed_df = store.existing_stations(scenario.existing, uploaded)
 
     radii_m = CURVE_RADII_KM * 1000
-    with _compute():
+    with _COMPUTE_LOCK:
         if previous is not None and previous.scenario.solve_key == scenario.solve_key:
             new_centers, notes = previous.centers_m, list(previous.notes)
         else:
@@ -539,7 +527,7 @@ def sweep(store: DataStore, scenario: Scenario, ks, uploaded=None) -> pd.DataFra
     if not ks:
         raise InputError(f"The filters leave {len(X)} demand location(s): too few "
                          "for the sweep.")
-    with _compute():
+    with _COMPUTE_LOCK:
         return sweep_k(X, ks, sample_weight=weight,
                        fixed_sites_m=fixed if len(fixed) else None,
                        radius_m=scenario.radius_m, random_state=scenario.seed)
@@ -564,7 +552,7 @@ def compare(store: DataStore, scenario: Scenario, uploaded=None):
     if len(X) < scenario.k:
         raise InputError(f"The filters leave {len(X)} demand location(s), fewer than "
                          f"k = {scenario.k}.")
-    with _compute():
+    with _COMPUTE_LOCK:
         comparison = compare_kmeans(X, scenario.k, sample_weight=weight,
                                     radius_m=scenario.radius_m, n_init=4,
                                     random_state=scenario.seed)

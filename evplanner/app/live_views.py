@@ -67,8 +67,11 @@ PLOT_HEIGHT_PX = 600
 #: Widest aggregation grid, in grid cells, for very wide views.
 MAX_GRID_PX = 1200
 
-_SITE_COLUMNS = ["x_web", "y_web", "site_id", "kind", "name", "lon", "lat",
-                 "vehicles", "mean_km", "max_km", "colour", "size"]
+#: Columns of a site data source taken from ``Solution.sites``, and all of them
+#: with the display colour and marker size added.
+_SOLUTION_COLUMNS = ["x_web", "y_web", "site_id", "kind", "name", "lon", "lat",
+                     "vehicles", "mean_km", "max_km"]
+_SITE_COLUMNS = [*_SOLUTION_COLUMNS, "colour", "size"]
 _TEXT_COLUMNS = ("site_id", "kind", "name", "colour")
 _SITE_TOOLTIPS = [("site", "@site_id"), ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
                   ("vehicles served", "@vehicles{0,0}"),
@@ -223,7 +226,7 @@ def site_data(solution: Solution | None, kind: str,
                 for c in _SITE_COLUMNS}
     sites = solution.sites
     mask = (sites["kind"] == kind).to_numpy()
-    data = {c: sites[c].to_numpy()[mask] for c in _SITE_COLUMNS[:-2]}
+    data = {c: sites[c].to_numpy()[mask] for c in _SOLUTION_COLUMNS}
     n = int(mask.sum())
     data["colour"] = views.site_colours(n, kind)
     data["size"] = np.full(n, SITE_SIZE_PX)

@@ -154,16 +154,15 @@ def catchment_frame(solution: Solution | None, selected_site: str | None = None
 
 
 def site_frame(solution: Solution | None, kind: str) -> pd.DataFrame:
-    """Sites of one ``kind`` ("new" or "existing") with a display colour and size.
+    """Sites of one ``kind`` ("new" or "existing") with their display colour.
 
     New sites take their catchment's colour, existing stations grey.
     """
-    cols = ["x_web", "y_web", *_SITE_VDIMS, "colour", "size"]
+    cols = ["x_web", "y_web", *_SITE_VDIMS, "colour"]
     if solution is None:
         return pd.DataFrame({c: [] for c in cols})
     s = solution.sites[solution.sites["kind"] == kind].copy()
     s["colour"] = site_colours(len(s), kind)
-    s["size"] = 14.0
     return s[cols]
 
 
