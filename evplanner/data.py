@@ -5,7 +5,7 @@ Three kinds of vehicle input are understood, told apart by their columns:
 * the Washington State Department of Licensing "Electric Vehicle Population Data" CSV,
   exactly as published (original column names, ``Vehicle Location`` as
   ``POINT (lon lat)``);
-* the bundled Parquet in ``data/`` (derived from that CSV by
+* the bundled Parquet (``evplanner/bundled/``, derived from that CSV by
   :func:`build_bundled_data`);
 * a plain CSV or Parquet with ``lon``/``lat`` columns (aliases ``longitude``,
   ``latitude``, ``lng``) and an optional ``weight`` column.
@@ -22,6 +22,7 @@ naming the file and the problem.
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import re
 from dataclasses import dataclass, field
@@ -33,9 +34,9 @@ import pandas as pd
 from evplanner.errors import InputError
 
 __all__ = [
+    "BUNDLED_DIR",
     "BUNDLED_STATIONS",
     "BUNDLED_VEHICLES",
-    "DATA_DIR",
     "LoadReport",
     "build_bundled_data",
     "load_stations",
@@ -48,9 +49,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-BUNDLED_VEHICLES = DATA_DIR / "vehicles.parquet"
-BUNDLED_STATIONS = DATA_DIR / "stations.parquet"
+#: The bundled data files, inside the installed package (so that a wheel or a plain
+#: ``pip install .`` finds them from any directory).
+BUNDLED_DIR = Path(str(importlib.resources.files("evplanner.bundled")))
+BUNDLED_VEHICLES = BUNDLED_DIR / "vehicles.parquet"
+BUNDLED_STATIONS = BUNDLED_DIR / "stations.parquet"
 
 #: The planning area: vehicles registered in another state are counted as out of area.
 PLANNING_STATE = "WA"
@@ -492,7 +495,8 @@ def load_vehicles(
     ----------
     path : str or Path, optional
         WA DOL CSV as published, the bundled Parquet, or a CSV/Parquet with lon/lat
-        (and optional weight) columns. Default: the bundled ``data/vehicles.parquet``.
+        (and optional weight) columns. Default: the bundled vehicles
+        (:data:`BUNDLED_VEHICLES`).
     keep_out_of_area : bool, default False
         Keep vehicles registered outside the planning area (State other than WA);
         they are counted in the report either way.
@@ -574,7 +578,7 @@ def load_stations(path: str | Path | None = None) -> tuple[pd.DataFrame, LoadRep
         AFDC Station Locator CSV export as published (only rows with
         ``Fuel Type Code == ELEC`` and coordinates are stations; the others are
         counted as dropped), the bundled Parquet, or a CSV with lon/lat columns.
-        Default: the bundled ``data/stations.parquet``.
+        Default: the bundled stations (:data:`BUNDLED_STATIONS`).
 
     Returns
     -------
@@ -735,9 +739,9 @@ def _read_csv_text_head(path: Path) -> None:
 def build_bundled_data(
     vehicles_csv: str | Path,
     stations_csv: str | Path,
-    out_dir: str | Path = DATA_DIR,
+    out_dir: str | Path = BUNDLED_DIR,
 ) -> dict[str, LoadReport]:
-    """Regenerate ``data/vehicles.parquet`` and ``data/stations.parquet``.
+    """Regenerate the bundled ``vehicles.parquet`` and ``stations.parquet``.
 
     The vehicle file keeps every row of the published CSV, with only the columns the
     product uses. Rows without a usable location keep empty (NaN) coordinates, so that
@@ -752,7 +756,7 @@ def build_bundled_data(
     stations_csv : path
         AFDC Station Locator export for Washington as published.
     out_dir : path
-        Where to write; default the package's ``data/``.
+        Where to write; default the package's bundled data (:data:`BUNDLED_DIR`).
 
     Returns
     -------

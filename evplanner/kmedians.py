@@ -33,6 +33,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from evplanner import _kernels as kern
+from evplanner._chunked import tree_reduce
 from evplanner.errors import InputError
 
 __all__ = ["KMedians", "KMediansResult", "k_medians"]
@@ -529,22 +530,6 @@ class _NumpyEngine:
         return st.extra["labels"]
 
 
-def _tree_reduce(parts, combine, split_every=8):
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(_combine_many)(parts[i : i + split_every], combine)
-            for i in range(0, len(parts), split_every)
-        ]
-    return parts[0]
-
-
-def _combine_many(items, combine):
-    out = items[0]
-    for it in items[1:]:
-        out = combine(out, it)
-    return out
-
-
 class _DaskEngine:
     """Row-chunked points: chunk -> combine -> aggregate, points never gathered.
 
@@ -582,7 +567,7 @@ class _DaskEngine:
             if per_block is not None:
                 lead += (per_block[b],)
             parts.append(dask.delayed(block_fn)(*lead, *args))
-        (out,) = dask.compute(_tree_reduce(parts, combine))
+        (out,) = dask.compute(tree_reduce(parts, combine))
         return out
 
     def summary(self, limit):
@@ -615,7 +600,7 @@ class _DaskEngine:
             for xb, wb, off, pb in zip(self._xb, self._wb, self._off, prev,
                                        strict=True)
         ]
-        root = _tree_reduce(
+        root = tree_reduce(
             [p[0] for p in parts], lambda a, b: _combine_assign_stats(a, b, r)
         )
         # One execution of the block tasks: the statistics come back to the

@@ -23,7 +23,7 @@ from evplanner.data import load_stations, load_vehicles
 from .conftest import ROOT
 
 EVPLANNER = str(Path(sys.executable).parent / "evplanner")
-STATIONS = ROOT / "data" / "stations.parquet"
+STATIONS = ROOT / "evplanner" / "bundled" / "stations.parquet"
 SITE_COLUMNS = [
     "site_id", "lon", "lat", "vehicles_served", "mean_distance_m", "max_distance_m",
 ]  # fmt: skip
