@@ -187,7 +187,7 @@ def test_newer_change_supersedes_running_solve(state, monkeypatch):
 
 # --------------------------------------------------------------------------- uploads
 def _upload(state, data: bytes, name: str):
-    state.param.update(upload_name=name, upload=data)
+    state.upload_stations(data, name)
     state.wait()
 
 

@@ -1,13 +1,20 @@
-"""Drive the served planner in Debian's Chromium through Playwright.
+"""Use the served planner as a person does, in Debian's Chromium through Playwright.
 
 The page is served by ``panel serve apps/planner.py`` on a free loopback port and
-every request that leaves the machine (web tiles, web fonts) is aborted, so the test
-also proves that the app works with no network and that failing tiles are quiet.
+every request that leaves the machine (web tiles, web fonts) is aborted, so the tests
+also prove that the app works with no network and that failing tiles are quiet.
+
+Every test clicks, types, selects and uploads through the real widgets and checks
+what the page shows (text, the plots' own data in BokehJS, downloaded files). The
+``page`` fixture fails a test on any error in the page or in the server's log.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,6 +29,11 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 TIMEOUT_MS = 120_000
+# Console noise about the tiles and fonts we block on purpose, and two warnings
+# of the widgets' own libraries about options they do not use.
+ALLOWED_CONSOLE = re.compile(
+    r"^Failed to load resource|unable to load https?://|attempting to load https?://"
+    r"|jquery-ui is required to enable DataTable.reorderable|allowHTML will default")
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +45,6 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from pathlib import Path
-
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Debian chromium not installed at {CHROMIUM}")
     with playwright.sync_playwright() as pw:
@@ -43,8 +53,42 @@ def browser():
         b.close()
 
 
-def _indicator(page, title: str) -> str:
-    """Text of the value under a number indicator's title."""
+@pytest.fixture
+def page(server, browser):
+    """A new session's page, opened and solved; fails the test on any error."""
+    url, log_path = server
+    host = urlsplit(url).netloc
+    log_start = len(log_path.read_text())
+    context = browser.new_context(viewport={"width": 1500, "height": 1200},
+                                  accept_downloads=True)
+    pg = context.new_page()
+    console, page_errors, failed = [], [], []
+    pg.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: page_errors.append(str(e)))
+    pg.on("requestfailed", lambda r: failed.append(r.url))
+    pg.route("**/*", lambda route: route.continue_()
+             if urlsplit(route.request.url).netloc == host else route.abort())
+    pg.goto(url, timeout=TIMEOUT_MS)
+    pg.get_by_text("Solved: 7 new sites").wait_for(timeout=TIMEOUT_MS)
+    yield pg
+    pg.wait_for_timeout(300)  # let late updates land before judging the logs
+    context.close()
+    time.sleep(0.5)  # let the server flush its log
+    # Only requests we aborted on purpose (off the machine) may fail.
+    assert all(urlsplit(u).netloc != host for u in failed), failed
+    assert [e for e in console if not ALLOWED_CONSOLE.search(e)] == []
+    assert page_errors == []
+    new_log = log_path.read_text()[log_start:]
+    scratch = log_path.with_name("since_test.log")
+    scratch.write_text(new_log)
+    assert log_errors(scratch) == [], new_log
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def indicator(page, title: str) -> str:
+    """Text of the value under a headline number's title."""
     return page.evaluate(
         """(title) => {
             const walk = (root) => {
@@ -64,7 +108,12 @@ def _indicator(page, title: str) -> str:
         }""", title)
 
 
-def _map_sites(page) -> int:
+def status(page) -> str:
+    """The status line's text (under the busy light)."""
+    return page.locator(".status-text").first.text_content().strip()
+
+
+def map_new_sites(page) -> int:
     """Number of new sites in the map's data source, read from BokehJS."""
     return page.evaluate(
         """() => {
@@ -76,56 +125,270 @@ def _map_sites(page) -> int:
         }""")
 
 
-def test_change_k_updates_sites_and_indicators(server, browser, tmp_path):
-    url, log_path = server
-    host = urlsplit(url).netloc
-    context = browser.new_context(viewport={"width": 1500, "height": 1200})
-    page = context.new_page()
-    console_errors, page_errors, failed = [], [], []
-    page.on("console", lambda m: console_errors.append(m.text)
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: page_errors.append(str(e)))
-    page.on("requestfailed", lambda r: failed.append(r.url))
-    # No network beyond the loopback server: tiles and web fonts must fail quietly.
-    page.route("**/*", lambda route: route.continue_()
-               if urlsplit(route.request.url).netloc == host else route.abort())
-    try:
-        page.goto(url, timeout=TIMEOUT_MS)
-        page.get_by_text("Solved: 7 new sites").wait_for(timeout=TIMEOUT_MS)
-        rows = page.locator(".slick-row")
-        playwright.expect(rows).to_have_count(7, timeout=TIMEOUT_MS)
-        assert _indicator(page, "New sites") == "7"
-        assert _map_sites(page) == 7
-        covered_before = _indicator(page, "Demand within 5 km (with new sites)")
-        objective_before = _indicator(page, "Objective (vehicle-km)")
-        assert re.fullmatch(r"\d+\.\d%", covered_before)
+VISIBLE_PLOTS_JS = """() => {
+    // Every Bokeh plot with a title whose view is drawn and visible in the page:
+    // title -> [width, height] in CSS pixels.
+    const out = {};
+    const roots = Object.values(window.Bokeh.index);
+    for (const doc of window.Bokeh.documents)
+        for (const m of doc.all_models) {
+            if (m.renderers === undefined || !m.title || m.title.text === undefined)
+                continue;
+            for (const root of roots) {
+                const view = root.owner.find_one(m);
+                if (!view) continue;
+                const box = view.el.getBoundingClientRect();
+                if (view.el.checkVisibility({checkOpacity: true,
+                                             checkVisibilityCSS: true}))
+                    out[m.title.text] = [Math.round(box.width),
+                                         Math.round(box.height)];
+            }
+        }
+    return out;
+}"""
 
-        page.get_by_role("button", name="15", exact=True).click()
-        page.get_by_text("Solved: 15 new sites (k=15)").wait_for(timeout=TIMEOUT_MS)
-        # Locators pierce the components' shadow roots; expect() polls.
-        playwright.expect(rows).to_have_count(15, timeout=TIMEOUT_MS)
-        assert _indicator(page, "New sites") == "15"
-        # The map's own data reached the browser too, not just the table.
-        assert _map_sites(page) == 15
-        covered_after = _indicator(page, "Demand within 5 km (with new sites)")
-        objective_after = _indicator(page, "Objective (vehicle-km)")
-        assert covered_after != covered_before
-        assert float(covered_after.rstrip("%")) > float(covered_before.rstrip("%"))
-        assert (float(objective_after.replace(",", ""))
-                < float(objective_before.replace(",", "")))
 
-        shot = tmp_path / "planner_k15.png"
-        page.screenshot(path=str(shot), full_page=True)
-        assert shot.stat().st_size > 10_000
-        page.wait_for_timeout(500)  # let late updates (plot resizes) finish
-    finally:
-        context.close()
+def visible_plots(page) -> dict[str, list[int]]:
+    return page.evaluate(VISIBLE_PLOTS_JS)
 
-    # Only requests we aborted on purpose (off the machine) may fail, and the only
-    # console errors allowed are the browser's notes about those failed loads.
-    assert all(urlsplit(u).netloc != host for u in failed), failed
-    unexpected = [e for e in console_errors
-                  if not e.startswith("Failed to load resource")]
-    assert unexpected == []
-    assert page_errors == []
-    assert log_errors(log_path) == [], log_path.read_text()
+
+def wait_for_plot(page, title_start: str, min_w: int = 200, min_h: int = 150) -> list:
+    """Wait until a plot whose title starts with ``title_start`` is drawn, sized."""
+    deadline = time.monotonic() + 60
+    while True:
+        for title, size in visible_plots(page).items():
+            if title.startswith(title_start) and size[0] >= min_w and size[1] >= min_h:
+                return size
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no visible plot titled {title_start!r}: "
+                                 f"{visible_plots(page)}")
+        page.wait_for_timeout(250)
+
+
+def wait_until(page, predicate, what: str, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        page.wait_for_timeout(200)
+
+
+def open_tab(page, name: str) -> None:
+    page.locator(".bk-tab", has_text=name).first.click()
+
+
+def solved_for(page, k: int) -> None:
+    page.get_by_text(f"Solved: {k} new sites (k={k})").wait_for(timeout=TIMEOUT_MS)
+
+
+def wait_new_solution(page, before: str) -> None:
+    """Wait for a status line different from ``before`` that reports a solve."""
+    wait_until(page, lambda: status(page) != before
+               and status(page).startswith(("Solved", "Kept")), "a new solve")
+
+
+def pct(text: str) -> float:
+    return float(text.rstrip("%"))
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_quick_pick_k_updates_sites_indicators_and_map(page, tmp_path):
+    rows = page.locator(".slick-row")
+    playwright.expect(rows).to_have_count(7, timeout=TIMEOUT_MS)
+    assert indicator(page, "New sites") == "7"
+    assert map_new_sites(page) == 7
+    covered_before = indicator(page, "Demand within 5 km (with new sites)")
+    objective_before = indicator(page, "Objective (vehicle-km)")
+    assert re.fullmatch(r"\d+\.\d%", covered_before)
+
+    page.get_by_role("button", name="15", exact=True).click()
+    solved_for(page, 15)
+    playwright.expect(rows).to_have_count(15, timeout=TIMEOUT_MS)
+    assert indicator(page, "New sites") == "15"
+    assert map_new_sites(page) == 15  # the map's own data, not just the table
+    assert pct(indicator(page, "Demand within 5 km (with new sites)")) > pct(
+        covered_before)
+    assert (float(indicator(page, "Objective (vehicle-km)").replace(",", ""))
+            < float(objective_before.replace(",", "")))
+    shot = tmp_path / "planner_k15.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_k_typed_and_slider_keys(page):
+    # The editable slider's number box (the first text box of the sidebar).
+    k_box = page.get_by_role("textbox").first
+    assert k_box.input_value() == "7"
+    k_box.fill("12")
+    k_box.press("Enter")
+    solved_for(page, 12)
+    assert map_new_sites(page) == 12
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    slider.press("ArrowRight")
+    solved_for(page, 13)
+    assert indicator(page, "New sites") == "13"
+
+
+def test_selects_change_the_plan(page):
+    # Existing stations: today's public network held fixed.
+    assert indicator(page, "Today's network within 5 km") == "–"
+    before = status(page)
+    page.get_by_label("Existing stations (kept fixed)").select_option(
+        label="Public stations (all)")
+    wait_new_solution(page, before)
+    wait_until(page, lambda: indicator(page, "Today's network within 5 km") != "–",
+               "today's network coverage")
+    network = pct(indicator(page, "Today's network within 5 km"))
+    assert 50 < network < 100
+    assert pct(indicator(page, "Demand within 5 km (with new sites)")) >= network
+
+    before = status(page)
+    page.get_by_label("Existing stations (kept fixed)").select_option(
+        label="Public stations (DC fast only)")
+    wait_new_solution(page, before)
+    wait_until(page, lambda: indicator(page, "Today's network within 5 km") != (
+        f"{network:.1f}%"), "DC fast coverage")
+    assert pct(indicator(page, "Today's network within 5 km")) < network
+
+    objective = indicator(page, "Objective (vehicle-km)")
+    before = status(page)
+    page.get_by_label("Demand weighting").select_option(label="BEV only")
+    wait_new_solution(page, before)
+    wait_until(page, lambda: indicator(page, "Objective (vehicle-km)") != objective,
+               "a BEV-only objective")
+
+    before = status(page)
+    page.get_by_label("Algorithm").select_option(label="K-Means (comparison)")
+    wait_new_solution(page, before)
+    # K-Means cannot hold stations fixed: the page says so.
+    page.get_by_text("K-Means cannot hold existing stations fixed").wait_for(
+        timeout=TIMEOUT_MS)
+
+    # Display-only controls: basemap and the demand layer.
+    page.get_by_label("Basemap").select_option(index=1)
+    page.get_by_role("button", name="Demand density").click()
+    page.wait_for_timeout(1000)
+    assert map_new_sites(page) == 7
+
+
+def test_filters_seed_and_radius(page):
+    demand_points = int(re.search(r"on (\d+) demand points", status(page)).group(1))
+    before = status(page)
+    counties = page.locator("input.choices__input--cloned").first  # its search box
+    counties.click()
+    page.keyboard.type("Spokane")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")  # close the drop-down
+    wait_new_solution(page, before)
+    fewer = int(re.search(r"on (\d+) demand points", status(page)).group(1))
+    assert 0 < fewer < demand_points
+
+    objective = indicator(page, "Objective (vehicle-km)")
+    before = status(page)
+    page.get_by_role("button", name="PHEV", exact=True).click()  # BEV only now
+    wait_new_solution(page, before)
+    wait_until(page, lambda: indicator(page, "Objective (vehicle-km)") != objective,
+               "an objective without PHEVs")
+
+    before = status(page)
+    seed = page.get_by_label("Random seed")
+    seed.fill("3")
+    seed.press("Enter")
+    wait_new_solution(page, before)
+
+    # Radius: only the metrics change (the headline titles follow the radius).
+    radius = page.get_by_role("slider").nth(1)
+    radius.focus()
+    radius.press("ArrowRight")
+    page.get_by_text("Demand within 5.5 km (with new sites)").wait_for(
+        timeout=TIMEOUT_MS)
+
+
+def test_upload_through_the_file_chooser(page, tmp_path):
+    first = tmp_path / "my_stations.csv"
+    first.write_text("lon,lat\n-122.33,47.61\n-122.20,47.50\n-117.42,47.66\n")
+    page.locator("input[type='file']").set_input_files(str(first))
+    page.get_by_text("Uploaded 3 existing stations from my_stations.csv").wait_for(
+        timeout=TIMEOUT_MS)
+    rows = page.locator(".slick-row")
+    playwright.expect(rows).to_have_count(10, timeout=TIMEOUT_MS)  # 7 new + 3
+
+    # A second file under another name: this failed for every user before.
+    second = tmp_path / "depots.csv"
+    second.write_text("name,lon,lat\nDepot A,-122.30,47.60\nDepot B,-122.45,47.25\n")
+    page.locator("input[type='file']").set_input_files(str(second))
+    page.get_by_text("Uploaded 2 existing stations from depots.csv").wait_for(
+        timeout=TIMEOUT_MS)
+    playwright.expect(rows).to_have_count(9, timeout=TIMEOUT_MS)
+    page.get_by_text("Depot B").first.wait_for(timeout=TIMEOUT_MS)
+
+    # An empty file and a file with a bad row: a message, and nothing changes.
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    page.locator("input[type='file']").set_input_files(str(empty))
+    page.get_by_text("Upload rejected: empty.csv").wait_for(timeout=TIMEOUT_MS)
+    bad = tmp_path / "bad rows.csv"
+    bad.write_text("lon,lat\n-122.3,47.6\nxx,47.5\n")
+    page.locator("input[type='file']").set_input_files(str(bad))
+    page.get_by_text("Upload rejected: bad rows.csv").wait_for(timeout=TIMEOUT_MS)
+    playwright.expect(rows).to_have_count(9, timeout=TIMEOUT_MS)
+
+    # Markdown in a file's header is shown as text, not as a link or an image.
+    evil = tmp_path / "evil.csv"
+    evil.write_text("[log in again](http://evil.example/login),"
+                    "![t](http://evil.example/t.png)\n1,2\n")
+    page.locator("input[type='file']").set_input_files(str(evil))
+    page.get_by_text("Upload rejected: evil.csv").wait_for(timeout=TIMEOUT_MS)
+    assert page.locator("a[href^='http://evil.example']").count() == 0
+    assert page.locator("img[src^='http://evil.example']").count() == 0
+
+
+def test_elbow_and_comparison_buttons(page):
+    page.get_by_role("button", name="Compute elbow (objective vs k)").click()
+    page.get_by_text("Elbow computed for").wait_for(timeout=TIMEOUT_MS)
+    open_tab(page, "Elbow (choose k)")
+    wait_for_plot(page, "Objective vs k")
+    wait_for_plot(page, "Coverage vs k")
+
+    page.get_by_role("button", name="Compare K-Medians vs K-Means").click()
+    page.get_by_text("K-Medians vs K-Means computed.").wait_for(timeout=TIMEOUT_MS)
+    open_tab(page, "K-Medians vs K-Means")
+    wait_for_plot(page, "K-Medians: mean")
+    wait_for_plot(page, "K-Means: mean")
+
+
+def test_every_tab_shows_its_plot(page):
+    assert wait_for_plot(page, "Demand and sites")[1] >= 400
+    for tab, title in [("Site loads", "Site loads"),
+                       ("Coverage vs radius", "Coverage vs radius"),
+                       ("Elbow (choose k)", "Press 'Compute elbow'"),
+                       ("Distance", "Distance to the nearest site")]:
+        open_tab(page, tab)
+        wait_for_plot(page, title)
+    open_tab(page, "K-Medians vs K-Means")
+    page.get_by_text("to fit both on the same demand").wait_for(timeout=TIMEOUT_MS)
+    open_tab(page, "Data load report")
+    page.get_by_text("rows kept: 150,137").wait_for(timeout=TIMEOUT_MS)
+
+
+def _download(page, label: str) -> str:
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        page.get_by_role("button", name=label).click()
+    return Path(info.value.path()).read_text()
+
+
+def test_every_download(page):
+    csv = _download(page, "Sites (CSV)")
+    lines = csv.strip().splitlines()
+    assert len(lines) == 1 + 7 and "lon" in lines[0] and "lat" in lines[0]
+    geojson = json.loads(_download(page, "Sites (GeoJSON)"))
+    assert geojson["type"] == "FeatureCollection"
+    assert len(geojson["features"]) == 7
+    metrics = json.loads(_download(page, "Metrics (JSON)"))
+    assert 0 < metrics["coverage_share"] <= 1 if "coverage_share" in metrics else (
+        0 < metrics["metrics"]["coverage_share"] <= 1)
+    report = _download(page, "Data load report")
+    assert "rows kept: 150,137" in report

@@ -38,7 +38,8 @@ def test_info_bundled_and_raw_agree(raw_vehicles_csv):
 
 
 def test_info_stations():
-    proc = run_info("--stations", str(ROOT / "evplanner" / "bundled" / "stations.parquet"))
+    stations = ROOT / "evplanner" / "bundled" / "stations.parquet"
+    proc = run_info("--stations", str(stations))
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"stations: [\d,]+", proc.stdout)
     assert "dc fast ports" in proc.stdout

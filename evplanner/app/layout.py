@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import io
 import logging
+from functools import partial
 
 import holoviews as hv
 import numpy as np
@@ -21,10 +22,15 @@ import param
 
 from evplanner.app import export, views
 from evplanner.app.engine import MAX_UPLOAD_BYTES, DataStore, Solution
-from evplanner.app.live_views import DemandMap, DistanceHistogram, LiveText
+from evplanner.app.live_views import (
+    DemandMap,
+    DistanceHistogram,
+    LiveText,
+    in_document,
+)
 from evplanner.app.state import K_MAX, PlannerState
 
-__all__ = ["PlannerApp", "create_app", "headline_html"]
+__all__ = ["PlannerApp", "create_app", "alert_html", "headline_html"]
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +81,36 @@ def headline_html(values: dict, radius_km: float) -> str:
     return f'<div style="{style["block"]}">{cells}</div>'
 
 
+#: Alert colours (background, text, border) per message level, as Bootstrap's.
+_ALERT_COLOURS = {
+    "info": ("#cff4fc", "#055160", "#b6effb"),
+    "warning": ("#fff3cd", "#664d03", "#ffecb5"),
+    "danger": ("#f8d7da", "#842029", "#f5c2c7"),
+}
+
+
+def alert_html(text: str, level: str = "warning") -> str:
+    """A message box whose text is shown as text (no Markdown, links or HTML).
+
+    Messages quote user input (file names, header cells), so they are escaped, not
+    rendered: ``[x](http://...)`` stays those characters.
+
+    Examples
+    --------
+    >>> alert_html("[log in](http://x.example) <b>", "info")[-42:]
+    '[log in](http://x.example) &lt;b&gt;</div>'
+    """
+    background, colour, border = _ALERT_COLOURS.get(level, _ALERT_COLOURS["warning"])
+    return (f'<div role="alert" class="evp-alert" style="background:{background};'
+            f"color:{colour};border:1px solid {border};border-radius:6px;"
+            f'padding:10px 14px;font-size:14px">{html.escape(text)}</div>')
+
+
 def _status_html(busy: bool, status: str) -> str:
     """The status line: a light (amber while busy, green when idle) and the text."""
     colour, word = ("#e69f00", "busy") if busy else ("#2c6e49", "idle")
     return (f'<span title="{word}" aria-label="{word}" style="color:{colour}">'
-            f"&#9679;</span> {html.escape(status)}")
+            f'&#9679;</span> <span class="status-text">{html.escape(status)}</span>')
 
 
 class PlannerApp(param.Parameterized):
@@ -156,18 +187,22 @@ class PlannerApp(param.Parameterized):
             self.state.selected_site = None
 
     def _on_selected(self, event):
-        self.map.select(event.new)
+        in_document(partial(self._show_selected, event.new))
+
+    def _show_selected(self, site_id):
+        self.map.select(site_id)
         frame = self.table.value
-        if event.new is None:
+        if site_id is None:
             if self.table.selection:
                 self.table.selection = []
             return
-        rows = np.flatnonzero(frame["site_id"].to_numpy() == event.new)
+        rows = np.flatnonzero(frame["site_id"].to_numpy() == site_id)
         if len(rows) and list(self.table.selection) != [int(rows[0])]:
             self.table.selection = [int(rows[0])]
 
     def _on_status(self, *events):
-        self.status_text.show(_status_html(self.state.busy, self.state.status))
+        in_document(partial(self.status_text.show,
+                            _status_html(self.state.busy, self.state.status)))
 
     def _on_solution(self, event):
         self.map.show(event.new, self.state.selected_site)
@@ -256,11 +291,11 @@ class PlannerApp(param.Parameterized):
                              label="Upload stations CSV (lon, lat; max "
                              f"{MAX_UPLOAD_BYTES / 1e6:g} MB)")
 
-        def on_upload(event):
-            # value and filename arrive together; set both before watchers run.
-            if upload.value is not None:
-                s.param.update(upload_name=upload.filename or "upload.csv",
-                               upload=upload.value)
+        def on_upload(*events):
+            # value and filename arrive as one batch of events (one each) when
+            # both change; an empty file arrives as value None with a filename.
+            if upload.filename:
+                s.upload_stations(upload.value, upload.filename)
 
         upload.param.watch(on_upload, ["value", "filename"])
         return pn.Column(
@@ -323,9 +358,10 @@ class PlannerApp(param.Parameterized):
     # --- page ---------------------------------------------------------------------
     def main(self) -> pn.Column:
         s = self.state
-        alert = pn.pane.Alert(s.param.message, alert_type=s.param.message_level,
-                              visible=pn.bind(bool, s.param.message),
-                              sizing_mode="stretch_width", name="message")
+        alert = pn.pane.HTML(pn.bind(alert_html, s.param.message,
+                                     s.param.message_level),
+                             visible=pn.bind(bool, s.param.message),
+                             sizing_mode="stretch_width", name="message")
         status = pn.pane.Bokeh(self.status_text.div, name="status", margin=(6, 10),
                                sizing_mode="stretch_width")
         headline = pn.pane.Bokeh(self.headline.div, name="indicators",
@@ -343,7 +379,7 @@ class PlannerApp(param.Parameterized):
             ("K-Medians vs K-Means", pn.panel(self.comparison_view,
                                               sizing_mode="stretch_width")),
             ("Data load report", report),
-            sizing_mode="stretch_width", dynamic=True,
+            sizing_mode="stretch_width", dynamic=False,
         )
         return pn.Column(
             alert, status, headline,

@@ -28,6 +28,7 @@ import datashader as ds
 import datashader.transfer_functions as tf
 import numpy as np
 import pandas as pd
+import panel as pn
 import param
 import xarray as xr
 from bokeh.events import RangesUpdate
@@ -427,6 +428,22 @@ class DistanceHistogram:
 # --------------------------------------------------------------------------------------
 # Text that changes with every solve
 # --------------------------------------------------------------------------------------
+def in_document(change) -> None:
+    """Apply ``change`` (a callable that edits plain Bokeh models) safely.
+
+    Panel runs some callbacks (button clicks among them) without the Bokeh
+    document lock; Panel's own models cope with that, plain Bokeh models do not
+    (Bokeh raises "_pending_writes should be non-None..."). In a served session the
+    change is therefore scheduled on the session's event loop, where the lock is
+    held; without a server (tests, notebooks) it runs at once.
+    """
+    doc = pn.state.curdoc
+    if doc is not None and doc.session_context is not None:
+        pn.state.execute(change, schedule=True)
+    else:
+        change()
+
+
 class LiveText:
     """A block of HTML that changes with every solve: a Bokeh ``Div`` set directly.
 

@@ -96,9 +96,6 @@ class PlannerState(param.Parameterized):
     seed = param.Integer(default=0, bounds=(0, 2**31 - 1), label="Random seed")
     existing = param.Selector(default="none", objects=EXISTING,
                               label="Existing stations (kept fixed)")
-    upload = param.Bytes(default=None, label="Upload stations CSV (lon, lat)",
-                         doc="An uploaded CSV of existing stations.")
-    upload_name = param.String(default="", doc="File name of the upload.")
 
     selected_site = param.String(default=None, allow_None=True,
                                  doc="Site id whose catchment is highlighted.")
@@ -216,27 +213,29 @@ class PlannerState(param.Parameterized):
             return
         self._request_solve()
 
-    @param.depends("upload", watch=True)
-    def _on_upload(self):
-        if self.upload is None:
-            return
+    def upload_stations(self, data: bytes | None, filename: str | None) -> None:
+        """Take an uploaded CSV of existing stations (the file chooser calls this).
+
+        A valid file becomes the fixed stations (and selects "Uploaded CSV"); a bad
+        or empty one gets a message naming the file and changes nothing.
+        """
+        name = filename or "upload.csv"
         try:
-            stations, _ = engine.parse_uploaded_stations(
-                self.upload, self.upload_name or "upload.csv")
+            stations, _ = engine.parse_uploaded_stations(data or b"", name)
         except InputError as err:
             # Keep the previous upload and solution: the bad file changes nothing.
             self._set_message(f"Upload rejected: {err}", "danger")
             return
         self._uploaded = stations
-        self._upload_token = hashlib.sha256(self.upload).hexdigest()[:16]
-        log.info("uploaded %d stations from %s", len(stations), self.upload_name)
+        self._upload_token = hashlib.sha256(data).hexdigest()[:16]
+        log.info("uploaded %d stations from %s", len(stations), name)
         if self.existing == "uploaded":
             self._request_solve()
         else:
             self.existing = "uploaded"  # triggers the solve
         # After the request, so that applying that solve does not clear it.
-        self._set_message(f"Uploaded {len(stations)} existing stations from "
-                          f"{self.upload_name or 'the file'}.", "info")
+        self._set_message(f"Uploaded {len(stations)} existing stations from {name}.",
+                          "info")
 
     @param.depends("compute_sweep", watch=True)
     def _on_sweep(self):
