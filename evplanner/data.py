@@ -38,6 +38,7 @@ __all__ = [
     "BUNDLED_STATIONS",
     "BUNDLED_VEHICLES",
     "LoadReport",
+    "attribute_columns",
     "build_bundled_data",
     "load_stations",
     "load_vehicles",
@@ -779,3 +780,15 @@ def build_bundled_data(
     stations, s_report = load_stations(stations_csv)
     stations.to_parquet(out_dir / "stations.parquet", index=False, compression="zstd")
     return {"vehicles": v_report, "stations": s_report}
+
+
+def attribute_columns(columns) -> set[str]:
+    """Our vehicle attribute columns among a file's ``columns`` (DOL names mapped).
+
+    Examples
+    --------
+    >>> sorted(attribute_columns(["Vehicle Location", "County", "Model Year", "x"]))
+    ['county', 'model_year']
+    """
+    present = {c for c in columns if c in VEHICLE_COLUMNS[3:]}
+    return present | {_DOL_COLUMNS[c] for c in columns if c in _DOL_COLUMNS}

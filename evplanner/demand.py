@@ -17,7 +17,13 @@ import pandas as pd
 
 from evplanner.projection import choose_crs, to_lonlat, to_metres
 
-__all__ = ["WEIGHTINGS", "demand_points", "filter_vehicles", "synthesize_demand"]
+__all__ = [
+    "WEIGHTINGS",
+    "demand_points",
+    "filter_vehicles",
+    "synthesize_demand",
+    "vehicle_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +66,12 @@ def filter_vehicles(
     return vehicles.loc[keep]
 
 
-def _vehicle_weight(vehicles: pd.DataFrame, weighting: str) -> np.ndarray:
+def vehicle_weights(vehicles: pd.DataFrame, weighting: str) -> np.ndarray:
+    """Demand weight of each vehicle row under ``weighting`` (see :data:`WEIGHTINGS`).
+
+    Returns an array of shape (n,); ``"range"`` imputes unknown ranges from the
+    same rows (median of the same make and model, else the overall median).
+    """
     base = vehicles["weight"].to_numpy("float64")
     if weighting == "vehicles":
         return base
@@ -123,7 +134,7 @@ def demand_points(
     chosen = filter_vehicles(
         vehicles, counties=counties, ev_types=ev_types, model_years=model_years
     )
-    weight = _vehicle_weight(chosen, weighting)
+    weight = vehicle_weights(chosen, weighting)
     frame = pd.DataFrame(
         {
             "lon": chosen["lon"].to_numpy("float64"),

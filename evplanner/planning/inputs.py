@@ -1,0 +1,576 @@
+"""What a scenario plans on: its demand points and its existing sites, in metres.
+
+:func:`load_demand` reads, filters, weights, aggregates and projects the demand of a
+:class:`~evplanner.planning.Scenario` in one of two modes, which give the same points
+(and so the same plan):
+
+*in memory* (no Dask client)
+    Files are read with pandas (:func:`evplanner.data.load_vehicles`) and the points
+    are NumPy arrays.
+*on a Dask cluster*
+    Files are read with ``dask.dataframe`` on the workers
+    (:func:`evplanner.data.read_points_dask`), cleaned, filtered, weighted and
+    projected per partition into Dask arrays chunked by rows. The points never come
+    to the client.
+
+Which rows become demand points, in both modes:
+
+* *vehicle files* (the WA DOL export, the bundled Parquet, or any file with vehicle
+  attribute columns) are filtered (county, EV type, model years), weighted and
+  aggregated to one demand point per distinct location (weight summed), sorted by
+  lon, lat. On a cluster the aggregation is a Dask ``groupby`` + ``sort_values``.
+* *plain lon/lat files* (optional ``weight``) are taken row by row, in file order:
+  they are usually demand points already (synthetic demand, a planner's own
+  aggregation). Filters need vehicle columns, so on a plain file they are an error.
+
+:func:`load_existing` turns the scenario's ``existing`` choice into
+:class:`ExistingSites` (the station rows and the load report of their file).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pyproj
+
+from evplanner.data import (
+    BUNDLED_STATIONS,
+    BUNDLED_VEHICLES,
+    VEHICLE_COLUMNS,
+    LoadReport,
+    attribute_columns,
+    load_stations,
+    load_vehicles,
+    merge_reports,
+    read_points_dask,
+)
+from evplanner.demand import demand_points, filter_vehicles, vehicle_weights
+from evplanner.errors import InputError
+from evplanner.planning.scenario import Scenario
+from evplanner.projection import choose_crs, to_metres
+
+__all__ = [
+    "Demand",
+    "ExistingSites",
+    "expand_inputs",
+    "load_demand",
+    "load_existing",
+]
+
+logger = logging.getLogger(__name__)
+
+# Scenario field -> (the vehicle attribute column it needs, how users name it).
+_NEEDS = {
+    "counties": ("county", "counties"),
+    "ev_types": ("ev_type", "ev_types"),
+    "model_years": ("model_year", "model_years"),
+}
+_WEIGHTING_NEEDS = {"bev": ("ev_type",), "range": ("electric_range", "make", "model")}
+
+
+# --------------------------------------------------------------------------------------
+# Demand
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Demand points in metres, as NumPy arrays or Dask arrays chunked by rows.
+
+    Attributes
+    ----------
+    X : numpy.ndarray or dask.array.Array, shape (n, 2)
+        ``x_m, y_m`` in ``crs``, metres.
+    weight : numpy.ndarray or dask.array.Array, shape (n,)
+        Demand weight of each point (what the plan minimises over).
+    vehicles : numpy.ndarray or dask.array.Array, shape (n,)
+        Vehicles at each point (equal to ``weight`` unless the weighting is ``bev``
+        or ``range``).
+    lon, lat : numpy.ndarray, shape (n,), or None
+        Degrees, for in-memory demand (None on a cluster).
+    crs : pyproj.CRS
+        The projected CRS of ``X``.
+    report : LoadReport
+        What reading kept and dropped.
+    aggregated : bool
+        Whether identical locations were aggregated (vehicle files).
+    source : str
+        The input, as given.
+    """
+
+    X: np.ndarray | da.Array
+    weight: np.ndarray | da.Array
+    vehicles: np.ndarray | da.Array
+    lon: np.ndarray | None
+    lat: np.ndarray | None
+    crs: pyproj.CRS
+    report: LoadReport
+    aggregated: bool
+    source: str
+
+    @property
+    def n_points(self) -> int:
+        """Number of demand points (rows)."""
+        return int(self.X.shape[0])
+
+    @property
+    def is_dask(self) -> bool:
+        """Whether the points live on a Dask cluster."""
+        return isinstance(self.X, da.Array)
+
+    @property
+    def n_partitions(self) -> int:
+        """Row chunks of the points (1 in memory)."""
+        return int(self.X.numblocks[0]) if self.is_dask else 1
+
+
+def expand_inputs(inputs: Sequence[str | Path] | str | Path | None) -> list[Path]:
+    """Files named by paths or globs (empty or ``None``: the bundled vehicles).
+
+    Raises
+    ------
+    InputError
+        If a glob matches nothing or a named file does not exist.
+    """
+    if inputs is None or (not isinstance(inputs, (str, Path)) and not inputs):
+        return [BUNDLED_VEHICLES]
+    specs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    paths: list[Path] = []
+    for spec in specs:
+        text = str(spec)
+        if glob.has_magic(text):
+            matched = sorted(glob.glob(text))
+            if not matched:
+                raise InputError("no file matches this pattern", path=text)
+            paths.extend(Path(m) for m in matched)
+        else:
+            path = Path(text)
+            if not path.exists():
+                raise InputError("file not found", path=text)
+            if path.is_dir():
+                raise InputError("expected a file or a glob, got a directory",
+                                 path=text)  # fmt: skip
+            paths.append(path)
+    return paths
+
+
+def _columns_of(path: Path) -> list[str]:
+    """Column names of a CSV header or a Parquet schema (empty if unreadable)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(65536)
+        if head[:4] == b"PAR1":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        text = head.decode("utf-8-sig", errors="replace").splitlines()
+        return [c.strip().strip('"') for c in text[0].split(",")] if text else []
+    except OSError:
+        return []
+
+
+def _classify(paths: list[Path], scenario: Scenario) -> tuple[bool, str]:
+    """Whether the files are vehicle files (aggregate) and their load-report kind.
+
+    Raises
+    ------
+    InputError
+        If the files mix vehicle and plain point files, or a filter needs an
+        attribute column a file lacks.
+    """
+    kinds = {}
+    for path in paths:
+        columns = _columns_of(path)
+        attributes = attribute_columns(columns)
+        if "Vehicle Location" in columns:
+            kind = "wa-dol-csv"
+        elif path.resolve() == BUNDLED_VEHICLES.resolve():
+            kind = "bundled-vehicles"
+        else:
+            kind = "vehicles" if attributes else "points"
+        kinds[path] = kind
+        wanted = [(column, field) for name, (column, field) in _NEEDS.items()
+                  if getattr(scenario, name)]  # fmt: skip
+        wanted += [(column, f"weighting {scenario.weighting!r}")
+                   for column in _WEIGHTING_NEEDS.get(scenario.weighting, ())]
+        for column, field in wanted:
+            if column not in attributes:
+                what = ("a plain lon/lat file" if kind == "points"
+                        else "a vehicle file without that column")  # fmt: skip
+                raise InputError(
+                    f"{field} needs the vehicle column {column!r}, but this is {what} "
+                    f"(columns: {columns[:12]}); filters apply to vehicle files "
+                    "(WA DOL export or the bundled Parquet)",
+                    path=path,
+                )
+    vehicle = {k != "points" for k in kinds.values()}
+    if len(vehicle) > 1:
+        plain = [str(p) for p, k in kinds.items() if k == "points"][:3]
+        raise InputError(
+            f"the inputs mix vehicle files and plain lon/lat files ({plain} are "
+            "plain); give one kind at a time"
+        )
+    distinct = set(kinds.values())
+    return vehicle.pop(), distinct.pop() if len(distinct) == 1 else "mixed"
+
+
+def _source_name(paths: list[Path]) -> str:
+    return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1})"
+
+
+def _no_demand(source: str, report: LoadReport) -> InputError:
+    return InputError(
+        f"no demand left to place sites for: {report.rows_kept:,} of "
+        f"{report.rows_read:,} rows kept, none with positive weight after the filters",
+        path=source,
+    )
+
+
+def _filters(scenario: Scenario) -> dict[str, Any]:
+    """The keyword arguments of :func:`evplanner.demand.filter_vehicles`."""
+    return {"counties": list(scenario.counties) or None,
+            "ev_types": list(scenario.ev_types) or None,
+            "model_years": scenario.model_years}  # fmt: skip
+
+
+def load_demand(
+    scenario: Scenario,
+    *,
+    client=None,
+    vehicles: tuple[pd.DataFrame, LoadReport] | None = None,
+    blocksize: str | int = "64MB",
+) -> Demand:
+    """Read, filter, weight, aggregate and project the scenario's demand.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    client : distributed.Client, optional
+        Read on this cluster with dask.dataframe; without it, read in memory.
+    vehicles : (pandas.DataFrame, LoadReport), optional
+        The scenario's vehicles already loaded (the app keeps the bundled ones in
+        memory); in memory only.
+    blocksize : str or int
+        Partition size when reading on a cluster.
+
+    Returns
+    -------
+    Demand
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable files, filters that need columns a file lacks, or no
+        demand left after the filters.
+
+    Notes
+    -----
+    The CRS is chosen from the demand that is planned on (after the filters), so
+    the CLI and the app measure the same scenario with the same yardstick. On a
+    cluster the projected points are persisted in the workers' memory (24 bytes a
+    point; Dask spills beyond a worker's memory limit), since every iteration reads
+    them; their graph down to the files stays, so a chunk lost with a worker is
+    recomputed from the files.
+    """
+    if vehicles is not None:
+        frame, report = vehicles
+        return _demand_in_memory(frame, report, scenario, aggregate=True,
+                                 source=report.source)  # fmt: skip
+    paths = expand_inputs(scenario.demand)
+    aggregate, kind = _classify(paths, scenario)
+    if client is None:
+        frames, report = [], None
+        for path in paths:
+            frame, part = load_vehicles(path,
+                                        keep_out_of_area=scenario.keep_out_of_area)
+            frames.append(frame)
+            report = part if report is None else report.merge(part)
+        source = _source_name(paths)
+        report.source = source
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return _demand_in_memory(frame, report, scenario, aggregate, source)
+    return _demand_on_cluster(paths, scenario, aggregate, kind, blocksize)
+
+
+def _demand_in_memory(
+    vehicles: pd.DataFrame, report: LoadReport, scenario: Scenario,
+    aggregate: bool, source: str,
+) -> Demand:  # fmt: skip
+    if aggregate:
+        points = demand_points(vehicles, weighting=scenario.weighting,
+                               **_filters(scenario))  # fmt: skip
+    else:
+        points = vehicles[["lon", "lat", "weight"]].assign(vehicles=vehicles["weight"])
+    if points.empty or not points["weight"].sum() > 0:
+        raise _no_demand(source, report)
+    lon = points["lon"].to_numpy("float64")
+    lat = points["lat"].to_numpy("float64")
+    weight = points["weight"].to_numpy("float64")
+    crs = choose_crs(lon, lat, scenario.crs)
+    x_m, y_m = to_metres(lon, lat, crs)
+    logger.info("demand %s: %d points in memory", source, len(points))
+    return Demand(
+        X=np.column_stack([x_m, y_m]), weight=weight,
+        vehicles=points["vehicles"].to_numpy("float64"), lon=lon, lat=lat, crs=crs,
+        report=report, aggregated=aggregate, source=source,
+    )  # fmt: skip
+
+
+# Range imputation on a cluster: the same numbers the in-memory weighting computes
+# (median known range per make and model, else the overall median), from exact
+# value counts, which are small (a few thousand make/model/range triples).
+
+
+def _range_counts(part: pd.DataFrame) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "make": part["make"].astype(str),
+        "model": part["model"].astype(str),
+        "electric_range": part["electric_range"].astype("float64"),
+    }).dropna(subset=["electric_range"])  # fmt: skip
+    return (frame.groupby(["make", "model", "electric_range"], dropna=False).size()
+            .rename("count").reset_index())  # fmt: skip
+
+
+def _median_from_counts(values: np.ndarray, counts: np.ndarray) -> float:
+    """Median of ``values`` repeated ``counts`` times (as pandas/NumPy define it)."""
+    order = np.argsort(values, kind="stable")
+    values, cum = values[order], np.cumsum(counts[order])
+    n = int(cum[-1])
+
+    def at(position: int) -> float:
+        return float(values[np.searchsorted(cum, position, side="right")])
+
+    return at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
+
+
+def _range_fill(counts: pd.DataFrame) -> tuple[dict, float]:
+    counts = counts.groupby(["make", "model", "electric_range"], dropna=False)[
+        "count"].sum().reset_index()  # fmt: skip
+    if counts.empty:
+        return {}, 1.0
+    overall = _median_from_counts(counts["electric_range"].to_numpy(),
+                                  counts["count"].to_numpy())  # fmt: skip
+    # NaN makes/models (missing in the file) form no group, as in pandas' groupby.
+    by_model = {
+        key: _median_from_counts(group["electric_range"].to_numpy(),
+                                 group["count"].to_numpy())
+        for key, group in counts.dropna(subset=["make", "model"]).groupby(
+            ["make", "model"])
+    }  # fmt: skip
+    return by_model, overall
+
+
+def _demand_partition(
+    part: pd.DataFrame, filters: dict, weighting: str, fill: tuple | None
+) -> pd.DataFrame:
+    """Filter and weight one partition of vehicles (row-local except ``fill``)."""
+    chosen = filter_vehicles(part, **filters)
+    if weighting == "range":
+        by_model, overall = fill
+        keys = zip(chosen["make"].astype(str), chosen["model"].astype(str),
+                   strict=True)  # fmt: skip
+        imputed = np.array([by_model.get(k, np.nan) for k in keys], dtype="float64")
+        rng = chosen["electric_range"].to_numpy("float64", na_value=np.nan)
+        rng = np.where(np.isnan(rng), imputed, rng)
+        weight = chosen["weight"].to_numpy("float64") * np.where(
+            np.isnan(rng), overall, rng)
+    else:
+        weight = vehicle_weights(chosen, weighting)
+    return pd.DataFrame({
+        "lon": chosen["lon"].to_numpy("float64"),
+        "lat": chosen["lat"].to_numpy("float64"),
+        "weight": np.asarray(weight, dtype="float64"),
+        "vehicles": chosen["weight"].to_numpy("float64"),
+    })  # fmt: skip
+
+
+def _float_frame(*columns: str) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+
+
+def _project_partition(part: pd.DataFrame, crs_wkt: str) -> pd.DataFrame:
+    x_m, y_m = to_metres(part["lon"], part["lat"], pyproj.CRS.from_wkt(crs_wkt))
+    out = {"x_m": x_m, "y_m": y_m, "weight": part["weight"].to_numpy("float64")}
+    if "vehicles" in part:
+        out["vehicles"] = part["vehicles"].to_numpy("float64")
+    return pd.DataFrame(out, index=part.index)
+
+
+def _demand_on_cluster(
+    paths: list[Path], scenario: Scenario, aggregate: bool, kind: str,
+    blocksize: str | int,
+) -> Demand:  # fmt: skip
+    columns = VEHICLE_COLUMNS if aggregate else ("lon", "lat", "weight")
+    points, reports = read_points_dask(
+        [str(p) for p in paths], keep_out_of_area=scenario.keep_out_of_area,
+        blocksize=blocksize, columns=columns,
+    )  # fmt: skip
+    source = _source_name(paths)
+    # One pass over the files: cleaned points and their load reports together.
+    points, reports = dask.persist(points, reports)
+    _wait(points)
+    report = merge_reports(reports.compute(), source=source, kind=kind,
+                           kept_out_of_area=scenario.keep_out_of_area)  # fmt: skip
+    if aggregate:
+        filters = _filters(scenario)
+        fill = None
+        if scenario.weighting == "range":
+            chosen = points.map_partitions(filter_vehicles, **filters)
+            fill = _range_fill(chosen.map_partitions(_range_counts).compute())
+        weighted = points.map_partitions(
+            _demand_partition, filters, scenario.weighting, fill,
+            meta=_float_frame("lon", "lat", "weight", "vehicles"),
+        )  # fmt: skip
+        # Identical locations -> one weighted demand point, sorted as in memory.
+        # Weights are counts (or whole miles), so the sums are exact in any order.
+        summed = weighted.groupby(["lon", "lat"]).agg(
+            {"weight": "sum", "vehicles": "sum"},
+            split_out=max(1, weighted.npartitions // 4),
+        ).reset_index()  # fmt: skip
+        points = summed[summed["weight"] > 0].sort_values(["lon", "lat"]).persist()
+    lon_min, lon_max, lat_min, lat_max = dask.compute(
+        points["lon"].min(), points["lon"].max(),
+        points["lat"].min(), points["lat"].max(),
+    )  # fmt: skip
+    if not np.isfinite([lon_min, lon_max, lat_min, lat_max]).all():
+        raise _no_demand(source, report)
+    crs = choose_crs([lon_min, lon_max], [lat_min, lat_max], scenario.crs)
+    lengths = tuple(int(n) for n in points.map_partitions(len).compute())
+    columns = ["x_m", "y_m", "weight"] + (["vehicles"] if aggregate else [])
+    projected = points.map_partitions(_project_partition, crs.to_wkt(),
+                                      meta=_float_frame(*columns))  # fmt: skip
+    X = projected[["x_m", "y_m"]].to_dask_array(lengths=lengths)
+    weight = projected["weight"].to_dask_array(lengths=lengths)
+    # Plain files: a point's weight is its vehicles, no second array.
+    vehicles = (projected["vehicles"].to_dask_array(lengths=lengths) if aggregate
+                else weight)  # fmt: skip
+    # Keep the arrays the solver reads (24 bytes a point), not the frames: the
+    # unprojected points are released once these are in memory.
+    X, weight, vehicles = dask.persist(X, weight, vehicles)
+    _wait([X, weight])
+    logger.info("demand %s on the cluster: %d points in %d partitions", source,
+                X.shape[0], X.numblocks[0])  # fmt: skip
+    return Demand(X=X, weight=weight, vehicles=vehicles, lon=None, lat=None,
+                  crs=crs, report=report, aggregated=aggregate, source=source)
+
+
+def _wait(collection) -> None:
+    """Wait for persisted work: with Dask's own progress bar when a terminal watches.
+
+    Persisting is asynchronous; waiting here makes the read show (and be timed) as
+    reading, not as the solver's first iteration.
+    """
+    import sys
+
+    from distributed import progress, wait
+
+    if sys.stderr.isatty():
+        progress(collection)
+    else:
+        wait(collection)
+
+
+# --------------------------------------------------------------------------------------
+# Existing sites
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExistingSites:
+    """Existing charging sites held fixed while new ones are placed.
+
+    Attributes
+    ----------
+    stations : pandas.DataFrame
+        One row per site: ``station_id``, ``name``, ``lon``, ``lat`` (degrees) and
+        the port counts of :data:`evplanner.data.STATION_COLUMNS`.
+    report : LoadReport or None
+        What reading their file kept and dropped (None for no sites).
+    source : str
+        Where they come from (a file, or a description of the bundled set).
+    """
+
+    stations: pd.DataFrame
+    report: LoadReport | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.stations)
+
+    def metres(self, crs: pyproj.CRS) -> np.ndarray:
+        """``x_m, y_m`` in ``crs``, shape (m, 2)."""
+        if not len(self.stations):
+            return np.empty((0, 2))
+        x_m, y_m = to_metres(self.stations["lon"], self.stations["lat"], crs)
+        return np.column_stack([x_m, y_m])
+
+
+#: What the bundled stations are, for reports and metrics.
+PUBLIC_STATIONS_SOURCE = ("public stations: U.S. DOE AFDC Station Locator, "
+                          "Washington, as of 2025-02-09 (bundled)")  # fmt: skip
+
+
+def no_existing_sites() -> ExistingSites:
+    """The empty set of existing sites."""
+    from evplanner.data import STATION_COLUMNS
+
+    return ExistingSites(pd.DataFrame({c: [] for c in STATION_COLUMNS}), None, "none")
+
+
+def load_existing(
+    scenario: Scenario,
+    *,
+    stations: tuple[pd.DataFrame, LoadReport] | None = None,
+    uploaded: ExistingSites | None = None,
+) -> ExistingSites:
+    """The scenario's existing sites.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    stations : (pandas.DataFrame, LoadReport), optional
+        The bundled public stations, already loaded (the app keeps them).
+    uploaded : ExistingSites, optional
+        The sites of an ``"upload:..."`` scenario (the caller parsed the upload).
+
+    Returns
+    -------
+    ExistingSites
+
+    Raises
+    ------
+    InputError
+        A station file that cannot be read or holds no usable station, or an
+        upload scenario without its sites.
+    """
+    kind = scenario.existing_kind
+    if kind == "none":
+        return no_existing_sites()
+    if kind == "upload":
+        if uploaded is None:
+            raise InputError(f"no uploaded station list given for "
+                             f"{scenario.existing!r}", field="existing")  # fmt: skip
+        return uploaded
+    if kind in ("public", "dc_fast"):
+        frame, report = stations if stations is not None else load_stations(
+            BUNDLED_STATIONS)  # fmt: skip
+        source = PUBLIC_STATIONS_SOURCE
+        if kind == "dc_fast":
+            frame = frame[frame["dc_fast_ports"] > 0]
+            source = source.replace("public stations", "public DC fast stations")
+        return ExistingSites(frame.reset_index(drop=True), report, source)
+    path = Path(scenario.existing)
+    frame, report = load_stations(path)
+    if frame.empty:
+        raise InputError(f"no usable station rows ({report.rows_read:,} read, "
+                         f"dropped: {report.dropped})", path=path)  # fmt: skip
+    return ExistingSites(frame.reset_index(drop=True), report, str(path))

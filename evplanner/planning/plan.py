@@ -1,0 +1,247 @@
+"""The answer to a scenario: a :class:`Plan` (sites, coverage, load report, timings).
+
+The site table has one schema for every caller (:data:`SITE_COLUMNS`), and
+:meth:`Plan.metrics` one documented JSON schema (:data:`METRICS_SCHEMA`); the
+writers in :mod:`evplanner.planning.writers` and the report in
+:mod:`evplanner.planning.report` turn a plan into files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyproj
+
+from evplanner._json import json_ready
+from evplanner.data import LoadReport
+from evplanner.metrics import Coverage, compare_networks
+from evplanner.planning.scenario import Scenario
+from evplanner.projection import to_lonlat, to_metres
+
+__all__ = ["METRICS_SCHEMA", "SITE_COLUMNS", "WEIGHT_UNITS", "Plan", "site_table"]
+
+#: Version tag of the metrics JSON written by :meth:`Plan.metrics`.
+METRICS_SCHEMA = "evplanner.plan/1"
+
+#: Columns of the site table, in order (units in the names; lon/lat in degrees).
+SITE_COLUMNS = (
+    "site_id",  # "N01".."Nk" for new sites, "E<station id>" for existing ones
+    "kind",  # "new" or "existing"
+    "name",  # station name ("" for new sites)
+    "station_id",  # AFDC (or the file's) station id; empty for new sites
+    "lon",
+    "lat",
+    "x_m",  # metres in the plan's projected CRS
+    "y_m",
+    "demand_served",  # demand weight assigned (unit: metrics["demand"]["weight_unit"])
+    "vehicles_served",
+    "share_of_demand",  # of the total demand weight, 0..1
+    "demand_points",  # demand locations assigned
+    "mean_distance_m",  # weighted mean L1 distance of the assigned demand
+    "max_distance_m",
+)
+
+#: What one unit of demand weight is, per weighting.
+WEIGHT_UNITS = {
+    "vehicles": "vehicles",
+    "bev": "battery-electric vehicles",
+    "range": "miles of electric range",
+}
+
+
+def site_table(
+    coverage: Coverage,
+    new_sites_m: np.ndarray,
+    existing: pd.DataFrame,
+    crs: pyproj.CRS,
+) -> pd.DataFrame:
+    """One row per site, new ones first: where it is, what it serves, how far.
+
+    Parameters
+    ----------
+    coverage : Coverage
+        Coverage of the demand by the new sites followed by the existing ones.
+    new_sites_m : numpy.ndarray, shape (k, 2)
+        The new sites, metres in ``crs``.
+    existing : pandas.DataFrame, shape (m,)
+        The existing sites' rows (``station_id``, ``name``, ``lon``, ``lat``).
+    crs : pyproj.CRS
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SITE_COLUMNS`.
+    """
+    k, m = len(new_sites_m), len(existing)
+    width = len(str(k))
+    lon_new, lat_new = to_lonlat(new_sites_m[:, 0], new_sites_m[:, 1], crs)
+    # Existing sites keep their own coordinates (a round trip through metres would
+    # move them by micrometres).
+    lon = np.concatenate([lon_new, existing["lon"].to_numpy("float64")])
+    lat = np.concatenate([lat_new, existing["lat"].to_numpy("float64")])
+    x_e, y_e = to_metres(existing["lon"], existing["lat"], crs) if m else ([], [])
+    station_ids = existing["station_id"].astype("string").fillna("").tolist()
+    names = existing["name"].astype("string").fillna("").tolist()
+    return pd.DataFrame({
+        "site_id": [f"N{i + 1:0{width}d}" for i in range(k)]
+        + [f"E{sid}" for sid in station_ids],
+        "kind": ["new"] * k + ["existing"] * m,
+        "name": [""] * k + names,
+        "station_id": [""] * k + station_ids,
+        "lon": lon,
+        "lat": lat,
+        "x_m": np.concatenate([new_sites_m[:, 0], x_e]),
+        "y_m": np.concatenate([new_sites_m[:, 1], y_e]),
+        "demand_served": coverage.site_weight,
+        "vehicles_served": coverage.site_vehicles,
+        "share_of_demand": coverage.site_share,
+        "demand_points": coverage.site_n_points,
+        "mean_distance_m": coverage.site_mean_distance_m,
+        "max_distance_m": coverage.site_max_distance_m,
+    })  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where the new sites go, and how well the network serves the demand.
+
+    Attributes
+    ----------
+    scenario : Scenario
+        The question.
+    sites : pandas.DataFrame
+        New sites, then existing ones: columns :data:`SITE_COLUMNS`.
+    coverage : Coverage
+        Coverage by existing + new sites.
+    today : Coverage or None
+        Coverage by the existing sites alone (None without existing sites).
+    crs : pyproj.CRS
+        The projected CRS of the distances.
+    demand_source, existing_source : str
+        Where the demand and the existing sites came from.
+    demand_report, existing_report : LoadReport or None
+        What reading them kept and dropped.
+    aggregated : bool
+        Whether the demand was aggregated to distinct locations (vehicle files).
+    n_iter : int
+        Lloyd iterations of the fit (0 when the sites were reused).
+    new_sites_m : numpy.ndarray, shape (k, 2)
+        The new sites, metres in ``crs``.
+    timings : dict of str to float
+        Seconds spent loading, fitting, measuring and in all.
+    mode : str
+        ``"in memory"`` or the Dask cluster it ran on.
+    n_partitions : int
+        Row chunks of the demand (1 in memory).
+    notes : tuple of str
+        What the planner should know about this plan.
+    created_utc : str
+        ISO 8601 time the plan was made.
+    demand : pandas.DataFrame or None
+        In-memory plans only: one row per demand point, ``lon``, ``lat``, ``x_m``,
+        ``y_m``, ``weight``, ``vehicles``, ``site`` (its row in ``sites``) and
+        ``distance_m`` (L1 to that site). None when the demand lived on a cluster.
+    """
+
+    scenario: Scenario
+    sites: pd.DataFrame = field(repr=False)
+    coverage: Coverage = field(repr=False)
+    today: Coverage | None = field(repr=False)
+    crs: pyproj.CRS
+    demand_source: str
+    existing_source: str
+    demand_report: LoadReport | None = field(repr=False)
+    existing_report: LoadReport | None = field(repr=False)
+    aggregated: bool
+    n_iter: int
+    new_sites_m: np.ndarray = field(repr=False)
+    timings: dict[str, float] = field(repr=False)
+    mode: str = "in memory"
+    n_partitions: int = 1
+    notes: tuple[str, ...] = ()
+    created_utc: str = ""
+    demand: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def n_new_sites(self) -> int:
+        return self.coverage.n_new_sites
+
+    @property
+    def n_existing_sites(self) -> int:
+        return self.coverage.n_existing_sites
+
+    @property
+    def weight_unit(self) -> str:
+        """What one unit of demand weight is."""
+        return WEIGHT_UNITS[self.scenario.weighting]
+
+    def metrics(self) -> dict[str, Any]:
+        """The plan's numbers as plain JSON values (schema :data:`METRICS_SCHEMA`).
+
+        Returns
+        -------
+        dict
+            ``schema``; ``scenario`` (every field); ``demand`` (``source``, ``crs``,
+            ``n_points``, ``aggregated``, ``total_weight``, ``total_vehicles``,
+            ``weight_unit``); ``existing`` (``source``, ``n_sites``); ``coverage``
+            (existing + new sites: :meth:`evplanner.metrics.Coverage.to_dict`);
+            ``today`` (existing sites alone, or null); ``change`` (``baseline``,
+            ``improved``, ``change`` per measure, or null); ``fit``
+            (``algorithm``, ``n_iter``, ``objective_m``); ``load_report``
+            (``demand``, ``existing``: :meth:`evplanner.data.LoadReport.to_dict`
+            or null); ``notes``; and ``run`` (``mode``, ``n_partitions``,
+            ``seconds``, ``created_utc``, ``evplanner_version``): the only part
+            that differs between two runs of the same scenario.
+        """
+        from evplanner import __version__
+
+        c = self.coverage
+        change = None
+        if self.today is not None:
+            table = compare_networks(self.today, c)
+            change = {name: table.loc[name, ["baseline", "improved", "change"]]
+                      .to_dict() for name in table.index}  # fmt: skip
+        out = {
+            "schema": METRICS_SCHEMA,
+            "scenario": self.scenario.to_dict(),
+            "demand": {
+                "source": self.demand_source,
+                "crs": self.crs.to_string(),
+                "n_points": c.n_points,
+                "aggregated": self.aggregated,
+                "total_weight": c.total_weight,
+                "total_vehicles": c.total_vehicles,
+                "weight_unit": self.weight_unit,
+            },
+            "existing": {"source": self.existing_source,
+                         "n_sites": self.n_existing_sites},
+            "coverage": c.to_dict(),
+            "today": None if self.today is None else self.today.to_dict(),
+            "change": change,
+            "fit": {"algorithm": self.scenario.algorithm, "n_iter": self.n_iter,
+                    "objective_m": c.objective_m},
+            "load_report": {
+                "demand": None if self.demand_report is None
+                else self.demand_report.to_dict(),
+                "existing": None if self.existing_report is None
+                else self.existing_report.to_dict(),
+            },
+            "notes": list(self.notes),
+            "run": {"mode": self.mode, "n_partitions": self.n_partitions,
+                    "seconds": dict(self.timings), "created_utc": self.created_utc,
+                    "evplanner_version": __version__},
+        }  # fmt: skip
+        return json_ready(out)
+
+    def summary(self) -> str:
+        """One line: sites, objective, mean distance, coverage."""
+        c = self.coverage
+        existing = f" + {c.n_existing_sites:,} existing" if c.n_existing_sites else ""
+        return (
+            f"{c.n_new_sites} new sites{existing}: objective {c.objective_m:,.0f} m, "
+            f"mean distance {c.mean_distance_m:,.0f} m, {100 * c.coverage_share:.1f}% "
+            f"of demand within {c.radius_m / 1000:g} km"
+        )

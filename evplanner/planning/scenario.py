@@ -1,0 +1,209 @@
+"""The planning question: a :class:`Scenario`, validated once when it is built.
+
+A scenario holds everything that defines one plan (which demand, weighted how,
+which existing sites are held fixed, how many new sites, the coverage radius, the
+algorithm and its seed), in the planners' vocabulary. It is immutable and hashable,
+so the app can key its caches on it, and it never holds data: files are named, and
+the caller may hand :func:`~evplanner.planning.solve` data it has already loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from evplanner.errors import InputError
+
+__all__ = [
+    "ALGORITHMS",
+    "EXISTING_CHOICES",
+    "EV_TYPES",
+    "WEIGHTINGS",
+    "Scenario",
+]
+
+#: Demand weightings: what one vehicle weighs (:func:`evplanner.demand.demand_points`).
+WEIGHTINGS = ("vehicles", "bev", "range")
+#: Siting algorithms: weighted K-Medians (the L1 p-median), or scikit-learn's K-Means
+#: for comparison (it cannot hold existing sites fixed).
+ALGORITHMS = ("kmedians", "kmeans")
+#: Named sets of existing sites; anything else is a station file, or an upload.
+EXISTING_CHOICES = ("none", "public", "dc_fast")
+#: Prefix of an uploaded station list's name (``"upload:<content hash>"``).
+UPLOAD_PREFIX = "upload:"
+EV_TYPES = ("BEV", "PHEV")
+#: Largest number of new sites accepted (the bundled data has ~1,800 locations).
+MAX_NEW_SITES = 5_000
+
+
+def _fail(field: str, expected: str, value: Any) -> InputError:
+    return InputError(f"expected {expected}, got {value!r}", field=field)
+
+
+def _strings(field: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        out = tuple(str(v).strip() for v in value)
+    except TypeError:
+        raise _fail(field, "a list of names", value) from None
+    if any(not v for v in out):
+        raise _fail(field, "non-empty names", value)
+    return out
+
+
+def _integer(field: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        isinstance(value, float) and not value.is_integer()
+    ):
+        raise _fail(field, "an integer", value)
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"between {low} and {high}"
+        raise _fail(field, f"an integer {bounds}", value)
+    return value
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One planning question: where to put ``new_sites`` charging sites.
+
+    Every field is validated when the scenario is built (bad values raise
+    :class:`~evplanner.errors.InputError` naming the field and the value); lists
+    are stored as tuples, so a scenario is hashable.
+
+    Parameters
+    ----------
+    new_sites : int
+        How many new sites to place (the ``k`` of K-Medians), >= 1.
+    demand : tuple of str
+        Demand files or globs (WA DOL export, the bundled Parquet, or plain lon/lat
+        files with an optional weight column); empty: the bundled vehicles.
+    counties : tuple of str
+        Keep vehicles registered in these counties (empty: all).
+    ev_types : tuple of {"BEV", "PHEV"}
+        Keep these EV types (empty: both).
+    model_years : (int, int) or None
+        Inclusive model-year range (None: all).
+    weighting : {"vehicles", "bev", "range"}
+        What one vehicle weighs in the demand: 1; 1 for a BEV and 0 for a PHEV;
+        its electric range in miles.
+    keep_out_of_area : bool
+        Keep vehicles registered outside Washington.
+    existing : str
+        Existing sites held fixed: ``"none"``, ``"public"`` (the bundled public
+        stations), ``"dc_fast"`` (those with DC fast ports), a station file (AFDC
+        export or lon/lat CSV), or ``"upload:<id>"`` for a list the caller loaded.
+    radius_m : float
+        Coverage radius in metres (L1 distance): demand within it counts as covered.
+    algorithm : {"kmedians", "kmeans"}
+        Weighted K-Medians, or K-Means for comparison.
+    seed : int
+        Random seed: the same scenario and seed give the same plan, in memory or on
+        a Dask cluster.
+    max_iter : int
+        Cap on K-Medians' Lloyd iterations per phase.
+    crs : str
+        ``"auto"`` (the UTM zone of the demand) or an EPSG code such as
+        ``"EPSG:32610"``: the projected CRS distances are measured in.
+
+    Examples
+    --------
+    >>> Scenario(new_sites=5, counties=["King"]).counties
+    ('King',)
+    >>> Scenario(new_sites=0)
+    Traceback (most recent call last):
+    ...
+    evplanner.errors.InputError: new_sites: expected an integer between 1 and 5000, \
+got 0
+    """
+
+    new_sites: int = 10
+    demand: tuple[str, ...] = ()
+    counties: tuple[str, ...] = ()
+    ev_types: tuple[str, ...] = ()
+    model_years: tuple[int, int] | None = None
+    weighting: str = "vehicles"
+    keep_out_of_area: bool = False
+    existing: str = "none"
+    radius_m: float = 5_000.0
+    algorithm: str = "kmedians"
+    seed: int = 0
+    max_iter: int = 300
+    crs: str = "auto"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalised values are set once, here
+        set_(self, "new_sites", _integer("new_sites", self.new_sites, 1,
+                                         MAX_NEW_SITES))  # fmt: skip
+        set_(self, "demand", _strings("demand", self.demand))
+        set_(self, "counties", _strings("counties", self.counties))
+        ev_types = tuple(t.upper() for t in _strings("ev_types", self.ev_types))
+        if set(ev_types) - set(EV_TYPES):
+            raise _fail("ev_types", f"some of {EV_TYPES}", self.ev_types)
+        # Both types is no filter: one spelling, so equal scenarios hash equal.
+        set_(self, "ev_types", () if set(ev_types) == set(EV_TYPES)
+             else tuple(sorted(set(ev_types))))  # fmt: skip
+        if self.model_years is not None:
+            try:
+                low, high = (int(y) for y in self.model_years)
+            except (TypeError, ValueError):
+                raise _fail("model_years", "(first, last)", self.model_years) from None
+            if low > high:
+                raise _fail("model_years", "first <= last", self.model_years)
+            set_(self, "model_years", (low, high))
+        if self.weighting not in WEIGHTINGS:
+            raise _fail("weighting", f"one of {WEIGHTINGS}", self.weighting)
+        set_(self, "keep_out_of_area", bool(self.keep_out_of_area))
+        if not isinstance(self.existing, str) or not self.existing.strip():
+            raise _fail("existing", f"one of {EXISTING_CHOICES}, a station file or "
+                        "an upload", self.existing)  # fmt: skip
+        try:
+            radius = float(self.radius_m)
+        except (TypeError, ValueError):
+            radius = math.nan
+        if not (math.isfinite(radius) and radius > 0):
+            raise _fail("radius_m", "a finite distance > 0 in metres", self.radius_m)
+        set_(self, "radius_m", radius)
+        if self.algorithm not in ALGORITHMS:
+            raise _fail("algorithm", f"one of {ALGORITHMS}", self.algorithm)
+        set_(self, "seed", _integer("seed", self.seed, 0, 2**32 - 1))
+        set_(self, "max_iter", _integer("max_iter", self.max_iter, 1))
+        if not isinstance(self.crs, str) or not self.crs.strip():
+            raise _fail("crs", "'auto' or an EPSG code", self.crs)
+
+    # --- derived ----------------------------------------------------------------------
+    @property
+    def existing_kind(self) -> str:
+        """``"none"``, ``"public"``, ``"dc_fast"``, ``"upload"`` or ``"file"``."""
+        if self.existing in EXISTING_CHOICES:
+            return self.existing
+        return "upload" if self.existing.startswith(UPLOAD_PREFIX) else "file"
+
+    @property
+    def demand_key(self) -> tuple:
+        """The fields that define the demand points (a cache key)."""
+        return (self.demand, self.counties, self.ev_types, self.model_years,
+                self.weighting, self.keep_out_of_area, self.crs)  # fmt: skip
+
+    @property
+    def sites_key(self) -> tuple:
+        """The fields the site locations depend on (all but the radius)."""
+        return (self.demand_key, self.existing, self.new_sites, self.algorithm,
+                self.seed, self.max_iter)  # fmt: skip
+
+    def replace(self, **changes: Any) -> Scenario:
+        """A copy with ``changes`` applied (and validated)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values (tuples as lists)."""
+        out = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
