@@ -35,7 +35,9 @@ from distributed import WorkerPlugin
 
 from evplanner.data import load_vehicles
 from evplanner.demand import demand_points, synthesize_demand
-from evplanner.pipeline import DemandOptions, dask_client, load_demand, solve
+from evplanner.kmedians import k_medians
+from evplanner.metrics import coverage
+from evplanner.planning import Scenario, dask_client, load_demand
 
 OUT = Path(__file__).resolve().parent / "out"
 MIB = 2**20
@@ -127,17 +129,18 @@ def run_size(args, n: int, label: str) -> dict:
             client.register_plugin(PeakRSS())
             cluster_s = time.perf_counter() - start
             t0 = time.perf_counter()
-            demand = load_demand(
-                DemandOptions(inputs=path, blocksize=args.blocksize),
-                client=client,
-            )  # fmt: skip
+            demand = load_demand(Scenario(new_sites=args.k, demand=[str(path)]),
+                                 client=client, blocksize=args.blocksize)
             load_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            solution = solve(
-                demand, args.k, seed=0, max_iter=args.max_iter,
-                local_search=args.local_search, n_init=args.n_init,
+            solution = k_medians(
+                demand.X, args.k, sample_weight=demand.weight, random_state=0,
+                max_iter=args.max_iter, local_search=args.local_search,
+                n_init=args.n_init,
             )  # fmt: skip
-            fit_s = solution.fit_seconds
+            fit_s = time.perf_counter() - t0
+            summary = coverage(demand.X, demand.weight, solution.centers,
+                               n_new_sites=args.k, vehicles=demand.vehicles)
             summary_s = time.perf_counter() - t0 - fit_s
             workers = client.run(_peaks)
             n_chunks = demand.X.numblocks[0]
@@ -164,7 +167,7 @@ def run_size(args, n: int, label: str) -> dict:
         "wall_s": wall_s,
         "iteration_s_median": per_iter,
         "iteration_s_mean": fit_s / max(1, solution.n_iter),
-        "objective_m": solution.summary.objective_m,
+        "objective_m": summary.objective_m,
         "client_peak_rss_mib": _client_peak_mib(),
         "worker_peak_rss_mib": {
             str(addr): v[0] / MIB for addr, v in sorted(workers.items())

@@ -1,51 +1,69 @@
 """Command-line entry point: ``evplanner info | solve | sweep | synth``.
 
-Exit codes: 0 success, 2 bad arguments or input (the message names the problem),
-1 anything else.
+A thin argument layer: parse, build a :class:`~evplanner.planning.Scenario`, call the
+planning layer, write, exit. Exit codes: 0 success, 2 bad arguments or input (the
+message names the option, file or row), 1 anything else (a one-line message; ``-v``
+shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
-from evplanner.data import BUNDLED_VEHICLES, load_stations, load_vehicles
-from evplanner.errors import InputError
+from evplanner.errors import ClusterError, InputError
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+#: Scenario field -> the option that sets it, for error messages.
+FIELD_OPTIONS = {
+    "new_sites": "--k", "demand": "--input", "counties": "--county",
+    "ev_types": "--ev-type", "model_years": "--model-years",
+    "weighting": "--weighting", "existing": "--existing",
+    "radius_m": "--radius-km", "seed": "--seed", "max_iter": "--max-iter",
+    "crs": "--crs", "algorithm": "--algorithm",
+}  # fmt: skip
+#: Most values one sweep may try.
+MAX_SWEEP_VALUES = 200
 
 
 class UsageError(Exception):
     """Bad command-line arguments: reported with exit code 2."""
 
 
+# --------------------------------------------------------------------------- info
+
+
 def _looks_like_stations(path: Path) -> bool:
     """AFDC exports and station Parquet files are read as stations by ``info``."""
-    from evplanner.data import _is_parquet
-
     if not path.is_file() or path.stat().st_size == 0:
         return False
-    if _is_parquet(path):
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    if head[:4] == b"PAR1":
         import pyarrow.parquet as pq
 
         try:
-            names = pq.read_schema(path).names
+            return "station_id" in pq.read_schema(path).names
         except Exception:  # noqa: BLE001  (load_vehicles will say what it is)
             return False
-        return "station_id" in names
-    with path.open("rb") as fh:
-        header = fh.readline(65536).decode("utf-8-sig", errors="replace")
-    return "Fuel Type Code" in header
+    first = head.decode("utf-8-sig", errors="replace").splitlines()[:1]
+    return bool(first) and "Fuel Type Code" in first[0]
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print what a data file holds and what loading it keeps and drops."""
+    from evplanner.data import BUNDLED_VEHICLES, load_stations, load_vehicles
     from evplanner.projection import choose_crs
 
     path = Path(args.path) if args.path else BUNDLED_VEHICLES
@@ -65,42 +83,50 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"stations: {len(frame):,}")
         for col in ("level1_ports", "level2_ports", "dc_fast_ports"):
             print(f"{col.replace('_', ' ')}: {int(frame[col].sum()):,}")
-        print(
-            f"stations with DC fast ports: {int((frame['dc_fast_ports'] > 0).sum()):,}"
-        )
+        print(f"stations with DC fast ports: "
+              f"{int((frame['dc_fast_ports'] > 0).sum()):,}")  # fmt: skip
     else:
         print(f"total weight: {frame['weight'].sum():,.1f}")
     print(f"distinct locations: {distinct:,}")
-    print(
-        f"bounding box: lon {lon.min():.5f} .. {lon.max():.5f}, "
-        f"lat {lat.min():.5f} .. {lat.max():.5f}"
-    )
+    print(f"bounding box: lon {lon.min():.5f} .. {lon.max():.5f}, "
+          f"lat {lat.min():.5f} .. {lat.max():.5f}")  # fmt: skip
     print(f"CRS: {crs.to_string()} ({crs.name})")
     return EXIT_OK
 
 
-# --------------------------------------------------------------------------- solve
+# --------------------------------------------------------------------------- parsing
 
 
 def _k_values(text: str) -> list[int]:
-    """``"5:100:5"`` (start:stop:step, inclusive), ``"5:20"`` or ``"5,10,20"``."""
+    """``"5:100:5"`` (start:stop:step, inclusive), ``"5:20"`` or ``"5,10,20"``.
+
+    The count is checked before any list is built, so ``1:1000000000`` is refused at
+    once rather than exhausting memory.
+    """
+    from evplanner.planning.scenario import MAX_NEW_SITES
+
     try:
         if ":" in text:
             parts = [int(p) for p in text.split(":")]
             if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] < 1):
                 raise ValueError
             start, stop = parts[0], parts[1]
-            step = parts[2] if len(parts) == 3 else 1
-            values = list(range(start, stop + 1, step))
+            values = range(start, stop + 1, parts[2] if len(parts) == 3 else 1)
         else:
             values = [int(p) for p in text.split(",")]
     except ValueError:
-        raise UsageError(
-            f"--k: expected START:STOP[:STEP] or a list like 5,10,20, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise UsageError(f"--k: expected numbers of sites >= 1, got {text!r}")
-    return values
+        raise UsageError(f"--k: expected START:STOP[:STEP] or a list like 5,10,20, "
+                         f"got {text!r}") from None  # fmt: skip
+    # min/max of a range without iterating it (a range can be a billion long).
+    low, high = (values[0], values[-1]) if isinstance(values, range) and len(
+        values) else (min(values, default=0), max(values, default=0))
+    if len(values) == 0 or low < 1 or high > MAX_NEW_SITES:
+        raise UsageError(f"--k: expected numbers of new sites from 1 to "
+                         f"{MAX_NEW_SITES}, got {text!r}")  # fmt: skip
+    if len(values) > MAX_SWEEP_VALUES:
+        raise UsageError(f"--k: {len(values):,} values; a sweep tries at most "
+                         f"{MAX_SWEEP_VALUES} (use a larger STEP)")  # fmt: skip
+    return list(values)
 
 
 def _model_years(text: str | None) -> tuple[int, int] | None:
@@ -111,65 +137,126 @@ def _model_years(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         parts = []
     if len(parts) not in (1, 2) or parts[0] > parts[-1]:
-        raise UsageError(
-            f"--model-years: expected FIRST:LAST like 2018:2023 (or one year), "
-            f"got {text!r}"
-        )
+        raise UsageError(f"--model-years: expected FIRST:LAST like 2018:2023 (or one "
+                         f"year), got {text!r}")  # fmt: skip
     return parts[0], parts[-1]
 
 
-def _split(values: list[str] | None) -> list[str] | None:
+def _split(values: list[str] | None) -> list[str]:
     """Repeated and comma-separated option values as one list."""
-    if not values:
-        return None
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return [v.strip() for value in values or [] for v in value.split(",")
+            if v.strip()]  # fmt: skip
 
 
-def _timeout_s(text: str) -> float:
+def _timeout_s(text: str, option: str = "--timeout") -> float:
     from dask.utils import parse_timedelta
 
     try:
         seconds = float(parse_timedelta(text, default="seconds"))
     except (ValueError, KeyError, TypeError):
-        raise UsageError(
-            f"--timeout: expected a duration like 10s, got {text!r}"
-        ) from None
-    if not seconds > 0:
-        raise UsageError(f"--timeout: expected a positive duration, got {text!r}")
+        raise UsageError(f"{option}: expected a duration like 10s, got {text!r}"
+                         ) from None  # fmt: skip
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"{option}: expected a positive duration, got {text!r}")
     return seconds
+
+
+def _existing(args: argparse.Namespace) -> str:
+    """``--existing``: none, public, dc-fast or a station file."""
+    value = args.existing or "none"
+    named = {"none": "none", "public": "public", "dc-fast": "dc_fast",
+             "dc_fast": "dc_fast"}  # fmt: skip
+    if value in named:
+        return named[value]
+    if not Path(value).is_file():
+        raise InputError("file not found (--existing: none, public, dc-fast or a "
+                         "station file)", path=value)  # fmt: skip
+    return value
+
+
+def _scenario(args: argparse.Namespace, new_sites: int):
+    """The arguments as a validated Scenario (errors name the option)."""
+    from evplanner.planning import Scenario
+
+    if not (math.isfinite(args.radius_km) and args.radius_km > 0):
+        raise UsageError(f"--radius-km: expected a finite distance > 0, "
+                         f"got {args.radius_km}")  # fmt: skip
+    inputs = [args.input] if args.input else []
+    return Scenario(
+        new_sites=new_sites, demand=inputs, counties=_split(args.county),
+        ev_types=_split(args.ev_type), model_years=_model_years(args.model_years),
+        weighting=args.weighting, keep_out_of_area=args.keep_out_of_area,
+        existing=_existing(args), radius_m=args.radius_km * 1000.0, seed=args.seed,
+        max_iter=args.max_iter, crs=args.crs,
+    )  # fmt: skip
+
+
+def _input_paths(args: argparse.Namespace) -> list[Path]:
+    """Files the run reads (to refuse writing over them)."""
+    import glob
+
+    paths = []
+    if args.input:
+        paths += [Path(p) for p in (glob.glob(args.input) or [args.input])]
+    if args.existing and Path(args.existing).is_file():
+        paths.append(Path(args.existing))
+    return paths
+
+
+def check_outputs(outputs: dict[str, str | None], inputs: list[Path]) -> None:
+    """Refuse, before any work, outputs that are inputs, repeated or unwritable.
+
+    Parameters
+    ----------
+    outputs : dict of option to path
+        ``{"--out": "sites.csv", "--metrics": None, ...}``.
+    inputs : list of Path
+        Files the run reads.
+
+    Raises
+    ------
+    UsageError
+        Naming the option(s) concerned.
+    """
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        target = Path(path).resolve()
+        for source in inputs:
+            if source.exists() and target.exists() and target.samefile(source):
+                raise UsageError(f"{option} {path}: is also an input; refusing to "
+                                 "overwrite it")  # fmt: skip
+        if target in seen:
+            raise UsageError(f"{option} {path}: the same file as {seen[target]}")
+        seen[target] = option
+        if target.is_dir():
+            raise UsageError(f"{option} {path}: is a directory, expected a file")
+        parent = target.parent
+        if not parent.is_dir():
+            raise UsageError(f"{option} {path}: directory {parent} does not exist")
+        # Create (and remove) a file where the output will go: the only test that
+        # holds for root, read-only mounts and pseudo file systems alike.
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", dir=parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise UsageError(f"{option} {path}: cannot write there "
+                             f"({err.strerror})") from None  # fmt: skip
+        if target.exists() and not os.access(target, os.W_OK):
+            raise UsageError(f"{option} {path}: not writable")
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
     """Reject bad combinations before any data is read."""
     if args.scheduler and args.workers is not None:
         raise UsageError("give either --scheduler or --workers, not both")
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers: expected >= 1, got {args.workers}")
-    if not args.radius_km > 0:
-        raise UsageError(f"--radius-km: expected > 0, got {args.radius_km}")
-    if args.fixed and not Path(args.fixed).is_file():
-        raise InputError("file not found (--fixed)", path=args.fixed)
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise UsageError(f"--workers: expected 1 to 256, got {args.workers}")
 
 
-def _demand_options(args: argparse.Namespace):
-    from evplanner.pipeline import DemandOptions
-
-    ev_types = _split(args.ev_type)
-    if ev_types:
-        ev_types = [t.upper() for t in ev_types]
-        unknown = sorted(set(ev_types) - {"BEV", "PHEV"})
-        if unknown:
-            raise UsageError(f"--ev-type: expected BEV or PHEV, got {unknown}")
-    return DemandOptions(
-        inputs=args.input,
-        counties=_split(args.county),
-        ev_types=ev_types,
-        model_years=_model_years(args.model_years),
-        weighting=args.weighting,
-        keep_out_of_area=args.keep_out_of_area,
-        crs=args.crs,
-        blocksize=args.blocksize,
-    )
+# --------------------------------------------------------------------------- progress
 
 
 def _show_progress(args: argparse.Namespace) -> None:
@@ -188,9 +275,8 @@ def _show_progress(args: argparse.Namespace) -> None:
     progress = logging.getLogger("evplanner")
     if not any(isinstance(h, _ProgressHandler) for h in progress.handlers):
         handler = _ProgressHandler()
-        handler.setFormatter(
-            logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s",
+                                               "%H:%M:%S"))  # fmt: skip
         progress.addHandler(handler)
         progress.propagate = False
 
@@ -205,15 +291,22 @@ class _ProgressHandler(logging.Handler):
             self.handleError(record)
 
 
-def _prepare(args: argparse.Namespace, client):
-    """Demand and fixed sites, read as the mode requires."""
-    from evplanner.pipeline import load_demand, load_fixed_sites
+class ProgressBar:
+    """A one-line progress bar on stderr (redrawn in place on a terminal)."""
 
-    demand = load_demand(_demand_options(args), client=client)
-    fixed_m = stations = None
-    if args.fixed:
-        fixed_m, stations = load_fixed_sites(args.fixed, demand.crs)
-    return demand, fixed_m, stations
+    def __init__(self, total: int, label: str, *, quiet: bool = False, width=30):
+        self.total, self.label, self.quiet, self.width = total, label, quiet, width
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int, note: str = "") -> None:
+        if self.quiet:
+            return
+        filled = int(self.width * done / max(total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        line = (f"{self.label} [{bar}] {done}/{total} {note} "
+                f"({time.perf_counter() - self.start:.1f} s)")  # fmt: skip
+        end = "\n" if done >= total or not sys.stderr.isatty() else "\r"
+        print(line, end=end, file=sys.stderr, flush=True)
 
 
 def _mode(args: argparse.Namespace) -> str:
@@ -224,172 +317,164 @@ def _mode(args: argparse.Namespace) -> str:
     return "in memory"
 
 
+# --------------------------------------------------------------------------- solve
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
-    """Place k new sites and write them with their coverage metrics."""
-    import time
+    """Place k new sites and write them with their metrics and report."""
+    from evplanner.planning import dask_client, site_format, solve, write_plan
 
-    from evplanner.pipeline import (
-        check_sites_path,
-        dask_client,
-        solve,
-        write_metrics,
-        write_sites,
-    )
-
-    start = time.perf_counter()
     if args.k < 1:
         raise UsageError(f"--k: expected a number of new sites >= 1, got {args.k}")
     _check_run_args(args)
-    out = check_sites_path(args.out)
-    if args.metrics and not Path(args.metrics).parent.exists():
-        raise UsageError(f"--metrics {args.metrics}: directory does not exist")
+    scenario = _scenario(args, args.k)
+    check_outputs({"--out": args.out, "--metrics": args.metrics,
+                   "--report": args.report}, _input_paths(args))  # fmt: skip
+    try:
+        site_format(args.out)
+    except InputError as err:
+        raise UsageError(f"--out {args.out}: {err.message}") from None
+    if args.report and Path(args.report).suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--report {args.report}: expected an .html file")
+    if args.metrics and Path(args.metrics).suffix.lower() != ".json":
+        raise UsageError(f"--metrics {args.metrics}: expected a .json file")
     timeout_s = _timeout_s(args.timeout)
+    no_workers_s = _timeout_s(args.worker_timeout, "--worker-timeout")
     _show_progress(args)
-    with dask_client(args.scheduler, args.workers, timeout_s=timeout_s) as client:
-        demand, fixed_m, stations = _prepare(args, client)
-        solution = solve(
-            demand, args.k, fixed_m=fixed_m, fixed_stations=stations,
-            seed=args.seed, radius_m=args.radius_km * 1000.0,
-            max_iter=args.max_iter,
-        )  # fmt: skip
-        n_partitions = demand.X.numblocks[0] if demand.is_dask else 1
-    write_sites(solution.sites, out)
-    s = solution.summary
-    seconds = time.perf_counter() - start
-    metrics = {
-        "input": demand.source,
-        "mode": _mode(args),
-        "n_partitions": n_partitions,
-        "aggregated": demand.aggregated,
-        "n_points": s.n_points,
-        "total_weight": s.total_weight,
-        "total_vehicles": s.total_vehicles,
-        "weighting": args.weighting,
-        "k": solution.k,
-        "n_fixed": solution.n_fixed,
-        "seed": args.seed,
-        "objective_m": s.objective_m,
-        "mean_distance_m": s.mean_distance_m,
-        "max_distance_m": s.max_distance_m,
-        "radius_m": s.radius_m,
-        "coverage_share": s.coverage_share,
-        "coverage_curve": [
-            {"radius_m": r, "share": x} for r, x in s.coverage_curve.items()
-        ],
-        "n_iter": solution.n_iter,
-        "fit_seconds": solution.fit_seconds,
-        "seconds": seconds,
-        "crs": demand.crs.to_string(),
-        "load_report": demand.report.to_dict(),
-    }
-    if args.metrics:
-        write_metrics(metrics, args.metrics)
-    print(demand.report.format())
-    print(
-        f"{s.n_points:,} demand points (total weight {s.total_weight:,.1f}), "
-        f"CRS {metrics['crs']}, {_mode(args)}"
-    )
-    print(
-        f"{solution.k} new sites"
-        + (f" + {solution.n_fixed} fixed" if solution.n_fixed else "")
-        + f": objective {s.objective_m:,.0f} m, mean distance "
-        f"{s.mean_distance_m:,.0f} m, {100 * s.coverage_share:.1f}% of demand "
-        f"within {s.radius_m / 1000:g} km ({solution.n_iter} iterations, "
-        f"{seconds:.1f} s)"
-    )
-    print(f"sites: {out}" + (f"; metrics: {args.metrics}" if args.metrics else ""))
+    with dask_client(args.scheduler, args.workers, timeout_s=timeout_s,
+                     no_workers_s=no_workers_s) as client:  # fmt: skip
+        plan = solve(scenario, client=client, blocksize=args.blocksize)
+    write_plan(plan, sites=args.out, metrics=args.metrics, report=args.report)
+    for report in (plan.demand_report, plan.existing_report):
+        if report is not None:
+            print(report.format())
+    c = plan.coverage
+    print(f"{c.n_points:,} demand points (total weight {c.total_weight:,.1f} "
+          f"{plan.weight_unit}), CRS {plan.crs.to_string()}, {_mode(args)}")
+    print(plan.summary() + f" ({plan.n_iter} iterations, "
+          f"{plan.timings['total']:.1f} s)")  # fmt: skip
+    if plan.today is not None:
+        print(f"today's network alone: mean distance "
+              f"{plan.today.mean_distance_m:,.0f} m, "
+              f"{100 * plan.today.coverage_share:.1f}% within "
+              f"{c.radius_m / 1000:g} km")  # fmt: skip
+    for note in plan.notes:
+        print(f"note: {note}")
+    written = [f"sites: {args.out}"] + [
+        f"{name}: {path}" for name, path in (("metrics", args.metrics),
+                                             ("report", args.report)) if path]
+    print("; ".join(written))
     return EXIT_OK
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Objective and coverage for each k, as CSV and a PNG plot."""
-    from evplanner.pipeline import dask_client, sweep
+    from evplanner.planning import dask_client, sweep
 
     ks = _k_values(args.k)
     _check_run_args(args)
+    scenario = _scenario(args, ks[0])
     out = Path(args.out)
+    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+    check_outputs({"--out": str(out), "--plot": str(plot)}, _input_paths(args))
     if out.suffix.lower() != ".csv":
         raise UsageError(f"--out {out}: expected a .csv file")
-    plot = Path(args.plot) if args.plot else out.with_suffix(".png")
     if plot.suffix.lower() != ".png":
         raise UsageError(f"--plot {plot}: expected a .png file")
-    for path in (out, plot):
-        if not path.parent.exists():
-            raise UsageError(f"{path}: directory {path.parent} does not exist")
     timeout_s = _timeout_s(args.timeout)
+    no_workers_s = _timeout_s(args.worker_timeout, "--worker-timeout")
     _show_progress(args)
-    with dask_client(args.scheduler, args.workers, timeout_s=timeout_s) as client:
-        demand, fixed_m, _ = _prepare(args, client)
-        table = sweep(
-            demand, ks, fixed_m=fixed_m, seed=args.seed,
-            radius_m=args.radius_km * 1000.0, max_iter=args.max_iter,
-        )  # fmt: skip
-    table.to_csv(out, index=False)
-    _plot_sweep(table, plot, args.radius_km)
-    print(table[["k", "objective_m", "mean_distance_m", "coverage_share"]]
+    bar = ProgressBar(len(ks), "sweep", quiet=args.quiet)
+    with dask_client(args.scheduler, args.workers, timeout_s=timeout_s,
+                     no_workers_s=no_workers_s) as client:  # fmt: skip
+        table = sweep(scenario, ks, client=client, blocksize=args.blocksize,
+                      progress=lambda done, total, plan: bar(
+                          done, total, f"k={plan.scenario.new_sites}"))
+    from evplanner.planning.writers import write_bytes
+
+    write_bytes(out, table.to_csv(index=False, lineterminator="\n").encode())
+    write_bytes(plot, _sweep_png(table, args.radius_km))
+    print(table[["new_sites", "objective_m", "mean_distance_m", "coverage_share"]]
           .to_string(index=False))  # fmt: skip
     print(f"table: {out}; plot: {plot}")
     return EXIT_OK
 
 
-def _plot_sweep(table, path: Path, radius_km: float) -> None:
-    import matplotlib
+def _sweep_png(table, radius_km: float) -> bytes:
+    import io
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    ax1.plot(table["k"], table["mean_distance_m"] / 1000.0, marker="o")
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(table["new_sites"], table["mean_distance_m"] / 1000.0, marker="o")
     ax1.set(xlabel="new sites k", ylabel="mean L1 distance (km)",
             title="Objective / total weight")  # fmt: skip
-    ax2.plot(table["k"], 100 * table["coverage_share"], marker="o", color="C2")
+    ax2.plot(table["new_sites"], 100 * table["coverage_share"], marker="o",
+             color="C2")  # fmt: skip
     ax2.set(xlabel="new sites k", ylabel="demand covered (%)",
             title=f"Coverage within {radius_km:g} km")  # fmt: skip
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write synthetic demand shaped like the real data, in chunks."""
+    from evplanner.data import load_vehicles
     from evplanner.demand import demand_points, synthesize_demand
 
     if args.n < 1:
         raise UsageError(f"--n: expected a positive number of points, got {args.n}")
     if args.chunk_rows < 1:
         raise UsageError(f"--chunk-rows: expected >= 1, got {args.chunk_rows}")
+    if not (math.isfinite(args.spread_m) and args.spread_m >= 0):
+        raise UsageError(f"--spread-m: expected a finite distance >= 0, "
+                         f"got {args.spread_m}")  # fmt: skip
     out = Path(args.out)
     if out.suffix.lower() != ".parquet":
         raise UsageError(f"--out {out}: expected a .parquet file")
-    if not out.parent.exists():
-        raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+    check_outputs({"--out": args.out},
+                  [Path(args.input)] if args.input else [])  # fmt: skip
     if not args.quiet:
         logging.getLogger("evplanner.demand").setLevel(logging.INFO)
     vehicles, report = load_vehicles(args.input)
     demand = demand_points(vehicles)
     if demand.empty:
         raise InputError("no demand points to draw from", path=report.source)
-    synthesize_demand(
-        demand, args.n, seed=args.seed, path=out, chunk_rows=args.chunk_rows,
-        spread_m=args.spread_m, crs=args.crs,
-    )  # fmt: skip
-    print(
-        f"wrote {args.n:,} synthetic points to {out} (seed {args.seed}, drawn from "
-        f"{len(demand):,} demand points of {report.source})"
-    )
+    # Write next to the target, then rename: never a partial or empty output.
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        synthesize_demand(
+            demand, args.n, seed=args.seed, path=partial, chunk_rows=args.chunk_rows,
+            spread_m=args.spread_m, crs=args.crs,
+        )  # fmt: skip
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"wrote {args.n:,} synthetic points to {out} (seed {args.seed}, drawn from "
+          f"{len(demand):,} demand points of {report.source})")
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- parser
+
+
 def _add_run_options(sub: argparse.ArgumentParser) -> None:
-    """Input, filter and cluster options shared by ``solve`` and ``sweep``."""
-    data = sub.add_argument_group("demand")
-    data.add_argument("--input", help="file or glob (default: the bundled vehicles)")
+    """Demand, model and cluster options shared by ``solve`` and ``sweep``."""
+    data = sub.add_argument_group("demand and existing sites")
+    data.add_argument("--input", help="demand file or glob (default: the bundled "
+                      "vehicles)")  # fmt: skip
     data.add_argument(
-        "--fixed", metavar="FILE",
-        help="existing stations (AFDC export, bundled or lon/lat CSV) kept as sites",
+        "--existing", "--fixed", dest="existing", metavar="none|public|dc-fast|FILE",
+        help="existing sites held fixed: none (default), the bundled public stations, "
+        "those with DC fast ports, or a station file (AFDC export, lon/lat CSV)",
     )  # fmt: skip
     data.add_argument("--county", action="append", metavar="NAME",
                       help="keep these counties (repeat or comma-separate)")
@@ -416,6 +501,9 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
                      help="start a LocalCluster with N worker processes")
     run.add_argument("--timeout", default="10s",
                      help="how long to wait for the scheduler (default 10s)")
+    run.add_argument("--worker-timeout", default="60s",
+                     help="give up when the cluster has had no worker this long "
+                     "(default 60s)")
     run.add_argument("--blocksize", default="64MB",
                      help="partition size when reading on a cluster (default 64MB)")
     sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -427,23 +515,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evplanner",
         description="Place EV charging stations with weighted K-Medians (L1, metres).",
     )
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output"
-    )
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output")
     commands = parser.add_subparsers(dest="command", required=True)
 
     info = commands.add_parser("info", help="summarise a vehicle or station file")
-    info.add_argument(
-        "path", nargs="?", help="data file (default: the bundled vehicle data)"
-    )
-    info.add_argument(
-        "--stations", action="store_true", help="read PATH as a station file"
-    )
-    info.add_argument(
-        "--keep-out-of-area",
-        action="store_true",
-        help="keep vehicles registered outside WA",
-    )
+    info.add_argument("path", nargs="?",
+                      help="data file (default: the bundled vehicle data)")
+    info.add_argument("--stations", action="store_true",
+                      help="read PATH as a station file")
+    info.add_argument("--keep-out-of-area", action="store_true",
+                      help="keep vehicles registered outside WA")
     info.add_argument("--crs", default="auto", help="'auto' (UTM zone) or EPSG:n")
     info.set_defaults(func=cmd_info)
 
@@ -456,12 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--out", required=True,
                        help="sites file: .geojson, .parquet (GeoParquet) or .csv")
     solve.add_argument("--metrics", metavar="FILE.json", help="write metrics JSON")
+    solve.add_argument("--report", metavar="FILE.html",
+                       help="write the one-page HTML report")
     _add_run_options(solve)
     solve.set_defaults(func=cmd_solve)
 
     sweep = commands.add_parser(
-        "sweep", help="objective and coverage for a range of k (elbow plot)"
-    )
+        "sweep", help="objective and coverage for a range of k (elbow plot)")
     sweep.add_argument("--k", required=True, metavar="START:STOP[:STEP]",
                        help="k values, e.g. 5:100:5 (inclusive) or 5,10,20")
     sweep.add_argument("--out", required=True, help="CSV table")
@@ -470,8 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=cmd_sweep)
 
     synth = commands.add_parser(
-        "synth", help="write synthetic demand shaped like the real data"
-    )
+        "synth", help="write synthetic demand shaped like the real data")
     synth.add_argument("--n", type=int, required=True, help="number of points")
     synth.add_argument("--out", required=True, help="Parquet file to write")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -486,6 +568,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(err: BaseException) -> str:
+    """The error as one line, naming the CLI option instead of a scenario field."""
+    if isinstance(err, InputError) and err.field in FIELD_OPTIONS:
+        err = InputError(err.message, path=err.path, row=err.row, column=err.column,
+                         value=err.value, field=FIELD_OPTIONS[err.field])
+    return " ".join(str(err).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
@@ -493,21 +583,24 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad arguments, 0 on --help
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
     try:
         return args.func(args)
     except (InputError, UsageError, ValueError) as err:
-        print(f"evplanner {args.command}: error: {err}", file=sys.stderr)
+        print(f"evplanner {args.command}: error: {_message(err)}", file=sys.stderr)
         return EXIT_USAGE
+    except ClusterError as err:
+        print(f"evplanner {args.command}: cluster error: {_message(err)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"evplanner {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:  # the last resort: a message, not a traceback
         logging.getLogger(__name__).debug("unexpected error", exc_info=True)
-        print(
-            f"evplanner {args.command}: unexpected error: {type(err).__name__}: {err}",
-            file=sys.stderr,
-        )
+        print(f"evplanner {args.command}: unexpected error: {type(err).__name__}: "
+              f"{_message(err)}", file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
 
 

@@ -444,7 +444,8 @@ def coverage(
         objective_m=s["objective_m"],
         max_distance_m=s["max_distance_m"],
         radii_m=radii,
-        coverage_curve=s["covered"] / total,
+        # Sums in another order can exceed the total by rounding: a share is <= 1.
+        coverage_curve=np.minimum(s["covered"] / total, 1.0),
         histogram_weight=s["histogram"],
         site_weight=s["site_weight"],
         site_vehicles=s["site_vehicles"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import evplanner.planning
 from evplanner.cli import main
 from evplanner.data import load_stations, load_vehicles
 
@@ -27,10 +29,8 @@ STATIONS = ROOT / "evplanner" / "bundled" / "stations.parquet"
 SITE_COLUMNS = [
     "site_id", "lon", "lat", "vehicles_served", "mean_distance_m", "max_distance_m",
 ]  # fmt: skip
-METRIC_KEYS = {
-    "n_points", "total_weight", "k", "objective_m", "mean_distance_m",
-    "coverage_share", "radius_m", "n_iter", "seconds", "crs", "load_report",
-}  # fmt: skip
+METRIC_KEYS = {"schema", "scenario", "demand", "existing", "coverage", "today",
+               "change", "fit", "load_report", "notes", "run"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +61,28 @@ def run(capsys, *argv):
     "argv, message",
     [
         (["--k", "0"], "--k: expected a number of new sites >= 1"),
-        (["--k", "3", "--out", "sites.txt"], "unknown output format '.txt'"),
+        (["--k", "3", "--out", "sites.txt"],
+         "--out sites.txt: unknown site file format '.txt'"),
         (["--k", "3", "--out", "nowhere/sites.csv"], "does not exist"),
         (["--k", "3", "--input", "missing.csv"], "missing.csv: file not found"),
         (["--k", "3", "--input", "nothing-*.parquet"], "no file matches"),
         (["--k", "3", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
          "either --scheduler or --workers"),
         (["--k", "3", "--model-years", "2023:2018"], "--model-years: expected"),
-        (["--k", "3", "--ev-type", "HYDROGEN"], "--ev-type: expected BEV or PHEV"),
-        (["--k", "3", "--radius-km", "-1"], "--radius-km: expected > 0"),
+        (["--k", "3", "--ev-type", "HYDROGEN"],
+         "--ev-type: expected some of ('BEV', 'PHEV')"),
+        (["--k", "3", "--radius-km", "-1"], "--radius-km: expected a finite"),
+        (["--k", "3", "--radius-km", "inf"], "--radius-km: expected a finite"),
+        (["--k", "3", "--radius-km", "nan"], "--radius-km: expected a finite"),
         (["--k", "3", "--timeout", "soon"], "--timeout: expected a duration"),
         (["--k", "3", "--crs", "EPSG:4326"], "expected a projected CRS"),
         (["--k", "3", "--fixed", "no-stations.csv"], "no-stations.csv: file not found"),
-        (["--k", "999999"], "n_clusters=999999"),
+        (["--k", "3", "--existing", "elsewhere"], "elsewhere: file not found"),
+        (["--k", "999999"], "--k: expected an integer between 1 and 5000"),
+        (["--k", "600"], "--k: the demand has 537 location(s), fewer than the 600"),
+        (["--k", "3", "--out", "."], "--out .: is a directory"),
+        (["--k", "3", "--report", "r.txt"], "--report r.txt: expected an .html"),
+        (["--k", "3", "--worker-timeout", "0s"], "--worker-timeout: expected a"),
         (["--k", "three"], "invalid int value"),
     ],
 )
@@ -110,12 +119,12 @@ def test_filters_on_plain_file_exit_2(capsys, tmp_path, plain_csv, option):
 
 
 def test_unexpected_error_exits_1(capsys, tmp_path, monkeypatch):
-    import evplanner.pipeline
+    import evplanner.planning
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(evplanner.pipeline, "solve", broken)
+    monkeypatch.setattr(evplanner.planning, "solve", broken)
     code, _, err = run(capsys, "solve", "--k", 2, "--out", tmp_path / "s.csv")
     assert code == 1
     assert "unexpected error: RuntimeError: disk on fire" in err
@@ -151,7 +160,7 @@ def test_output_formats_round_trip(solved):
     out, codes = solved
     assert codes == {"csv": 0, "geojson": 0, "parquet": 0}
     csv = pd.read_csv(out / "sites.csv")
-    assert list(csv.columns[:3]) == ["site_id", "lon", "lat"]
+    assert list(csv.columns) == list(evplanner.planning.SITE_COLUMNS)
     assert set(SITE_COLUMNS) <= set(csv.columns)
     assert len(csv) == 8
     for name in ("sites.geojson", "sites.parquet"):
@@ -162,7 +171,8 @@ def test_output_formats_round_trip(solved):
         assert set(SITE_COLUMNS) <= set(read.columns)
         np.testing.assert_allclose(read.geometry.x, csv["lon"], rtol=0, atol=1e-9)
         np.testing.assert_allclose(read.geometry.y, csv["lat"], rtol=0, atol=1e-9)
-        for column in SITE_COLUMNS:
+        assert read["site_id"].tolist() == csv["site_id"].tolist()
+        for column in SITE_COLUMNS[1:]:
             np.testing.assert_allclose(
                 read[column].to_numpy(float), csv[column].to_numpy(float), rtol=1e-12
             )
@@ -171,23 +181,24 @@ def test_output_formats_round_trip(solved):
 def test_metrics_json(solved):
     out, _ = solved
     metrics = json.loads((out / "metrics-csv.json").read_text())
-    assert METRIC_KEYS <= set(metrics)
+    assert set(metrics) == METRIC_KEYS and metrics["schema"] == "evplanner.plan/1"
     vehicles, report = load_vehicles()
+    demand, cover = metrics["demand"], metrics["coverage"]
     # Independent checks against the loader: every kept vehicle is demand.
-    assert metrics["total_weight"] == len(vehicles) == report.rows_kept
-    assert metrics["n_points"] == len(vehicles[["lon", "lat"]].drop_duplicates())
-    assert metrics["k"] == 8 and metrics["crs"] == "EPSG:32610"
-    assert metrics["load_report"]["rows_read"] == report.rows_read
-    assert metrics["load_report"]["dropped"] == report.dropped
-    assert metrics["mean_distance_m"] == pytest.approx(
-        metrics["objective_m"] / metrics["total_weight"]
-    )
-    assert 0 < metrics["coverage_share"] < 1 and metrics["radius_m"] == 5000.0
+    assert demand["total_weight"] == len(vehicles) == report.rows_kept
+    assert cover["n_points"] == len(vehicles[["lon", "lat"]].drop_duplicates())
+    assert metrics["scenario"]["new_sites"] == 8 and demand["crs"] == "EPSG:32610"
+    assert metrics["load_report"]["demand"]["rows_read"] == report.rows_read
+    assert metrics["load_report"]["demand"]["dropped"] == report.dropped
+    assert metrics["load_report"]["existing"] is None and metrics["today"] is None
+    assert cover["mean_distance_m"] == pytest.approx(
+        cover["objective_m"] / demand["total_weight"])
+    assert 0 < cover["coverage_share"] < 1 and cover["radius_m"] == 5000.0
     sites = pd.read_csv(out / "sites.csv")
-    assert sites["vehicles_served"].sum() == pytest.approx(metrics["total_weight"])
+    assert sites["vehicles_served"].sum() == pytest.approx(demand["total_weight"])
     # The same seed gives the same sites in every run (three runs here).
     again = json.loads((out / "metrics-parquet.json").read_text())
-    assert again["objective_m"] == metrics["objective_m"]
+    assert again["coverage"] == cover and again["run"] != metrics["run"]
 
 
 def test_solve_filters_and_fixed_stations(capsys, tmp_path):
@@ -203,18 +214,23 @@ def test_solve_filters_and_fixed_stations(capsys, tmp_path):
         & vehicles["model_year"].between(2020, 2023)
     ]  # fmt: skip
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["total_weight"] == len(chosen)
-    stations, _ = load_stations(STATIONS)
-    assert metrics["n_fixed"] == len(stations)
+    assert metrics["demand"]["total_weight"] == len(chosen)
+    stations, station_report = load_stations(STATIONS)
+    assert metrics["existing"]["n_sites"] == len(stations)
+    assert metrics["load_report"]["existing"]["rows_kept"] == len(stations)
     sites = pd.read_csv(tmp_path / "s.csv", dtype={"station_id": "string"})
     assert len(sites) == 3 + len(stations)
-    assert sites["fixed"].tolist() == [False] * 3 + [True] * len(stations)
+    assert sites["kind"].tolist() == ["new"] * 3 + ["existing"] * len(stations)
     np.testing.assert_allclose(sites["lon"][3:], stations["lon"])
     assert sites["station_id"][3:].astype(str).tolist() == stations[
         "station_id"
     ].astype(str).tolist()
-    assert metrics["radius_m"] == 2000.0
-    assert "3 new sites + " in out
+    assert metrics["coverage"]["radius_m"] == 2000.0
+    # Today's network alone is measured too, and the new sites improve on it.
+    assert metrics["today"]["n_new_sites"] == 0
+    assert (metrics["change"]["objective_m"]["improved"]
+            <= metrics["change"]["objective_m"]["baseline"])
+    assert "3 new sites + " in out and station_report.format() in out
 
 
 def test_solve_plain_file_takes_rows_as_given(capsys, tmp_path, plain_csv):
@@ -224,12 +240,13 @@ def test_solve_plain_file_takes_rows_as_given(capsys, tmp_path, plain_csv):
     assert code == 0, err
     metrics = json.loads((tmp_path / "m.json").read_text())
     frame = pd.read_csv(plain_csv)
-    assert metrics["n_points"] == len(frame) and not metrics["aggregated"]
-    assert metrics["total_weight"] == frame["weight"].sum()
-    assert metrics["load_report"]["kind"] == "points"
+    assert metrics["coverage"]["n_points"] == len(frame)
+    assert not metrics["demand"]["aggregated"]
+    assert metrics["demand"]["total_weight"] == frame["weight"].sum()
+    assert metrics["load_report"]["demand"]["kind"] == "points"
     # Four well separated towns, four sites: nearly everyone within 20 km.
-    assert metrics["coverage_curve"][-3]["radius_m"] == 20_000.0
-    assert metrics["coverage_curve"][-3]["share"] > 0.95
+    curve = {c["radius_m"]: c["share"] for c in metrics["coverage"]["coverage_curve"]}
+    assert curve[20_000.0] > 0.95
 
 
 # --------------------------------------------------------------------------- sweep
@@ -240,17 +257,21 @@ def test_sweep_writes_table_and_plot(capsys, tmp_path):
                          "--out", tmp_path / "sweep.csv")  # fmt: skip
     assert code == 0, err
     table = pd.read_csv(tmp_path / "sweep.csv")
-    assert table["k"].tolist() == [2, 4, 6]
+    assert table["new_sites"].tolist() == [2, 4, 6]
     assert {"objective_m", "coverage_share", "mean_distance_m"} <= set(table)
     assert table["objective_m"].iloc[-1] < table["objective_m"].iloc[0]
     png = (tmp_path / "sweep.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-@pytest.mark.parametrize("k", ["5:", "0:10", "a,b", "10:5:0"])
-def test_sweep_bad_k(capsys, tmp_path, k):
+@pytest.mark.parametrize("k", ["5:", "0:10", "a,b", "10:5:0", "1:1000000000",
+                               "1:4000"])
+def test_sweep_bad_k_is_refused_before_any_work(capsys, tmp_path, k):
+    start = time.perf_counter()
     code, _, err = run(capsys, "sweep", "--k", k, "--out", tmp_path / "s.csv")
     assert code == 2 and "--k" in err
+    assert time.perf_counter() - start < 5  # no list of a billion values
+    assert not list(tmp_path.iterdir())
 
 
 # --------------------------------------------------------------------------- synth
@@ -276,8 +297,73 @@ def test_synth_is_chunked_and_deterministic(capsys, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--n", "0", "--out", "x.parquet"], "--n: expected a positive number"),
     (["--n", "10", "--out", "x.csv"], "expected a .parquet file"),
+    (["--n", "10", "--out", "x.parquet", "--spread-m", "-100"], "--spread-m"),
+    (["--n", "10", "--out", "x.parquet", "--spread-m", "nan"], "--spread-m"),
 ])  # fmt: skip
-def test_synth_bad_arguments(capsys, tmp_path, monkeypatch, argv, message):
+def test_synth_bad_arguments_write_nothing(capsys, tmp_path, monkeypatch, argv,
+                                           message):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "synth", *argv)
     assert code == 2 and message in err
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@pytest.mark.parametrize("clash", ["input", "metrics", "existing", "report"])
+def test_an_output_never_overwrites_an_input_or_another_output(capsys, tmp_path,
+                                                               plain_csv, clash):
+    target = tmp_path / "v.csv"
+    target.write_bytes(plain_csv.read_bytes())
+    before = target.read_bytes()
+    argv = ["solve", "--k", 2, "--out", target]
+    if clash == "input":
+        argv += ["--input", target]
+    elif clash == "metrics":
+        argv += ["--metrics", target]
+    elif clash == "existing":
+        argv += ["--existing", target]
+    else:
+        argv += ["--report", target.with_suffix(".html"), "--metrics",
+                 target.with_suffix(".html")]
+    code, _, err = run(capsys, *argv)
+    assert code == 2, err
+    assert "is also an input" in err or "the same file as" in err
+    assert target.read_bytes() == before
+
+
+def test_sweep_output_never_overwrites_its_input(capsys, tmp_path, plain_csv):
+    target = tmp_path / "points.csv"
+    target.write_bytes(plain_csv.read_bytes())
+    code, _, err = run(capsys, "sweep", "--k", "2:3", "--input", target,
+                       "--out", target)  # fmt: skip
+    assert code == 2 and "--out" in err and "is also an input" in err
+    assert target.read_bytes() == plain_csv.read_bytes()
+
+
+def test_unwritable_metrics_fails_before_writing_the_sites(capsys, tmp_path):
+    code, _, err = run(capsys, "solve", "--k", 2, "--out", tmp_path / "s.csv",
+                       "--metrics", "/proc/m.json")  # fmt: skip
+    assert code == 2 and "--metrics /proc/m.json" in err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_outputs_replace_old_files_whole(capsys, tmp_path):
+    sites = tmp_path / "s.geojson"
+    sites.write_text("old")
+    code, _, err = run(capsys, "solve", "--k", 2, "--out", sites, "--quiet")
+    assert code == 0, err
+    assert json.loads(sites.read_text())["type"] == "FeatureCollection"
+    assert [p.name for p in tmp_path.iterdir()] == ["s.geojson"]  # no temp files
+
+
+def test_report_is_written(capsys, tmp_path):
+    code, out, err = run(capsys, "solve", "--k", 4, "--existing", "dc-fast",
+                         "--out", tmp_path / "s.csv", "--report",
+                         tmp_path / "plan.html", "--quiet")  # fmt: skip
+    assert code == 0, err
+    html = (tmp_path / "plan.html").read_text()
+    assert 'id="map"' in html and "data:image/png;base64," in html
+    assert html.count("<tr><td>N") == 4 and "2025-02-09" in html
+    assert f"report: {tmp_path / 'plan.html'}" in out

@@ -25,7 +25,7 @@ from evplanner.cli import main
 from evplanner.data import load_vehicles
 from evplanner.demand import demand_points, synthesize_demand
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 EVPLANNER = str(BIN / "evplanner")
@@ -142,17 +142,17 @@ def in_memory(tmp_path_factory, demand_file):
 def assert_same_answer(got, want):
     sites, metrics = got
     ref_sites, ref_metrics = want
-    assert metrics["n_points"] == ref_metrics["n_points"]
-    assert metrics["total_weight"] == ref_metrics["total_weight"]
+    assert metrics["coverage"]["n_points"] == ref_metrics["coverage"]["n_points"]
+    assert metrics["demand"]["total_weight"] == ref_metrics["demand"]["total_weight"]
     # Same centres (the core's engines agree to the last bit on integer weights).
     np.testing.assert_allclose(sites[["x_m", "y_m"]], ref_sites[["x_m", "y_m"]],
                                rtol=1e-12, atol=0)  # fmt: skip
-    np.testing.assert_array_equal(sites["n_points"], ref_sites["n_points"])
+    np.testing.assert_array_equal(sites["demand_points"], ref_sites["demand_points"])
     np.testing.assert_allclose(sites["vehicles_served"], ref_sites["vehicles_served"])
-    assert metrics["objective_m"] == pytest.approx(ref_metrics["objective_m"],
-                                                   rel=1e-12)  # fmt: skip
-    assert metrics["coverage_share"] == pytest.approx(ref_metrics["coverage_share"])
-    assert metrics["n_iter"] == ref_metrics["n_iter"]
+    got, want = metrics["coverage"], ref_metrics["coverage"]
+    assert got["objective_m"] == pytest.approx(want["objective_m"], rel=1e-12)
+    assert got["coverage_share"] == pytest.approx(want["coverage_share"])
+    assert metrics["fit"]["n_iter"] == ref_metrics["fit"]["n_iter"]
 
 
 def run_cli(*argv, timeout=600) -> subprocess.CompletedProcess:
@@ -167,8 +167,9 @@ def test_remote_scheduler_gives_the_in_memory_answer(
                                loopback_cluster.address, "--blocksize", "500kB"))
     assert proc.returncode == 0, proc.stderr + loopback_cluster.logs()
     got = read_answer(tmp_path)
-    assert got[1]["mode"] == f"scheduler {loopback_cluster.address}"
-    assert got[1]["n_partitions"] == 8  # really chunked
+    assert got[1]["run"]["mode"].startswith(
+        f"Dask cluster at {loopback_cluster.address}")
+    assert got[1]["run"]["n_partitions"] == 8  # really chunked
     assert_same_answer(got, in_memory)
 
 
@@ -219,12 +220,15 @@ def test_local_cluster_aggregated_vehicles_same_answer(tmp_path):
                    "--metrics", cluster / "m.json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     got, want = read_answer(cluster), read_answer(memory)
-    assert got[1]["mode"] == "LocalCluster (2 workers)" and got[1]["aggregated"]
-    assert got[1]["total_vehicles"] == want[1]["total_vehicles"]
+    assert got[1]["run"]["mode"].startswith("Dask cluster at")
+    assert got[1]["demand"]["aggregated"]
+    assert got[1]["demand"]["total_vehicles"] == want[1]["demand"]["total_vehicles"]
     # Range weights are whole miles or medians of them: sums are exact.
-    assert got[1]["total_weight"] == want[1]["total_weight"]
-    assert got[1]["load_report"]["rows_kept"] == want[1]["load_report"]["rows_kept"]
-    assert got[1]["load_report"]["dropped"] == want[1]["load_report"]["dropped"]
+    assert got[1]["demand"]["total_weight"] == want[1]["demand"]["total_weight"]
+    got_report, want_report = (got[1]["load_report"]["demand"],
+                               want[1]["load_report"]["demand"])
+    assert got_report["rows_kept"] == want_report["rows_kept"]
+    assert got_report["dropped"] == want_report["dropped"]
     assert_same_answer(got, want)
 
 
@@ -241,3 +245,55 @@ def test_unreachable_scheduler_exits_2_quickly(tmp_path):
     assert "Traceback" not in proc.stderr
     assert elapsed < 60
     assert not (tmp_path / "s.csv").exists()
+
+
+def _solve_until_iterating(tmp_path, demand_file, cluster, *extra):
+    """Start a solve on ``cluster``; return it once K-Medians is iterating."""
+    proc = subprocess.Popen(
+        [EVPLANNER, *solve_args(tmp_path, "--input", demand_file, "--scheduler",
+                                cluster.address, "--blocksize", "500kB", *extra)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "iteration 1:" in line:
+            return proc, lines
+    raise AssertionError("the solve never iterated:\n" + "".join(lines))
+
+
+def test_all_workers_killed_fails_fast_with_one_line(
+    loopback_cluster, demand_file, tmp_path
+):
+    proc, lines = _solve_until_iterating(tmp_path, demand_file, loopback_cluster,
+                                         "--worker-timeout", "5s")
+    try:
+        for worker in loopback_cluster.workers.values():
+            os.kill(worker.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, "".join(lines) + stderr
+    assert time.monotonic() - killed_at < 60
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert errors == [f"evplanner solve: cluster error: the Dask cluster at "
+                      f"{loopback_cluster.address} has had no worker for 5 s"], stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_scheduler_stopped_fails_with_one_line(loopback_cluster, demand_file, tmp_path):
+    proc, lines = _solve_until_iterating(tmp_path, demand_file, loopback_cluster)
+    try:
+        os.kill(loopback_cluster.scheduler.pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, "".join(lines) + stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(
+        "evplanner solve: cluster error: lost the Dask scheduler at"), stderr

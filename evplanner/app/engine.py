@@ -1,27 +1,46 @@
-"""The planner's solve pipeline, without any Panel: data store, scenario, solution.
+"""What only the web app needs around the planning layer (no Panel here).
 
-The web app's callbacks call :func:`solve`, :func:`sweep` and :func:`compare`; those
-only glue library functions together (``evplanner.demand`` for the demand points,
-``evplanner.projection`` for metres, ``evplanner.kmedians`` for the sites,
-``evplanner.metrics`` for coverage) and shape the result for display. Nothing here
-imports panel, so the pipeline can be tested, benchmarked and reused on its own.
+* :class:`DataStore`: the bundled vehicles and stations, loaded once per server
+  process and shared read-only by every session, with a memo of the demand per
+  filter set (sessions flipping between the same filters do not re-aggregate).
+* :func:`parse_uploaded_stations`: an uploaded station list as
+  :class:`~evplanner.planning.ExistingSites`.
+* :func:`solve`, :func:`sweep`, :func:`compare`: the planning layer's functions on
+  the store's data, serialised across sessions, and a plan shaped for display
+  (:class:`Solution`: Web Mercator coordinates, kilometres).
+
+Every number shown comes from the :class:`~evplanner.planning.Plan`; nothing here
+recomputes a metric.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyproj
 
+from evplanner.data import LoadReport
 from evplanner.errors import InputError
+from evplanner.planning import (
+    Demand,
+    ExistingSites,
+    KMeansComparison,
+    Plan,
+    Scenario,
+    compare_kmeans,
+    load_demand,
+    load_existing,
+)
+from evplanner.planning import solve as plan_solve
+from evplanner.planning import sweep as plan_sweep
+from evplanner.planning.scenario import UPLOAD_PREFIX
 
 __all__ = [
     "ALGORITHMS",
@@ -29,39 +48,36 @@ __all__ = [
     "MAX_UPLOAD_BYTES",
     "WEIGHTINGS",
     "DataStore",
-    "Scenario",
     "Solution",
     "compare",
     "parse_uploaded_stations",
     "solve",
     "sweep",
+    "web_mercator",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Demand weighting choices: UI label -> ``evplanner.demand`` weighting name.
+#: Demand weighting choices: UI label -> scenario value.
 WEIGHTINGS = {
     "All vehicles": "vehicles",
     "BEV only": "bev",
     "Weighted by electric range": "range",
 }
-#: Siting algorithms: UI label -> internal name.
+#: Siting algorithms: UI label -> scenario value.
 ALGORITHMS = {"K-Medians": "kmedians", "K-Means (comparison)": "kmeans"}
-#: Existing (fixed) station choices: UI label -> internal name.
+#: Existing (fixed) station choices: UI label -> scenario value ("upload" becomes
+#: ``"upload:<content hash>"`` in the scenario).
 EXISTING = {
     "None": "none",
-    "Public stations (all)": "all",
+    "Public stations (all)": "public",
     "Public stations (DC fast only)": "dc_fast",
-    "Uploaded CSV": "uploaded",
+    "Uploaded CSV": "upload",
 }
 #: Largest uploaded station file accepted, in bytes. A station list of a few
 #: thousand lon/lat rows is well under 1 MB; the cap keeps a stray upload (a
 #: vehicle file, an image) from tying up a server thread.
 MAX_UPLOAD_BYTES = 2_000_000
-#: Radii (km) of the coverage-share-vs-radius curve.
-CURVE_RADII_KM = np.array(
-    [0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 20, 25, 30, 40, 50, 75, 100], dtype="float64")
-
 
 #: Serialises the numba-backed fits of all sessions in one server process. The
 #: kernels already use every core for one fit, so running sessions' fits one after
@@ -69,6 +85,15 @@ CURVE_RADII_KM = np.array(
 #: cores with spinning OpenMP teams (nor calls numba's ``workqueue`` layer, which is
 #: not thread-safe, from two threads at once).
 _COMPUTE_LOCK = threading.Lock()
+
+
+def web_mercator(lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """Web Mercator metres for the web-tile map (display only; never distances)."""
+    from holoviews.util.transform import lon_lat_to_easting_northing
+
+    x, y = lon_lat_to_easting_northing(np.asarray(lon, "float64"),
+                                       np.asarray(lat, "float64"))  # fmt: skip
+    return np.asarray(x, "float64"), np.asarray(y, "float64")
 
 
 # --------------------------------------------------------------------------------------
@@ -80,30 +105,19 @@ class DataStore:
 
     Parameters
     ----------
-    vehicles : pd.DataFrame
-        Output of :func:`evplanner.data.load_vehicles` (``lon``, ``lat`` in degrees,
-        ``weight``, ``county``, ``ev_type``, ``model_year``, ``electric_range``...).
-    vehicles_report, stations_report : LoadReport or None
-        What the loader kept and dropped, shown and exported by the app.
-    stations : pd.DataFrame
-        Output of :func:`evplanner.data.load_stations` (``station_id``, ``name``,
-        ``lon``, ``lat``, ``level2_ports``, ``dc_fast_ports``...).
-    crs : pyproj.CRS
-        Projected CRS (metres) for every distance; chosen once from all vehicles so
-        that a filter never changes the yardstick.
+    vehicles : (pandas.DataFrame, LoadReport)
+        :func:`evplanner.data.load_vehicles` output.
+    stations : (pandas.DataFrame, LoadReport)
+        :func:`evplanner.data.load_stations` output (the public stations).
 
     Notes
     -----
     The store never changes after construction; the only mutable part is a memo of
-    aggregated demand per filter (guarded by a lock) so that sessions flipping
-    between the same filters do not re-aggregate ~150k rows.
+    the demand per filter set (guarded by a lock, bounded).
     """
 
-    vehicles: pd.DataFrame
-    stations: pd.DataFrame
-    crs: pyproj.CRS
-    vehicles_report: object = None
-    stations_report: object = None
+    vehicles: tuple[pd.DataFrame, LoadReport]
+    stations: tuple[pd.DataFrame, LoadReport]
     _memo: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -111,31 +125,33 @@ class DataStore:
     def from_files(cls, vehicles_path=None, stations_path=None) -> DataStore:
         """Load vehicles and stations (bundled files when the paths are None)."""
         from evplanner.data import load_stations, load_vehicles
-        from evplanner.projection import choose_crs
 
-        vehicles, v_report = load_vehicles(vehicles_path)
-        stations, s_report = load_stations(stations_path)
-        crs = choose_crs(vehicles["lon"].to_numpy(), vehicles["lat"].to_numpy())
-        log.info("data store: %d vehicles, %d stations, %s", len(vehicles),
-                 len(stations), crs.name)
-        return cls(vehicles, stations, crs, v_report, s_report)
+        store = cls(load_vehicles(vehicles_path), load_stations(stations_path))
+        log.info("data store: %d vehicles, %d stations", len(store.vehicles[0]),
+                 len(store.stations[0]))  # fmt: skip
+        return store
+
+    @property
+    def vehicles_report(self) -> LoadReport:
+        return self.vehicles[1]
+
+    @property
+    def stations_report(self) -> LoadReport:
+        return self.stations[1]
 
     @property
     def counties(self) -> list[str]:
         """Sorted county names present in the vehicle data."""
-        col = self.vehicles.get("county")
-        if col is None:
-            return []
-        return sorted(str(c) for c in col.dropna().unique())
+        col = self.vehicles[0].get("county")
+        return [] if col is None else sorted(str(c) for c in col.dropna().unique())
 
     @property
     def model_year_range(self) -> tuple[int, int]:
         """(first, last) model year in the data; (2000, 2025) when unknown."""
-        col = self.vehicles.get("model_year")
-        years = pd.to_numeric(col, errors="coerce").dropna() if col is not None else []
-        if len(years) == 0:
-            return (2000, 2025)
-        return int(years.min()), int(years.max())
+        years = pd.to_numeric(self.vehicles[0].get("model_year"), errors="coerce")
+        years = years.dropna() if years is not None else []
+        return (2000, 2025) if len(years) == 0 else (int(years.min()),
+                                                     int(years.max()))  # fmt: skip
 
     def web_extent(self, pad: float = 0.05) -> tuple[float, float, float, float]:
         """Initial map extent (x0, y0, x1, y1) in Web Mercator metres.
@@ -143,68 +159,35 @@ class DataStore:
         The 0.1-99.9 percentile box of the vehicles, padded by ``pad`` of its size,
         so that a stray far-away registration does not zoom the map out.
         """
-        lon = self.vehicles["lon"].to_numpy("float64")
-        lat = self.vehicles["lat"].to_numpy("float64")
-        (x0, x1), (y0, y1) = (np.nanpercentile(v, [0.1, 99.9]) for v in
-                              _web_mercator(lon, lat))
+        frame = self.vehicles[0]
+        x, y = web_mercator(frame["lon"], frame["lat"])
+        (x0, x1), (y0, y1) = (np.nanpercentile(v, [0.1, 99.9]) for v in (x, y))
         dx, dy = (x1 - x0) * pad, (y1 - y0) * pad
         return float(x0 - dx), float(y0 - dy), float(x1 + dx), float(y1 + dy)
 
-    def demand(self, scenario: Scenario) -> pd.DataFrame:
-        """Aggregated demand points (``lon``, ``lat``, ``weight``) for the filters."""
+    def demand(self, scenario: Scenario) -> Demand:
+        """The scenario's demand (memoised per filter set)."""
         key = scenario.demand_key
         with self._lock:
             hit = self._memo.get(key)
         if hit is not None:
             return hit
-        from evplanner.demand import demand_points
-
-        demand = demand_points(
-            self.vehicles,
-            counties=list(scenario.counties) or None,
-            ev_types=list(scenario.ev_types) or None,
-            model_years=scenario.model_years,
-            weighting=WEIGHTINGS.get(scenario.weighting, scenario.weighting),
-        )
-        demand = demand[demand["weight"] > 0].reset_index(drop=True)
+        demand = load_demand(scenario, vehicles=self.vehicles)
         with self._lock:
             if len(self._memo) > 64:  # bounded: filters are few, but never unbounded
                 self._memo.pop(next(iter(self._memo)))
             self._memo[key] = demand
         return demand
 
-    def existing_stations(self, mode: str, uploaded: pd.DataFrame | None = None
-                          ) -> pd.DataFrame:
-        """Stations kept fixed: ``none``, ``all``, ``dc_fast`` or ``uploaded``."""
-        mode = EXISTING.get(mode, mode)
-        cols = ["station_id", "name", "lon", "lat"]
-        if mode == "none":
-            return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("lon", "lat")
-                                              else "object") for c in cols})
-        if mode == "uploaded":
-            if uploaded is None:
-                raise InputError("Existing stations: no CSV uploaded yet; upload a "
-                                 "file with lon and lat columns first.")
-            out = uploaded
-        elif mode == "dc_fast":
-            ports = pd.to_numeric(self.stations["dc_fast_ports"], errors="coerce")
-            out = self.stations[ports.fillna(0) > 0]
-        elif mode == "all":
-            out = self.stations
-        else:
-            raise ValueError(f"existing: expected one of {list(EXISTING.values())}, "
-                             f"got {mode!r}")
-        out = out.reset_index(drop=True)
-        if "station_id" not in out:
-            out = out.assign(station_id=np.arange(1, len(out) + 1))
-        if "name" not in out:
-            out = out.assign(name="")
-        return out[cols].copy()
+    def existing(self, scenario: Scenario,
+                 uploaded: ExistingSites | None = None) -> ExistingSites:
+        """The scenario's existing sites, from the store (or the upload)."""
+        return load_existing(scenario, stations=self.stations, uploaded=uploaded)
 
 
 def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
                             max_bytes: int = MAX_UPLOAD_BYTES
-                            ) -> tuple[pd.DataFrame, object]:
+                            ) -> tuple[ExistingSites, str]:  # fmt: skip
     """Read an uploaded CSV of existing stations (``lon``, ``lat`` columns).
 
     Parameters
@@ -218,9 +201,10 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
 
     Returns
     -------
-    stations : pd.DataFrame
-        As :func:`evplanner.data.load_stations` returns it.
-    report : LoadReport
+    sites : ExistingSites
+        The stations and their load report, named after the file.
+    existing : str
+        The scenario value for them: ``"upload:<content hash>"``.
 
     Raises
     ------
@@ -232,9 +216,9 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
 
     Examples
     --------
-    >>> stations, report = parse_uploaded_stations(b"lon,lat\\n-122.3,47.6\\n", "s.csv")
-    >>> stations[["lon", "lat"]].to_numpy().tolist()
-    [[-122.3, 47.6]]
+    >>> sites, existing = parse_uploaded_stations(b"lon,lat\\n-122.3,47.6\\n", "s.csv")
+    >>> sites.stations[["lon", "lat"]].to_numpy().tolist(), existing[:7]
+    ([[-122.3, 47.6]], 'upload:')
     >>> parse_uploaded_stations(b"lon,lat\\n-122.3,147.6\\n", "s.csv")
     Traceback (most recent call last):
     ...
@@ -248,7 +232,7 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
     if len(data) > max_bytes:
         raise InputError(f"the uploaded file is {len(data) / 1e6:.1f} MB, larger than "
                          f"the {max_bytes / 1e6:.1f} MB limit for a station list",
-                         path=name)
+                         path=name)  # fmt: skip
     if not name.lower().endswith(".csv"):
         raise InputError("expected a .csv file with lon and lat columns", path=name)
     # The loader reads paths, and its messages name the path: write the bytes under
@@ -260,323 +244,154 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
         try:
             stations, report = load_stations(path)
         except InputError as err:
-            err.path = name
             raise InputError(err.message, path=name, row=err.row, column=err.column,
-                             value=err.value) from None
+                             value=err.value) from None  # fmt: skip
         except (UnicodeDecodeError, pd.errors.ParserError) as err:
             raise InputError(f"not a readable CSV file ({err})", path=name) from None
+    report.source = name
     # Rows that are not charging stations (an AFDC export lists every fuel) are
     # rightly skipped; any other dropped row is a station the user meant to keep.
-    dropped = {k: v for k, v in getattr(report, "dropped", {}).items()
-               if v and k != "not an electric station"}
+    dropped = {k: v for k, v in report.dropped.items()
+               if v and k != "not an electric station"}  # fmt: skip
     if dropped:
-        examples = getattr(report, "examples", {}) or {}
         reasons = "; ".join(
-            f"{n} {reason}" + (f" (first: {examples[reason]})"
-                               if examples.get(reason) else "")
-            for reason, n in dropped.items())
+            f"{n} {reason}" + (f" (first: {report.examples[reason]})"
+                               if report.examples.get(reason) else "")
+            for reason, n in dropped.items())  # fmt: skip
         raise InputError(f"{sum(dropped.values())} of {report.rows_read} rows are not "
                          f"usable stations ({reasons}); fix the file and upload it "
-                         "again", path=name)
+                         "again", path=name)  # fmt: skip
     if len(stations) == 0:
         raise InputError("no stations in the file", path=name)
-    return stations, report
+    token = hashlib.sha256(data).hexdigest()[:16]
+    sites = ExistingSites(stations.reset_index(drop=True), report, f"uploaded {name}")
+    return sites, f"{UPLOAD_PREFIX}{token}"
 
 
 # --------------------------------------------------------------------------------------
-# Scenario and solution
+# A plan shaped for display
 # --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Scenario:
-    """Everything a solve depends on (hashable, so it can key caches).
-
-    ``radius_m`` only affects the metrics, not the sites.
-
-    Examples
-    --------
-    >>> a, b = Scenario(k=5), Scenario(k=5, radius_m=20_000.0)
-    >>> a.solve_key == b.solve_key, a == b
-    (True, False)
-    """
-
-    k: int = 7
-    counties: tuple[str, ...] = ()
-    ev_types: tuple[str, ...] = ()
-    model_years: tuple[int, int] | None = None
-    weighting: str = "vehicles"
-    radius_m: float = 5_000.0
-    algorithm: str = "kmedians"
-    seed: int = 0
-    existing: str = "none"
-    #: Identifies the uploaded station file (a hash), so a new upload re-solves.
-    upload_token: str = ""
-
-    @property
-    def demand_key(self) -> tuple:
-        return (self.counties, self.ev_types, self.model_years, self.weighting)
-
-    @property
-    def solve_key(self) -> tuple:
-        return (self.demand_key, self.k, self.algorithm, self.seed, self.existing,
-                self.upload_token)
-
-
-@dataclass
 class Solution:
-    """A solved scenario, shaped for display and export.
+    """A :class:`~evplanner.planning.Plan` with what the page draws.
 
     Attributes
     ----------
-    scenario : Scenario
-    demand : pd.DataFrame, shape (n,)
-        ``lon``, ``lat``, ``weight``, ``x_web``, ``y_web`` (Web Mercator metres,
-        display only), ``label`` (row of ``sites``), ``site_id``, ``dist_m`` (L1
-        metres to the assigned site).
-    sites : pd.DataFrame, shape (k + m,)
-        New sites first, then the m existing stations: ``site_id``, ``kind``
-        ("new"/"existing"), ``name``, ``lon``, ``lat``, ``x_web``, ``y_web``,
-        ``vehicles`` (assigned weight), ``share`` (of total weight, 0..1),
-        ``mean_km``, ``max_km``, ``points``.
-    metrics : object
-        Coverage metrics of new + existing sites (``evplanner.metrics``).
-    baseline : object or None
-        The same metrics for the existing stations alone (today's network).
-    curve : pd.DataFrame
-        ``radius_km``, ``share`` and ``baseline_share`` (0..1) for the
-        coverage-vs-radius plot.
-    objective_m : float
-        Weighted sum of L1 distances (weight x metres).
-    solve_s : float
-        Wall time of the solve in seconds.
+    plan : Plan
+        Every number shown comes from it (and every download is its writers').
+    demand : pandas.DataFrame, shape (n,)
+        ``lon``, ``lat``, ``weight``, ``x_web``, ``y_web`` (Web Mercator metres),
+        ``label`` (row of ``sites``), ``site_id``, ``dist_m`` (L1 metres to it).
+    sites : pandas.DataFrame, shape (k + m,)
+        The plan's site table plus ``x_web``, ``y_web``, and for display
+        ``vehicles``, ``share`` (0..1), ``mean_km``, ``max_km``.
+    curve : pandas.DataFrame
+        ``radius_km``, ``share`` and ``baseline_share`` (0..1; NaN without
+        existing sites) for the coverage-vs-radius plot.
     """
 
-    scenario: Scenario
-    demand: pd.DataFrame
-    sites: pd.DataFrame
-    metrics: object
-    baseline: object
-    curve: pd.DataFrame
-    objective_m: float
-    solve_s: float
-    centers_m: np.ndarray = field(repr=False, default=None)
-    notes: tuple[str, ...] = ()
+    plan: Plan
+    demand: pd.DataFrame = field(repr=False)
+    sites: pd.DataFrame = field(repr=False)
+    curve: pd.DataFrame = field(repr=False)
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.plan.scenario
 
     @property
     def n_new(self) -> int:
-        return int((self.sites["kind"] == "new").sum())
+        return self.plan.n_new_sites
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.plan.notes
+
+    @property
+    def solve_s(self) -> float:
+        return self.plan.timings["total"]
 
     @property
     def total_weight(self) -> float:
-        return float(self.demand["weight"].sum())
+        return self.plan.coverage.total_weight
 
-
-def _web_mercator(lon, lat) -> tuple[np.ndarray, np.ndarray]:
-    # Display coordinates for the web-tile map only; distances never use them.
-    from holoviews.util.transform import lon_lat_to_easting_northing
-
-    x, y = lon_lat_to_easting_northing(np.asarray(lon, "float64"),
-                                       np.asarray(lat, "float64"))
-    return np.asarray(x, "float64"), np.asarray(y, "float64")
+    @classmethod
+    def from_plan(cls, plan: Plan) -> Solution:
+        """Shape ``plan`` (an in-memory plan) for display."""
+        sites = plan.sites.assign(
+            vehicles=plan.sites["vehicles_served"],
+            share=plan.sites["share_of_demand"],
+            mean_km=plan.sites["mean_distance_m"] / 1000,
+            max_km=plan.sites["max_distance_m"] / 1000,
+        )
+        sites["x_web"], sites["y_web"] = web_mercator(sites["lon"], sites["lat"])
+        d = plan.demand
+        demand = d[["lon", "lat", "weight"]].copy()
+        demand["x_web"], demand["y_web"] = web_mercator(d["lon"], d["lat"])
+        demand["label"] = d["site"].to_numpy()
+        demand["site_id"] = sites["site_id"].to_numpy()[demand["label"].to_numpy()]
+        demand["dist_m"] = d["distance_m"].to_numpy()
+        c, today = plan.coverage, plan.today
+        curve = pd.DataFrame({
+            "radius_km": c.radii_m / 1000, "share": c.coverage_curve,
+            "baseline_share": (today.coverage_curve if today is not None
+                               else np.full(len(c.radii_m), np.nan)),
+        })  # fmt: skip
+        return cls(plan, demand, sites, curve)
 
 
 # --------------------------------------------------------------------------------------
-# Solving
+# Planning on the store's data
 # --------------------------------------------------------------------------------------
-def _fit_new_sites(X: np.ndarray, weight: np.ndarray, fixed: np.ndarray,
-                   scenario: Scenario) -> tuple[np.ndarray, list[str]]:
-    """The k new centres (metres, shape (k, 2)) and notes for the user."""
-    notes = []
-    if scenario.algorithm == "kmedians":
-        from evplanner.kmedians import KMedians
-
-        est = KMedians(n_clusters=scenario.k, random_state=scenario.seed,
-                       fixed_centers=fixed if len(fixed) else None)
-        est.fit(X, sample_weight=weight)
-        centers = np.asarray(est.cluster_centers_, dtype="float64")[: scenario.k]
-    elif scenario.algorithm == "kmeans":
-        from sklearn.cluster import KMeans
-
-        est = KMeans(n_clusters=scenario.k, random_state=scenario.seed, n_init=4)
-        est.fit(X, sample_weight=weight)
-        centers = np.asarray(est.cluster_centers_, dtype="float64")
-        if len(fixed):
-            notes.append("K-Means cannot hold existing stations fixed: it placed the "
-                         "new sites ignoring them; coverage counts both.")
-    else:
-        raise ValueError(f"algorithm: expected 'kmedians' or 'kmeans', got "
-                         f"{scenario.algorithm!r}")
-    return centers, notes
-
-
-def solve(store: DataStore, scenario: Scenario, uploaded: pd.DataFrame | None = None,
-          previous: Solution | None = None) -> Solution:
-    """Solve one scenario: demand points -> sites -> coverage metrics.
-
-    Parameters
-    ----------
-    store : DataStore
-    scenario : Scenario
-    uploaded : pd.DataFrame, optional
-        Stations from :func:`parse_uploaded_stations`, used when
-        ``scenario.existing == "uploaded"``.
-    previous : Solution, optional
-        The last solution; when only the radius changed its sites are reused and
-        just the metrics are recomputed.
-
-    Returns
-    -------
-    Solution
+def solve(store: DataStore, scenario: Scenario,
+          uploaded: ExistingSites | None = None,
+          previous: Solution | None = None) -> Solution:  # fmt: skip
+    """Plan one scenario on the store's data (reusing ``previous``'s sites when
+    only the radius changed) and shape it for display.
 
     Raises
     ------
     InputError
-        When the filters leave no demand or fewer demand locations than ``k``, or
-        the uploaded stations are missing.
+        Filters that leave no demand or fewer locations than new sites, or an
+        upload scenario without its stations.
     """
-    from evplanner import metrics as M
-
-    t0 = time.perf_counter()
-    X, weight, fixed = _problem_arrays(store, scenario, uploaded)
-    if len(X) < scenario.k:
-        raise InputError(f"The filters leave {len(X)} demand location(s), fewer than "
-                         f"k = {scenario.k}: lower k or widen the filters.")
     demand = store.demand(scenario)
-    fixed_df = store.existing_stations(scenario.existing, uploaded)
-
-    radii_m = CURVE_RADII_KM * 1000
+    existing = store.existing(scenario, uploaded)
     with _COMPUTE_LOCK:
-        if previous is not None and previous.scenario.solve_key == scenario.solve_key:
-            new_centers, notes = previous.centers_m, list(previous.notes)
-        else:
-            new_centers, notes = _fit_new_sites(X, weight, fixed, scenario)
-        metrics = M.coverage_metrics(X, new_centers, sample_weight=weight,
-                                     fixed_sites=fixed if len(fixed) else None,
-                                     radius_m=scenario.radius_m, radii_m=radii_m)
-        baseline = None
-        if len(fixed):
-            baseline = M.compare_networks(
-                M.baseline_metrics(X, fixed, sample_weight=weight,
-                                   radius_m=scenario.radius_m, radii_m=radii_m),
-                metrics)
-
-    k = len(new_centers)
-    width = len(str(k))
-    table = M.site_table(metrics, crs=store.crs)
-    # Existing stations keep their own coordinates (a round trip through metres
-    # would move them by micrometres and make them look like different places).
-    lon = table["lon"].to_numpy().copy()
-    lat = table["lat"].to_numpy().copy()
-    lon[k:] = fixed_df["lon"].to_numpy(dtype="float64")
-    lat[k:] = fixed_df["lat"].to_numpy(dtype="float64")
-    labels = metrics.labels
-    # Hover shows vehicles even when the demand is weighted by range.
-    vehicles = np.bincount(labels, weights=demand["vehicles"].to_numpy("float64"),
-                           minlength=len(table)) if "vehicles" in demand else (
-        table["weight"].to_numpy())
-    sites = pd.DataFrame({
-        "site_id": [f"N{i + 1:0{width}d}" for i in range(k)]
-        + [f"E{sid}" for sid in fixed_df["station_id"]],
-        "kind": ["new"] * k + ["existing"] * len(fixed_df),
-        "name": [""] * k + fixed_df["name"].fillna("").astype(str).tolist(),
-        "lon": lon,
-        "lat": lat,
-        "demand": table["weight"].to_numpy(),
-        "vehicles": vehicles,
-        "share": table["share"].to_numpy(),
-        "mean_km": table["mean_distance_m"].to_numpy() / 1000,
-        "max_km": table["max_distance_m"].to_numpy() / 1000,
-        "points": table["n_points"].to_numpy(),
-    })
-    sites["x_web"], sites["y_web"] = _web_mercator(sites["lon"], sites["lat"])
-
-    out = demand[["lon", "lat", "weight"]].copy()
-    out["x_web"], out["y_web"] = _web_mercator(out["lon"], out["lat"])
-    out["label"] = labels
-    out["site_id"] = sites["site_id"].to_numpy()[labels]
-    out["dist_m"] = metrics.distance_m
-
-    base_share = (baseline.baseline.coverage_curve if baseline is not None
-                  else np.full(len(metrics.radii_m), np.nan))
-    curve = pd.DataFrame({"radius_km": metrics.radii_m / 1000,
-                          "share": metrics.coverage_curve,
-                          "baseline_share": base_share})
-    solve_s = time.perf_counter() - t0
-    log.info("solved k=%d (%s, %d fixed) on %d points in %.3f s", k,
-             scenario.algorithm, len(fixed), len(X), solve_s)
-    return Solution(scenario, out, sites, metrics, baseline, curve,
-                    metrics.objective_m, solve_s, centers_m=new_centers,
-                    notes=tuple(notes))
+        plan = plan_solve(scenario, demand=demand, existing=existing,
+                          previous=previous.plan if previous else None)
+    return Solution.from_plan(plan)
 
 
-def sweep(store: DataStore, scenario: Scenario, ks, uploaded=None) -> pd.DataFrame:
-    """Objective and coverage for each k in ``ks`` (the elbow plot).
+def sweep(store: DataStore, scenario: Scenario, new_sites,
+          uploaded: ExistingSites | None = None) -> pd.DataFrame:  # fmt: skip
+    """Objective and coverage for each number of new sites the demand allows."""
+    demand = store.demand(scenario)
+    counts = sorted({int(k) for k in new_sites if 1 <= int(k) <= demand.n_points})
+    if not counts:
+        raise InputError(f"The filters leave {demand.n_points} demand location(s): "
+                         "too few for the elbow.")  # fmt: skip
+    existing = store.existing(scenario, uploaded)
+    with _COMPUTE_LOCK:
+        return plan_sweep(scenario, counts, demand=demand, existing=existing)
 
-    Thin wrapper over :func:`evplanner.metrics.sweep_k` on the scenario's demand
-    and existing stations (K-Medians; the sweep is for choosing k).
+
+def compare(store: DataStore,
+            scenario: Scenario) -> tuple[KMeansComparison, dict[str, pd.DataFrame]]:
+    """K-Medians against K-Means on the scenario's demand (no existing sites).
 
     Returns
     -------
-    pd.DataFrame
-        The sweep table (``k``, ``objective_m``, ``coverage_share``,
-        ``mean_distance_m``...) for the ks that the filtered demand allows.
-    """
-    from evplanner.metrics import sweep_k
-
-    X, weight, fixed = _problem_arrays(store, scenario, uploaded)
-    ks = sorted({int(k) for k in ks if 1 <= int(k) <= len(X)})
-    if not ks:
-        raise InputError(f"The filters leave {len(X)} demand location(s): too few "
-                         "for the sweep.")
-    with _COMPUTE_LOCK:
-        return sweep_k(X, ks, sample_weight=weight,
-                       fixed_sites_m=fixed if len(fixed) else None,
-                       radius_m=scenario.radius_m, random_state=scenario.seed)
-
-
-def compare(store: DataStore, scenario: Scenario, uploaded=None):
-    """K-Medians against K-Means on the scenario's demand (no existing stations).
-
-    Returns
-    -------
-    comparison : evplanner.metrics.KMeansComparison
-        Its ``table`` judges both by the L1 objective and coverage, with and without
-        far outliers; ``centers[(method, "clean")]`` are the sites in metres.
-    sites : dict[str, pd.DataFrame]
+    comparison : KMeansComparison
+    sites : dict
         ``"kmedians"``/``"kmeans"`` -> ``lon``, ``lat``, ``x_web``, ``y_web`` of the
-        clean-data sites, for side-by-side maps.
+        sites fitted on the demand alone, for side-by-side maps.
     """
-    from evplanner.metrics import compare_kmeans
-    from evplanner.projection import to_lonlat
-
-    X, weight, _ = _problem_arrays(store, scenario, uploaded)
-    if len(X) < scenario.k:
-        raise InputError(f"The filters leave {len(X)} demand location(s), fewer than "
-                         f"k = {scenario.k}.")
     with _COMPUTE_LOCK:
-        comparison = compare_kmeans(X, scenario.k, sample_weight=weight,
-                                    radius_m=scenario.radius_m, n_init=4,
-                                    random_state=scenario.seed)
+        comparison = compare_kmeans(scenario, demand=store.demand(scenario))
     sites = {}
     for method in ("kmedians", "kmeans"):
-        c = comparison.centers[(method, "clean")]
-        lon, lat = to_lonlat(c[:, 0], c[:, 1], store.crs)
-        x_web, y_web = _web_mercator(lon, lat)
-        sites[method] = pd.DataFrame({"lon": lon, "lat": lat, "x_web": x_web,
-                                      "y_web": y_web})
+        frame = comparison.sites_lonlat(method)
+        frame["x_web"], frame["y_web"] = web_mercator(frame["lon"], frame["lat"])
+        sites[method] = frame
     return comparison, sites
-
-
-def _problem_arrays(store: DataStore, scenario: Scenario, uploaded=None):
-    """Demand in metres (n, 2), weights (n,), fixed stations in metres (m, 2)."""
-    from evplanner.projection import to_metres
-
-    demand = store.demand(scenario)
-    if len(demand) == 0:
-        raise InputError("The filters leave no vehicles: widen the county, EV type "
-                         "or model year selection.")
-    x_m, y_m = to_metres(demand["lon"].to_numpy(), demand["lat"].to_numpy(), store.crs)
-    fixed_df = store.existing_stations(scenario.existing, uploaded)
-    fx, fy = to_metres(fixed_df["lon"].to_numpy(), fixed_df["lat"].to_numpy(),
-                       store.crs)
-    return (np.column_stack([x_m, y_m]), demand["weight"].to_numpy("float64"),
-            np.column_stack([fx, fy]) if len(fixed_df) else np.empty((0, 2)))

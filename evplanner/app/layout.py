@@ -20,7 +20,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from evplanner.app import export, views
+from evplanner.app import views
 from evplanner.app.engine import MAX_UPLOAD_BYTES, DataStore, Solution
 from evplanner.app.live_views import (
     DemandMap,
@@ -29,6 +29,7 @@ from evplanner.app.live_views import (
     in_document,
 )
 from evplanner.app.state import K_MAX, PlannerState
+from evplanner.planning import metrics_json, report_html, sites_bytes
 
 __all__ = ["PlannerApp", "create_app", "alert_html", "headline_html"]
 
@@ -106,6 +107,20 @@ def alert_html(text: str, level: str = "warning") -> str:
             f'padding:10px 14px;font-size:14px">{html.escape(text)}</div>')
 
 
+def report_bytes(plan) -> bytes:
+    """The plan's one-page HTML report, as the file's bytes."""
+    return report_html(plan).encode("utf-8")
+
+
+def load_report_text(store: DataStore) -> str:
+    """The data load reports (rows read, kept, dropped by reason) as plain text."""
+    parts = []
+    for title, report in (("Vehicles", store.vehicles_report),
+                          ("Existing public stations", store.stations_report)):
+        parts.append(f"{title}\n{'=' * len(title)}\n{report.format()}\n")
+    return "\n".join(parts)
+
+
 def _status_html(busy: bool, status: str) -> str:
     """The status line: a light (amber while busy, green when idle) and the text."""
     colour, word = ("#e69f00", "busy") if busy else ("#2c6e49", "idle")
@@ -128,6 +143,7 @@ class PlannerApp(param.Parameterized):
         if state is None:
             state = PlannerState()
         super().__init__(state=state, **params)
+        views.bokeh_backend()
         s = self.state
         # The map and the histogram are on screen for every solve: Bokeh figures
         # whose data sources each solution replaces (see live_views for why).
@@ -254,7 +270,7 @@ class PlannerApp(param.Parameterized):
                 .opts(hv.opts.Overlay(responsive=True, height=380, xaxis=None,
                                       yaxis=None)),
                 sizing_mode="stretch_width"))
-        cols = ["method", "scenario", "objective_vkm", "mean_km", "coverage_pct",
+        cols = ["method", "case", "objective_vkm", "mean_km", "coverage_pct",
                 "shift_mean_m", "n_centers_on_outliers"]
         return pn.Column(pn.Row(*maps, sizing_mode="stretch_width"),
                          pn.widgets.DataFrame(table[cols].round(2), disabled=True,
@@ -266,9 +282,9 @@ class PlannerApp(param.Parameterized):
     def _indicator_values(self, solution: Solution | None) -> dict:
         if solution is None:
             return {}
-        m = solution.metrics
+        m = solution.plan.coverage
         radius_km = solution.scenario.radius_m / 1000
-        base = solution.baseline.baseline if solution.baseline is not None else None
+        base = solution.plan.today
         return {
             "sites": solution.n_new,
             "covered_pct": 100 * m.coverage_share,
@@ -327,30 +343,33 @@ class PlannerApp(param.Parameterized):
         )
 
     def downloads(self) -> list:
+        """The plan's files, from the planning layer's writers (same bytes as the
+        CLI writes), and the data load report."""
         s = self.state
 
-        def text(fn):
+        def file(render):
             def callback():
                 if s.solution is None:
-                    return io.StringIO("")
-                return io.StringIO(fn())
+                    return io.BytesIO(b"")
+                return io.BytesIO(render(s.solution.plan))
             return callback
 
+        def button(render, filename, label):
+            return pn.widgets.FileDownload(
+                callback=file(render), filename=filename, label=label,
+                color="success", variant="outline")
+
         return [
+            button(report_bytes, "evplanner_report.html", "Report (HTML)"),
+            button(partial(sites_bytes, fmt="csv"), "evplanner_sites.csv",
+                   "Sites (CSV)"),
+            button(partial(sites_bytes, fmt="geojson"), "evplanner_sites.geojson",
+                   "Sites (GeoJSON)"),
+            button(partial(sites_bytes, fmt="geoparquet"), "evplanner_sites.parquet",
+                   "Sites (GeoParquet)"),
+            button(metrics_json, "evplanner_metrics.json", "Metrics (JSON)"),
             pn.widgets.FileDownload(
-                callback=text(lambda: export.sites_csv(s.solution)),
-                filename="evplanner_sites.csv", label="Sites (CSV)",
-                color="success", variant="outline"),
-            pn.widgets.FileDownload(
-                callback=text(lambda: export.sites_geojson(s.solution)),
-                filename="evplanner_sites.geojson", label="Sites (GeoJSON)",
-                color="success", variant="outline"),
-            pn.widgets.FileDownload(
-                callback=text(lambda: export.metrics_json(s.solution, s.store)),
-                filename="evplanner_metrics.json", label="Metrics (JSON)",
-                color="success", variant="outline"),
-            pn.widgets.FileDownload(
-                callback=lambda: io.StringIO(export.load_report_text(s.store)),
+                callback=lambda: io.StringIO(load_report_text(s.store)),
                 filename="evplanner_load_report.txt", label="Data load report",
                 color="success", variant="outline"),
         ]
@@ -366,7 +385,7 @@ class PlannerApp(param.Parameterized):
                                sizing_mode="stretch_width")
         headline = pn.pane.Bokeh(self.headline.div, name="indicators",
                                  sizing_mode="stretch_width")
-        report = pn.pane.Str(export.load_report_text(s.store), name="load report")
+        report = pn.pane.Str(load_report_text(s.store), name="load report")
         plots = pn.Tabs(
             ("Distance", pn.pane.Bokeh(self.histogram.figure, height=320,
                                        sizing_mode="stretch_width")),
@@ -418,13 +437,9 @@ def create_app(store: DataStore | None = None) -> pn.template.FastListTemplate:
     >>> import panel as pn                                   # doctest: +SKIP
     >>> pn.serve({"evplanner": create_app}, port=5006)       # doctest: +SKIP
     """
+    # The session's Panel resources (per page, as Panel's apps do); HoloViews'
+    # Bokeh backend loads with the first plot (views.bokeh_backend).
     pn.extension(notifications=False)
-    hv.extension("bokeh", logo=False)
-    # Canvas, not WebGL: the map's demand is one datashaded image and the other
-    # plots have tens of glyphs, where WebGL gains nothing; without a GPU (remote
-    # desktops, VMs, headless browsers) WebGL is emulated in software and copying
-    # its canvas onto the page made every repaint cost ~0.1 s of CPU.
-    hv.renderer("bokeh").webgl = False
     state = PlannerState(store=store)
     app = PlannerApp(state=state)
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:

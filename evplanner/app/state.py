@@ -14,16 +14,13 @@ The only object shared between sessions is the read-only
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
-import pandas as pd
 import panel as pn
 import param
-from panel.io.state import set_curdoc
 
 from evplanner.app import engine
 from evplanner.app.engine import (
@@ -31,10 +28,10 @@ from evplanner.app.engine import (
     EXISTING,
     WEIGHTINGS,
     DataStore,
-    Scenario,
     Solution,
 )
 from evplanner.errors import InputError
+from evplanner.planning import ExistingSites, Scenario
 
 __all__ = ["QUICK_K", "PlannerState", "bundled_store"]
 
@@ -135,8 +132,8 @@ class PlannerState(param.Parameterized):
         self._applied = dict.fromkeys(kinds, 0)
         self._pending: dict[str, Future] = {}
         self._message_at = 0
-        self._uploaded: pd.DataFrame | None = None
-        self._upload_token = ""
+        self._uploaded: ExistingSites | None = None
+        self._upload_existing = ""  # "upload:<content hash>" of the last upload
         # The first solve runs here, synchronously: the page is then built around a
         # solution (map extent, table columns) and the first paint shows sites.
         try:
@@ -151,26 +148,25 @@ class PlannerState(param.Parameterized):
         return self._store
 
     @property
-    def uploaded_stations(self) -> pd.DataFrame | None:
-        """Stations from the last valid upload, or None."""
-        return self._uploaded
+    def uploaded_stations(self):
+        """Stations of the last valid upload (a DataFrame), or None."""
+        return None if self._uploaded is None else self._uploaded.stations
 
     def scenario(self) -> Scenario:
-        """The controls as an immutable :class:`Scenario`."""
+        """The controls as a :class:`~evplanner.planning.Scenario`."""
         years = tuple(int(y) for y in self.model_years)
         full = years == tuple(self.param.model_years.bounds)
         return Scenario(
-            k=int(self.k),
+            new_sites=int(self.k),
             counties=tuple(sorted(self.counties)),
-            ev_types=() if set(self.ev_types) == {"BEV", "PHEV"}
-            else tuple(sorted(self.ev_types)),
+            ev_types=tuple(sorted(self.ev_types)),
             model_years=None if full else years,
             weighting=self.weighting,
             radius_m=float(self.radius_km) * 1000.0,
             algorithm=self.algorithm,
             seed=int(self.seed),
-            existing=self.existing,
-            upload_token=self._upload_token if self.existing == "uploaded" else "",
+            existing=(self._upload_existing if self.existing == "upload"
+                      else self.existing),
         )
 
     def wait(self, timeout: float = 60.0) -> Solution | None:
@@ -207,7 +203,7 @@ class PlannerState(param.Parameterized):
             self._set_message("Choose at least one EV type (BEV, PHEV); the current "
                               "solution stays.", "warning")
             return
-        if self.existing == "uploaded" and self._uploaded is None:
+        if self.existing == "upload" and self._uploaded is None:
             self._set_message("Upload a CSV of existing stations (lon, lat columns) "
                               "to use them; the current solution stays.", "info")
             return
@@ -221,20 +217,19 @@ class PlannerState(param.Parameterized):
         """
         name = filename or "upload.csv"
         try:
-            stations, _ = engine.parse_uploaded_stations(data or b"", name)
+            sites, existing = engine.parse_uploaded_stations(data or b"", name)
         except InputError as err:
             # Keep the previous upload and solution: the bad file changes nothing.
             self._set_message(f"Upload rejected: {err}", "danger")
             return
-        self._uploaded = stations
-        self._upload_token = hashlib.sha256(data).hexdigest()[:16]
-        log.info("uploaded %d stations from %s", len(stations), name)
-        if self.existing == "uploaded":
+        self._uploaded, self._upload_existing = sites, existing
+        log.info("uploaded %d stations from %s", len(sites), name)
+        if self.existing == "upload":
             self._request_solve()
         else:
-            self.existing = "uploaded"  # triggers the solve
+            self.existing = "upload"  # triggers the solve
         # After the request, so that applying that solve does not clear it.
-        self._set_message(f"Uploaded {len(stations)} existing stations from {name}.",
+        self._set_message(f"Uploaded {len(sites)} existing stations from {name}.",
                           "info")
 
     @param.depends("compute_sweep", watch=True)
@@ -244,8 +239,8 @@ class PlannerState(param.Parameterized):
 
     @param.depends("run_compare", watch=True)
     def _on_compare(self):
-        self._submit("compare", partial(engine.compare, self._store, self.scenario(),
-                                        self._uploaded))
+        self._submit("compare", partial(engine.compare, self._store,
+                                        self.scenario()))
 
     # --- solving off the event loop -------------------------------------------------
     def _request_solve(self):
@@ -283,8 +278,9 @@ class PlannerState(param.Parameterized):
             return
         callback = partial(self._apply, kind, gen, future)
         if doc is not None and doc.session_context is not None:
-            with set_curdoc(doc):
-                pn.state.execute(callback, schedule=True)
+            # Bokeh's documented way to change a document from another thread:
+            # the callback runs on the session's event loop, holding its lock.
+            doc.add_next_tick_callback(callback)
         else:
             callback()
 
@@ -343,7 +339,8 @@ class PlannerState(param.Parameterized):
 
     @staticmethod
     def _solved_text(solution: Solution) -> str:
-        return (f"Solved: {solution.n_new} new sites (k={solution.scenario.k}) on "
+        k = solution.scenario.new_sites
+        return (f"Solved: {solution.n_new} new sites (k={k}) on "
                 f"{len(solution.demand)} demand points in {solution.solve_s:.2f} s.")
 
     def _mark_applied(self, kind: str, gen: int):

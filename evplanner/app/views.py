@@ -22,8 +22,22 @@ from holoviews.operation.datashader import dynspread, rasterize
 
 from evplanner.app.engine import Solution
 
-# The elements below carry Bokeh options, which need the Bokeh backend loaded.
-hv.extension("bokeh", logo=False)
+#: Canvas, not WebGL, for every plot: they hold tens of glyphs, where WebGL gains
+#: nothing, and without a GPU (remote desktops, VMs, headless browsers) WebGL is
+#: emulated in software and every repaint cost ~0.1 s of CPU. Set per plot, not
+#: for the whole process.
+CANVAS = {"plot.output_backend": "canvas"}
+
+
+def bokeh_backend() -> None:
+    """Load HoloViews' Bokeh backend (once), which the elements' options need.
+
+    Called by the functions that build elements, not at import, so that importing
+    this module changes nothing in the process.
+    """
+    if "bokeh" not in hv.Store.loaded_backends():
+        hv.renderer("bokeh")
+    import geoviews.plotting.bokeh  # noqa: F401  (GeoViews' Bokeh plots)
 
 __all__ = [
     "BASEMAPS",
@@ -74,6 +88,7 @@ def tiles(basemap: str = "CartoLight") -> hv.Tiles:
 
     Always a tile element, so that a DynamicMap can switch basemaps in place.
     """
+    bokeh_backend()
     if basemap == "none":
         return hv_tiles.tile_sources["CartoLight"]().opts(alpha=0.0)
     return hv_tiles.tile_sources[basemap]().opts(alpha=0.75)
@@ -106,6 +121,7 @@ def demand_frame(solution: Solution | None) -> pd.DataFrame:
 
 def demand_points(solution: Solution | None) -> hv.Points:
     """:func:`demand_frame` as HoloViews points (weight and colour as values)."""
+    bokeh_backend()
     return hv.Points(demand_frame(solution), ["x_web", "y_web"], ["weight", "colour"])
 
 
@@ -209,11 +225,13 @@ def bar_frame(solution: Solution | None) -> pd.DataFrame:
 
 def site_loads(solution: Solution | None) -> hv.Bars:
     """Vehicles served per new site, busiest first (tap a bar to highlight it)."""
+    bokeh_backend()
     return hv.Bars(bar_frame(solution), ["site_id"],
                    ["vehicles", "colour", "mean_km"]).opts(
         color="colour", xrotation=60, tools=["tap", "hover"],
         xlabel="site", ylabel="vehicles served",
-        title="Site loads (tap a bar to highlight its catchment)")
+        title="Site loads (tap a bar to highlight its catchment)",
+        backend_opts=CANVAS)
 
 
 def coverage_curve(solution: Solution | None) -> hv.Overlay:
@@ -222,6 +240,7 @@ def coverage_curve(solution: Solution | None) -> hv.Overlay:
     Always the same four layers (today's curve is empty without existing
     stations), so that a DynamicMap can update the plot in place.
     """
+    bokeh_backend()
     ylabel = ("share_pct", "demand within radius (%)")
     if solution is None:
         c = pd.DataFrame({"radius_km": [1.0], "share_pct": [np.nan],
@@ -240,30 +259,47 @@ def coverage_curve(solution: Solution | None) -> hv.Overlay:
         new, hv.Scatter(new).opts(color="#4c78a8", size=5), today,
         hv.VLine(radius_km).opts(color=HIGHLIGHT_COLOUR, line_dash="dotted"),
     ]).opts(title="Coverage vs radius", xlabel="radius (km)", logx=True,
-            legend_position="bottom_right")
+            legend_position="bottom_right", backend_opts=CANVAS)
 
 
 def elbow_plot(sweep: pd.DataFrame | None, k: int | None = None) -> hv.Layout:
-    """Objective and coverage vs k from :func:`evplanner.metrics.sweep_k`."""
+    """Objective and coverage vs k from :func:`evplanner.planning.sweep`."""
+    bokeh_backend()
     if sweep is None or len(sweep) == 0:
-        return hv.Layout([hv.Curve([]).opts(title="Press 'Compute elbow'")])
+        return hv.Layout([hv.Curve([]).opts(title="Press 'Compute elbow'",
+                                            backend_opts=CANVAS)])
     f = sweep.assign(objective_vkm=sweep["objective_m"] / 1000,
                      coverage_pct=sweep["coverage_share"] * 100)
+    f = f.rename(columns={"new_sites": "k"})
     obj = hv.Curve(f, "k", ("objective_vkm", "objective (vehicle-km)")).opts(
         tools=["hover"], title="Objective vs k (elbow)")
     cov = hv.Curve(f, "k", ("coverage_pct", "demand within radius (%)")).opts(
         tools=["hover"], title="Coverage vs k", color="#f58518")
     marks = [hv.VLine(k).opts(color=HIGHLIGHT_COLOUR, line_dash="dotted")] if k else []
-    return hv.Layout([hv.Overlay([obj, hv.Scatter(obj).opts(size=5), *marks]),
-                      hv.Overlay([cov, hv.Scatter(cov).opts(size=5, color="#f58518"),
-                                  *marks])]).cols(2)
+    return hv.Layout([
+        hv.Overlay([obj, hv.Scatter(obj).opts(size=5), *marks]).opts(
+            backend_opts=CANVAS),
+        hv.Overlay([cov, hv.Scatter(cov).opts(size=5, color="#f58518"),
+                    *marks]).opts(backend_opts=CANVAS),
+    ]).cols(2)
 
 
 def comparison_map(points, sites: pd.DataFrame, title: str, basemap: str | None,
                    extent=None):
-    """A small map of one algorithm's sites over the demand density."""
-    dots = hv.Points(sites, ["x_web", "y_web"], ["lon", "lat"]).opts(
-        color="black", fill_color="white", size=11, line_width=2,
-        tools=["hover"])
+    """A small map of one algorithm's sites over the demand density.
+
+    Not redrawn on every solve, so it is built from GeoViews elements that carry
+    their CRS: the sites in lon/lat (PlateCarree), projected to the tiles' Web
+    Mercator by GeoViews; the density is aggregated in Web Mercator already.
+    """
+    import cartopy.crs as ccrs
+    import geoviews as gv
+
+    bokeh_backend()
+    dots = gv.Points(sites, ["lon", "lat"], crs=ccrs.PlateCarree()).opts(
+        color="black", fill_color="white", size=11, line_width=2, tools=["hover"])
     density = density_layer(points, extent).opts(colorbar=False)
-    return (tiles(basemap or "none") * density * dots).opts(title=title)
+    name = basemap if basemap and basemap != "none" else "CartoLight"
+    basemap_tiles = gv.tile_sources.tile_sources[name]().opts(
+        alpha=0.0 if basemap in (None, "none") else 0.75)
+    return (basemap_tiles * density * dots).opts(title=title, backend_opts=CANVAS)

@@ -200,17 +200,17 @@ def _classify(paths: list[Path], scenario: Scenario) -> tuple[bool, str]:
         kinds[path] = kind
         wanted = [(column, field) for name, (column, field) in _NEEDS.items()
                   if getattr(scenario, name)]  # fmt: skip
-        wanted += [(column, f"weighting {scenario.weighting!r}")
+        wanted += [(column, "weighting")
                    for column in _WEIGHTING_NEEDS.get(scenario.weighting, ())]
         for column, field in wanted:
             if column not in attributes:
                 what = ("a plain lon/lat file" if kind == "points"
                         else "a vehicle file without that column")  # fmt: skip
                 raise InputError(
-                    f"{field} needs the vehicle column {column!r}, but this is {what} "
-                    f"(columns: {columns[:12]}); filters apply to vehicle files "
-                    "(WA DOL export or the bundled Parquet)",
-                    path=path,
+                    f"needs the vehicle column {column!r}, but {path} is {what} "
+                    f"(columns: {columns[:12]}); filters and weightings apply to "
+                    "vehicle files (WA DOL export or the bundled Parquet)",
+                    field=field,
                 )
     vehicle = {k != "points" for k in kinds.values()}
     if len(vehicle) > 1:

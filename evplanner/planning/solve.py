@@ -170,7 +170,8 @@ def solve(
 def _mode(client) -> str:
     if client is None:
         return "in memory"
-    return f"Dask cluster at {client.scheduler.address}"
+    workers = len(client.nthreads())
+    return f"Dask cluster at {client.scheduler.address} ({workers} workers)"
 
 
 def sweep(

@@ -2,9 +2,9 @@
 
 Each format is one function from a :class:`~evplanner.planning.Plan` to bytes, so
 the CLI's files and the app's downloads are the same bytes; :func:`write_plan`
-writes them to disk atomically (a temporary file in the same folder, then a rename),
-so a failed or interrupted run never leaves a half-written file and never deletes
-the file it was replacing.
+writes them to disk atomically (each to a temporary file in its folder, then all
+renamed), so a failed or interrupted run never leaves a half-written file, never
+writes some files but not the others, and never deletes a file it was replacing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ __all__ = [
     "sites_geojson",
     "sites_geoparquet",
     "write_bytes",
+    "write_files",
     "write_plan",
 ]
 
@@ -44,12 +45,12 @@ def sites_csv(plan: Plan) -> bytes:
 def sites_geojson(plan: Plan) -> bytes:
     """The sites as a GeoJSON FeatureCollection of WGS84 points (RFC 7946).
 
-    Each feature's properties are the site table's columns other than ``lon`` and
-    ``lat``, which are its coordinates.
+    Each feature's properties are the site table's columns (``lon`` and ``lat``
+    too, so that the properties alone are the table).
     """
     features = []
     for record in plan.sites.to_dict(orient="records"):
-        lon, lat = float(record.pop("lon")), float(record.pop("lat"))
+        lon, lat = float(record["lon"]), float(record["lat"])
         features.append({"type": "Feature",
                          "geometry": {"type": "Point", "coordinates": [lon, lat]},
                          "properties": json_ready(record)})  # fmt: skip
@@ -105,25 +106,47 @@ def metrics_json(plan: Plan) -> bytes:
     return (json.dumps(plan.metrics(), indent=2) + "\n").encode("utf-8")
 
 
+def _stage(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temporary file next to ``path``; return its path."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                               dir=path.parent)  # fmt: skip
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: a temporary file, then a rename.
 
     The previous file (if any) stays intact until the new one is complete; on any
     error the temporary file is removed.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                               dir=path.parent or Path("."))  # fmt: skip
+    return write_files({Path(path): data})[0]
+
+
+def write_files(files: dict[Path, bytes]) -> list[Path]:
+    """Write several files all or nothing (as far as renames allow).
+
+    Every file is first written in full to a temporary file beside its target;
+    only when all of them are written are they renamed over their targets. A failure
+    while writing leaves every target as it was.
+    """
+    staged: list[tuple[Path, Path]] = []
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        for path, data in files.items():
+            staged.append((_stage(Path(path), data), Path(path)))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return [Path(p) for p in files]
 
 
 def write_plan(
@@ -133,18 +156,14 @@ def write_plan(
     metrics: str | Path | None = None,
     report: str | Path | None = None,
 ) -> list[Path]:
-    """Write a plan's files (each optional); returns the paths written.
-
-    Every file is rendered in memory first, so a failure writing one leaves none
-    half-written; each is then written atomically.
-    """
+    """Write a plan's files (each optional), all or nothing; returns their paths."""
     from evplanner.planning.report import report_html
 
-    outputs = []
+    files: dict[Path, bytes] = {}
     if sites is not None:
-        outputs.append((sites, sites_bytes(plan, site_format(sites))))
+        files[Path(sites)] = sites_bytes(plan, site_format(sites))
     if metrics is not None:
-        outputs.append((metrics, metrics_json(plan)))
+        files[Path(metrics)] = metrics_json(plan)
     if report is not None:
-        outputs.append((report, report_html(plan).encode("utf-8")))
-    return [write_bytes(path, data) for path, data in outputs]
+        files[Path(report)] = report_html(plan).encode("utf-8")
+    return write_files(files)

@@ -1,6 +1,6 @@
 """Unit tests of the planner app: drive the Parameterized state directly.
 
-No server and no browser here (see test_app_server.py and test_app_browser.py): the
+No server and no browser here (see test_server.py and test_browser.py): the
 state solves on its own thread exactly as in a session, and ``wait()`` blocks until
 the latest request has been applied.
 """
@@ -23,9 +23,10 @@ from evplanner.app import (
     bundled_store,
     create_app,
     engine,
-    export,
 )
-from evplanner.app.engine import MAX_UPLOAD_BYTES, Scenario
+from evplanner.app.engine import MAX_UPLOAD_BYTES
+from evplanner.app.layout import load_report_text
+from evplanner.planning import Scenario, metrics_json, sites_bytes
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def state(store):
 
 
 def _vehicles(store, **filters):
-    v = store.vehicles
+    v = store.vehicles[0]
     if "counties" in filters:
         v = v[v["county"].isin(filters["counties"])]
     if "ev_types" in filters:
@@ -56,8 +57,8 @@ def test_initial_solution_uses_all_vehicles(state, store):
     assert sol is not None
     assert sol.n_new == state.k == 7
     # Aggregation never loses a vehicle: total demand weight = vehicles kept.
-    assert sol.total_weight == pytest.approx(float(store.vehicles["weight"].sum()))
-    assert len(sol.demand) < len(store.vehicles)  # aggregated to locations
+    assert sol.total_weight == pytest.approx(float(store.vehicles[0]["weight"].sum()))
+    assert len(sol.demand) < len(store.vehicles[0])  # aggregated to locations
     assert state.status.startswith("Solved: 7 new sites")
     assert not state.busy
     # Every demand point is assigned to one of the sites.
@@ -71,11 +72,11 @@ def test_changing_k_resolves(state):
     assert sol is not first
     assert sol.n_new == 12 and len(sol.sites) == 12
     assert state.quick_k is None  # 12 is not a quick pick
-    assert sol.objective_m < first.objective_m
+    assert sol.plan.coverage.objective_m < first.plan.coverage.objective_m
     state.quick_k = 5
     sol5 = state.wait()
     assert state.k == 5 and sol5.n_new == 5
-    assert sol5.objective_m > sol.objective_m
+    assert sol5.plan.coverage.objective_m > sol.plan.coverage.objective_m
 
 
 def test_county_and_type_filters_change_demand(state, store):
@@ -110,8 +111,8 @@ def test_model_year_filter(state, store):
     lo, hi = state.param.model_years.bounds
     state.model_years = (2020, hi)
     sol = state.wait()
-    years = pd.to_numeric(store.vehicles["model_year"], errors="coerce")
-    expected = store.vehicles.loc[years >= 2020, "weight"].sum()
+    years = pd.to_numeric(store.vehicles[0]["model_year"], errors="coerce")
+    expected = store.vehicles[0].loc[years >= 2020, "weight"].sum()
     assert sol.total_weight == pytest.approx(float(expected))
 
 
@@ -119,38 +120,41 @@ def test_existing_stations_stay_fixed(state, store):
     base = state.solution
     state.existing = "dc_fast"
     sol = state.wait()
-    fixed = store.stations[store.stations["dc_fast_ports"].fillna(0) > 0]
+    stations = store.stations[0]
+    fixed = stations[stations["dc_fast_ports"].fillna(0) > 0]
     existing = sol.sites[sol.sites["kind"] == "existing"]
     assert sol.n_new == state.k
     assert len(existing) == len(fixed)
     np.testing.assert_array_equal(existing["lon"].to_numpy(), fixed["lon"].to_numpy())
     np.testing.assert_array_equal(existing["lat"].to_numpy(), fixed["lat"].to_numpy())
     # Today's network is reported, and adding sites never makes coverage worse.
-    assert sol.baseline is not None
-    b = sol.baseline.baseline
-    assert sol.metrics.coverage_share >= b.coverage_share
-    assert sol.metrics.mean_distance_m <= b.mean_distance_m
+    today = sol.plan.today
+    assert today is not None
+    assert sol.plan.coverage.coverage_share >= today.coverage_share
+    assert sol.plan.coverage.mean_distance_m <= today.mean_distance_m
     # With hundreds of stations in place the new sites go elsewhere than without.
-    assert not np.allclose(sol.centers_m, base.centers_m)
+    assert not np.allclose(sol.plan.new_sites_m, base.plan.new_sites_m)
 
 
 def test_radius_change_keeps_sites_and_updates_coverage(state):
     before = state.solution
     state.radius_km = 20.0
     after = state.wait()
-    np.testing.assert_array_equal(after.centers_m, before.centers_m)
-    assert after.metrics.coverage_share > before.metrics.coverage_share
+    np.testing.assert_array_equal(after.plan.new_sites_m, before.plan.new_sites_m)
+    assert after.plan.n_iter == 0  # not refitted
+    assert (after.plan.coverage.coverage_share
+            > before.plan.coverage.coverage_share)
 
 
 def test_fewer_points_than_k_says_so_and_keeps_solution(state, store):
     kept = state.solution
     # Garfield is the smallest county: a handful of ZIP-code locations.
-    n = len(engine.DataStore.demand(store, Scenario(counties=("Garfield",))))
+    n = store.demand(Scenario(counties=("Garfield",))).n_points
     assert 0 < n < 50
     state.k = n + 1
     state.counties = ["Garfield"]
     state.wait()
-    assert "fewer than" in state.message and f"k = {n + 1}" in state.message
+    assert "fewer than" in state.message and f"the {n + 1} new sites" in state.message
     assert state.solution is kept or state.solution.scenario.counties == ()
     state.k = n
     sol = state.wait()
@@ -164,14 +168,14 @@ def test_newer_change_supersedes_running_solve(state, monkeypatch):
     gate = threading.Event()
 
     def slow_solve(store, scenario, *args, **kwargs):
-        started.append(scenario.k)
-        if scenario.k == 3:
+        started.append(scenario.new_sites)
+        if scenario.new_sites == 3:
             gate.wait(10)  # hold the first solve until the newer requests are in
         return real_solve(store, scenario, *args, **kwargs)
 
     monkeypatch.setattr(engine, "solve", slow_solve)
     applied = []
-    state.param.watch(lambda e: applied.append(e.new.scenario.k), "solution")
+    state.param.watch(lambda e: applied.append(e.new.scenario.new_sites), "solution")
     state.k = 3
     while not started:
         time.sleep(0.01)
@@ -179,7 +183,7 @@ def test_newer_change_supersedes_running_solve(state, monkeypatch):
     state.k = 5
     gate.set()
     sol = state.wait()
-    assert sol.scenario.k == 5
+    assert sol.scenario.new_sites == 5
     assert started == [3, 5]  # k=4 never ran
     assert applied == [5]  # the stale k=3 result was dropped
     assert state.generation == 3  # three requests after the initial solve
@@ -194,7 +198,7 @@ def _upload(state, data: bytes, name: str):
 def test_valid_upload_becomes_fixed_stations(state):
     csv = b"lon,lat\n-122.33,47.61\n-117.42,47.66\n-120.51,46.60\n"
     _upload(state, csv, "my_stations.csv")
-    assert state.existing == "uploaded"
+    assert state.existing == "upload"
     sol = state.solution
     existing = sol.sites[sol.sites["kind"] == "existing"]
     assert existing[["lon", "lat"]].to_numpy().tolist() == [
@@ -236,7 +240,7 @@ def test_bad_upload_keeps_previous_upload(state):
 
 def test_choosing_uploaded_without_file_says_so(state):
     kept = state.solution
-    state.existing = "uploaded"
+    state.existing = "upload"
     state.wait()
     assert "Upload a CSV" in state.message
     assert state.solution is kept
@@ -248,37 +252,37 @@ def test_sweep_and_comparison_on_request(state):
     state.compute_sweep = True
     state.wait(120)
     sweep = state.sweep
-    assert sweep["k"].tolist() == sorted(sweep["k"]) and sweep["k"].iloc[0] == 1
+    counts = sweep["new_sites"].tolist()
+    assert counts == sorted(counts) and counts[0] == 1
     # More sites never make the best found objective much worse (elbow shape).
     assert sweep["objective_m"].iloc[-1] < sweep["objective_m"].iloc[0] / 3
     state.run_compare = True
     state.wait(120)
     comparison, sites = state.comparison
-    clean = comparison.table[comparison.table["scenario"] == "clean"]
+    clean = comparison.table[comparison.table["case"] == "clean"]
     obj = dict(zip(clean["method"], clean["objective_m"], strict=True))
     # K-Medians optimises the L1 objective it is judged by.
     assert obj["kmedians"] <= obj["kmeans"]
     assert len(sites["kmedians"]) == len(sites["kmeans"]) == state.k
 
 
-def test_exports_round_trip(state, store):
+def test_downloads_are_the_plan_writers(state, store):
     state.existing = "dc_fast"
     sol = state.wait()
-    table = pd.read_csv(io.StringIO(export.sites_csv(sol)))
+    table = pd.read_csv(io.BytesIO(sites_bytes(sol.plan, "csv")))
     assert len(table) == len(sol.sites)
-    assert table["vehicles"].sum() == pytest.approx(sol.total_weight)
-    gj = json.loads(export.sites_geojson(sol))
+    assert table["vehicles_served"].sum() == pytest.approx(sol.total_weight)
+    gj = json.loads(sites_bytes(sol.plan, "geojson"))
     assert gj["type"] == "FeatureCollection" and len(gj["features"]) == len(sol.sites)
     first = gj["features"][0]
     assert first["geometry"]["coordinates"] == pytest.approx(
         [sol.sites["lon"].iloc[0], sol.sites["lat"].iloc[0]])
-    assert {"site_id", "vehicles", "mean_km", "max_km"} <= set(first["properties"])
-    metrics = json.loads(export.metrics_json(sol, store))
-    assert metrics["metrics"]["coverage_share"] == pytest.approx(
-        sol.metrics.coverage_share)
-    assert metrics["versus_existing_network"]["n_new_sites"] == state.k
-    assert metrics["load_report"]["vehicles"]["rows_kept"] == len(store.vehicles)
-    report = export.load_report_text(store)
+    metrics = json.loads(metrics_json(sol.plan))
+    assert metrics["coverage"]["coverage_share"] == pytest.approx(
+        sol.plan.coverage.coverage_share)
+    assert metrics["today"]["n_existing_sites"] == len(sol.sites) - state.k
+    assert metrics["load_report"]["demand"]["rows_kept"] == len(store.vehicles[0])
+    report = load_report_text(store)
     assert "rows read" in report and "rows dropped" in report
 
 
@@ -325,13 +329,3 @@ def test_create_app_builds_the_template(store):
         assert any(isinstance(o, pn.widgets.DataFrame) for o in objects)
     finally:
         pn.state.reset()
-
-
-@pytest.mark.parametrize("module", ["evplanner.app.engine", "evplanner.app.layout"])
-def test_docstring_examples(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module),
-                             optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0

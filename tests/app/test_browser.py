@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.test_app_server import log_errors, serve_planner
+from tests.app.test_server import log_errors, serve_planner
 
 playwright = pytest.importorskip("playwright.sync_api")
 

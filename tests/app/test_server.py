@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "apps" / "planner.py"
 # Lines of a panel/bokeh/tornado log that mean something went wrong.
 ERROR_RE = re.compile(r"Traceback|\bERROR\b|Exception|Error:|error running", re.I)
