@@ -289,14 +289,17 @@ def comparison_map(points, sites: pd.DataFrame, title: str, basemap: str | None,
     """A small map of one algorithm's sites over the demand density.
 
     Not redrawn on every solve, so it is built from GeoViews elements that carry
-    their CRS: the sites in lon/lat (PlateCarree), projected to the tiles' Web
-    Mercator by GeoViews; the density is aggregated in Web Mercator already.
+    their CRS (the sites and the tiles in Web Mercator; lon/lat shown on hover);
+    the density is aggregated in Web Mercator already. (Sites in PlateCarree would
+    be projected by GeoViews too, but GeoViews 1.15 fails on cartopy 0.26's
+    PlateCarree, whose parameters no longer carry ``lon_0``.)
     """
     import cartopy.crs as ccrs
     import geoviews as gv
 
     bokeh_backend()
-    dots = gv.Points(sites, ["lon", "lat"], crs=ccrs.PlateCarree()).opts(
+    dots = gv.Points(sites, ["x_web", "y_web"], ["lon", "lat"],
+                     crs=ccrs.GOOGLE_MERCATOR).opts(
         color="black", fill_color="white", size=11, line_width=2, tools=["hover"])
     density = density_layer(points, extent).opts(colorbar=False)
     name = basemap if basemap and basemap != "none" else "CartoLight"

@@ -374,21 +374,40 @@ def test_every_tab_shows_its_plot(page):
     page.get_by_text("rows kept: 150,137").wait_for(timeout=TIMEOUT_MS)
 
 
-def _download(page, label: str) -> str:
+def _download(page, label: str, tmp_path: Path) -> Path:
     with page.expect_download(timeout=TIMEOUT_MS) as info:
         page.get_by_role("button", name=label).click()
-    return Path(info.value.path()).read_text()
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    return target
 
 
-def test_every_download(page):
-    csv = _download(page, "Sites (CSV)")
+def test_every_download(page, tmp_path):
+    import pandas as pd
+
+    csv = _download(page, "Sites (CSV)", tmp_path).read_text()
     lines = csv.strip().splitlines()
-    assert len(lines) == 1 + 7 and "lon" in lines[0] and "lat" in lines[0]
-    geojson = json.loads(_download(page, "Sites (GeoJSON)"))
+    assert len(lines) == 1 + 7 and lines[0].startswith("site_id,kind,name")
+    geojson = json.loads(_download(page, "Sites (GeoJSON)", tmp_path).read_text())
     assert geojson["type"] == "FeatureCollection"
     assert len(geojson["features"]) == 7
-    metrics = json.loads(_download(page, "Metrics (JSON)"))
-    assert 0 < metrics["coverage_share"] <= 1 if "coverage_share" in metrics else (
-        0 < metrics["metrics"]["coverage_share"] <= 1)
-    report = _download(page, "Data load report")
+    parquet = pd.read_parquet(_download(page, "Sites (GeoParquet)", tmp_path))
+    assert len(parquet) == 7 and "geometry" in parquet
+    metrics = json.loads(_download(page, "Metrics (JSON)", tmp_path).read_text())
+    assert metrics["schema"] == "evplanner.plan/1"
+    assert 0 < metrics["coverage"]["coverage_share"] <= 1
+    report = _download(page, "Data load report", tmp_path).read_text()
     assert "rows kept: 150,137" in report
+
+    # The one-page report opens in the browser with its map and site table.
+    html = _download(page, "Report (HTML)", tmp_path)
+    report_page = page.context.new_page()
+    report_page.goto(html.as_uri())
+    image = report_page.locator("img#map")
+    playwright.expect(image).to_be_visible()
+    width = image.evaluate("img => img.naturalWidth")
+    assert width > 400  # the PNG decoded, it is not a broken image
+    rows = report_page.locator("table#sites tbody tr")
+    playwright.expect(rows).to_have_count(7)
+    assert rows.first.locator("td").first.text_content() == "N1"
+    report_page.close()
