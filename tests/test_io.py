@@ -1,0 +1,183 @@
+"""Output files: atomic writes, outputs never over inputs, clear errors up front."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+from evplanner._io import (
+    atomic_write,
+    check_outputs,
+    write_json,
+    write_points,
+    write_text,
+)
+
+
+@pytest.fixture
+def sites() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "site_id": [0, 1, 2],
+            "lon": [-122.3, -122.2, -117.4],
+            "lat": [47.6, 47.5, 47.7],
+            "vehicles_served": [10.0, 5.0, np.nan],
+        }
+    )
+
+
+# ---------------------------------------------------------------- atomic_write
+
+
+def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with atomic_write(target) as tmp:
+        assert tmp.parent.parent == tmp_path and tmp.name == "out.txt"
+        assert not tmp.exists()
+        tmp.write_text("new")
+        # Until the block ends, readers see the old content.
+        assert target.read_text() == "old"
+    assert target.read_text() == "new"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"), atomic_write(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_write_nothing_written_is_an_error(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(FileNotFoundError, match="nothing was written"):
+        with atomic_write(target):
+            pass
+    assert target.read_text() == "old"
+
+
+def test_atomic_write_follows_symlink(tmp_path):
+    real = tmp_path / "real.csv"
+    real.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    write_text("new", link)
+    assert link.is_symlink() and real.read_text() == "new"
+
+
+# ---------------------------------------------------------------- write_points
+
+
+@pytest.mark.parametrize("name", ["sites.geojson", "sites.json"])
+def test_write_points_geojson_overwrites_without_deleting_first(tmp_path, sites, name):
+    target = tmp_path / name
+    write_points(sites.iloc[:1], target)
+    inode = target.stat().st_ino
+    write_points(sites, target)
+    back = gpd.read_file(target)
+    assert len(back) == 3 and back.crs.to_epsg() == 4326
+    np.testing.assert_allclose(back.geometry.x, sites["lon"])
+    # A new file renamed over the old one (os.replace), not the old one rewritten.
+    assert target.stat().st_ino != inode
+    assert os.listdir(tmp_path) == [name]
+
+
+def test_write_points_failure_keeps_old_geojson(tmp_path, sites):
+    target = tmp_path / "sites.geojson"
+    write_points(sites, target)
+    before = target.read_bytes()
+    bad = sites.assign(lon=["x", "y", "z"])  # points_from_xy fails on text
+    with pytest.raises(Exception):  # noqa: B017 (whatever geopandas raises)
+        write_points(bad, target)
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["sites.geojson"]
+
+
+def test_write_points_parquet_and_csv(tmp_path, sites):
+    parquet = write_points(sites, tmp_path / "sites.parquet")
+    back = gpd.read_parquet(parquet)
+    assert back.crs.to_epsg() == 4326 and list(back["site_id"]) == [0, 1, 2]
+    csv = write_points(sites, tmp_path / "sites.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(csv), sites)
+
+
+def test_write_points_rejects_unknown_format_and_missing_columns(tmp_path, sites):
+    with pytest.raises(ValueError, match=r"unknown output format '\.xlsx'"):
+        write_points(sites, tmp_path / "sites.xlsx")
+    with pytest.raises(ValueError, match="no lat column"):
+        write_points(sites.drop(columns="lat"), tmp_path / "sites.csv")
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_json_nan_as_null(tmp_path):
+    out = write_json({"a": np.float64("inf"), "b": [np.int32(2), 0.5]},
+                     tmp_path / "m.json")  # fmt: skip
+    assert json.loads(out.read_text()) == {"a": None, "b": [2, 0.5]}
+
+
+# ---------------------------------------------------------------- check_outputs
+
+
+def test_output_equal_to_input_is_refused(tmp_path):
+    data = tmp_path / "v.csv"
+    data.write_text("lon,lat\n-122.3,47.6\n")
+    with pytest.raises(ValueError, match=r"--out .*v\.csv is also the input --input"):
+        check_outputs({"--out": data}, {"--input": str(data)})
+    # Another spelling of the same file, a glob, a symlink and a hard link.
+    other = tmp_path / "sub"
+    other.mkdir()
+    (tmp_path / "link.csv").symlink_to(data)
+    os.link(data, tmp_path / "hard.csv")
+    for out in (other / ".." / "v.csv", tmp_path / "link.csv", tmp_path / "hard.csv"):
+        with pytest.raises(ValueError, match="is also the input"):
+            check_outputs({"--out": out}, {"--input": str(data)})
+    with pytest.raises(ValueError, match="is also the input --fixed"):
+        check_outputs(
+            {"--out": data}, {"--input": None, "--fixed": [tmp_path / "*.csv"]}
+        )
+    assert data.read_text() == "lon,lat\n-122.3,47.6\n"
+
+
+def test_two_outputs_on_one_file_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"--metrics .* is also the output --out"):
+        check_outputs({"--out": tmp_path / "a.json", "--metrics": tmp_path / "a.json"})
+
+
+def test_good_outputs_pass(tmp_path):
+    (tmp_path / "v.csv").write_text("lon,lat\n")
+    out = check_outputs(
+        {"--out": str(tmp_path / "sites.geojson"), "--plot": None},
+        {"--input": str(tmp_path / "v.csv")},
+    )
+    assert out == {"--out": tmp_path / "sites.geojson"}
+
+
+def test_missing_or_unwritable_directory(tmp_path):
+    with pytest.raises(ValueError, match=r"--out .*: directory .*nope does not exist"):
+        check_outputs({"--out": tmp_path / "nope" / "sites.csv"})
+    with pytest.raises(ValueError, match="expected a file name, got a directory"):
+        check_outputs({"--out": tmp_path})
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=r"file is not a directory"):
+        check_outputs({"--out": tmp_path / "file" / "sites.csv"})
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.raises(ValueError, match="is not writable"):
+            check_outputs({"--out": locked / "sites.csv"})
+    finally:
+        locked.chmod(stat.S_IRWXU)
