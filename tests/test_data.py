@@ -193,7 +193,7 @@ def test_unreadable_files_name_file_and_problem(tmp_path, name, content, match):
 
 def test_parquet_named_csv(tmp_path):
     path = tmp_path / "data.csv"
-    pd.DataFrame({"lon": [1.0], "lat": [2.0]}).to_parquet(path)
+    pd.DataFrame({"lon": [-122.3], "lat": [47.6]}).to_parquet(path)
     # Content decides: a Parquet file is read as Parquet whatever its name.
     points, _ = load_vehicles(path)
     assert len(points) == 1
