@@ -829,7 +829,8 @@ def load_stations(
     --------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "sites.csv"
-    >>> _ = path.write_text("lon,lat\\n-122.3,47.6\\nxx,47.5\\n-122.1,\\n151.2,-33.9\\n")
+    >>> rows = ["lon,lat", "-122.3,47.6", "xx,47.5", "-122.1,", "151.2,-33.9"]
+    >>> _ = path.write_text("\\n".join(rows))
     >>> stations, report = load_stations(path)
     >>> len(stations), report.dropped, report.out_of_area
     (1, {'unparsable point': 1, 'missing location': 1}, 1)
