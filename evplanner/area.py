@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MARGIN_DEG", "WASHINGTON", "PlanningArea"]
+__all__ = ["MARGIN_DEG", "WASHINGTON", "WA_DATA_BOX", "PlanningArea"]
 
 #: Degrees added on every side of the data's box (0.5 degree is 56 km north-south and
 #: 36-39 km east-west at 45.5-49.5 N): stations just across the border (Portland,
@@ -79,18 +79,19 @@ class PlanningArea:
         )
 
 
-# The box of the bundled WA data, rounded outwards to 0.01 degree: vehicles registered
-# in WA (postal-code centroids, lon -124.6252 .. -117.0444, lat 45.5839 .. 48.9963),
-# the AFDC electric stations (lon -124.6629 .. -117.0435, lat 45.5626 .. 48.9953)
-# and the Census 2020 tract centres of population (lon -124.6187 .. -117.0501,
-# lat 45.5756 .. 48.9910). tests/test_area.py checks the bundled data against it.
-_WA_DATA_BOX = (-124.67, 45.56, -117.04, 49.00)
+#: ``(west, south, east, north)``: the box of the bundled WA data, rounded outwards
+#: to 0.01 degree. Vehicles registered in WA (postal-code centroids, lon -124.6252 ..
+#: -117.0444, lat 45.5839 .. 48.9963), the AFDC electric stations (lon -124.6629 ..
+#: -117.0435, lat 45.5626 .. 48.9953) and the Census 2020 tract centres of
+#: population (lon -124.6187 .. -117.0501, lat 45.5756 .. 48.9910);
+#: tests/test_area.py checks the bundled data against it.
+WA_DATA_BOX = (-124.67, 45.56, -117.04, 49.00)
 
 #: Washington State: the bundled data's box widened by :data:`MARGIN_DEG`.
 WASHINGTON = PlanningArea(
     "WA",
-    west=round(_WA_DATA_BOX[0] - MARGIN_DEG, 2),
-    south=round(_WA_DATA_BOX[1] - MARGIN_DEG, 2),
-    east=round(_WA_DATA_BOX[2] + MARGIN_DEG, 2),
-    north=round(_WA_DATA_BOX[3] + MARGIN_DEG, 2),
+    west=round(WA_DATA_BOX[0] - MARGIN_DEG, 2),
+    south=round(WA_DATA_BOX[1] - MARGIN_DEG, 2),
+    east=round(WA_DATA_BOX[2] + MARGIN_DEG, 2),
+    north=round(WA_DATA_BOX[3] + MARGIN_DEG, 2),
 )

@@ -10,8 +10,8 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["evplanner.errors", "evplanner._io", "evplanner.projection", "evplanner.data",
-     "evplanner.demand", "evplanner.kmedians"],
+    ["evplanner.errors", "evplanner._io", "evplanner.area", "evplanner.projection",
+     "evplanner.data", "evplanner.demand", "evplanner.kmedians"],
 )  # fmt: skip
 def test_docstring_examples(module):
     result = doctest.testmod(
