@@ -19,6 +19,7 @@ from pyproj.database import query_utm_crs_info
 __all__ = [
     "WGS84",
     "choose_crs",
+    "choose_crs_dask",
     "histogram_points",
     "lonlat_histogram",
     "robust_centre",
@@ -300,6 +301,51 @@ lat 0.0 .. 84.0, but the data's weighted median point is lon -122.3000, lat 47.6
                 "crs='auto' or a CRS for that area"
             )
     return out
+
+
+def _frame_histogram(part, weight: str | None) -> np.ndarray:
+    return lonlat_histogram(
+        part["lon"].to_numpy("float64"),
+        part["lat"].to_numpy("float64"),
+        None if weight is None else part[weight].to_numpy("float64"),
+    )
+
+
+def choose_crs_dask(
+    frame, crs: str | int | pyproj.CRS = "auto", *, weight: str | None = "weight"
+) -> pyproj.CRS:
+    """:func:`choose_crs` for points in a Dask DataFrame, without gathering them.
+
+    Parameters
+    ----------
+    frame : dask.dataframe.DataFrame
+        Columns ``lon``, ``lat`` (WGS84 degrees) and the ``weight`` column.
+    crs : "auto", int, str or pyproj.CRS
+        As in :func:`choose_crs`.
+    weight : str or None
+        The weight column; ``None`` for 1 per point.
+
+    Returns
+    -------
+    pyproj.CRS
+
+    Notes
+    -----
+    Each partition returns its :func:`lonlat_histogram` (a 180 x 360 array); the
+    histograms are summed in a tree (fan-in 8) in partition order and computed
+    once. The zone is the one :func:`choose_crs` picks on the points themselves
+    (UTM zone edges fall on cell edges), for any partitioning.
+    """
+    import dask
+
+    from evplanner._chunked import tree_reduce
+
+    parts = [
+        dask.delayed(_frame_histogram)(part, weight) for part in frame.to_delayed()
+    ]
+    hist = tree_reduce(parts, np.add).compute()
+    cell_lon, cell_lat, cell_weight = histogram_points(hist)
+    return choose_crs(cell_lon, cell_lat, crs, weight=cell_weight)
 
 
 def _transformer(src: pyproj.CRS, dst: pyproj.CRS) -> pyproj.Transformer:

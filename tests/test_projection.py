@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyproj
 import pytest
 
 from evplanner.projection import (
     choose_crs,
+    choose_crs_dask,
     histogram_points,
     lonlat_histogram,
     robust_centre,
@@ -176,3 +179,36 @@ def test_metres_are_metres():
     _, y_m = to_metres([-122.3, -122.3], [47.0, 48.0], crs)
     # One degree of latitude is about 111.2 km at 47.5 N.
     assert abs(abs(y_m[1] - y_m[0]) - 111_200) < 300
+
+
+@pytest.mark.parametrize("crs", ["auto", "EPSG:32610", "EPSG:32611"])
+def test_choose_crs_dask_matches_numpy_for_any_chunking(rng, crs):
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+
+    # Seattle-heavy WA demand with a few stray rows and a Spokane block.
+    lon, lat = seattle(rng, 300)
+    lon = np.concatenate([lon, rng.uniform(-117.5, -117.3, 150), [0.0, -80.19]])
+    lat = np.concatenate([lat, rng.uniform(47.6, 47.7, 150), [0.0, 25.77]])
+    weight = rng.integers(1, 4, lon.size).astype(float)
+    frame = pd.DataFrame({"lon": lon, "lat": lat, "weight": weight})
+    try:
+        expected = choose_crs(lon, lat, crs, weight=weight)
+    except ValueError as err:
+        expected = err
+    for chunks in (1, 2, 4, (1, 100, 3, len(frame) - 104)):
+        if isinstance(chunks, int):
+            parts = dd.from_pandas(frame, npartitions=chunks, sort=False)
+        else:
+            bounds = np.cumsum((0,) + chunks)
+            blocks = [frame.iloc[a:b] for a, b in itertools.pairwise(bounds)]
+            parts = dd.from_delayed([dask.delayed(b) for b in blocks], meta=frame)
+        if isinstance(expected, ValueError):
+            with pytest.raises(ValueError, match="weighted median point"):
+                choose_crs_dask(parts, crs)
+        else:
+            assert choose_crs_dask(parts, crs) == expected
+    # Unweighted: 1 per point.
+    flat = dd.from_pandas(frame, npartitions=3, sort=False)
+    assert choose_crs_dask(flat, weight=None) == choose_crs(lon, lat)
