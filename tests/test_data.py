@@ -510,7 +510,8 @@ def test_dask_csv_blocks_give_the_in_memory_rows(tmp_path, ending, final, bom):
     lines = ["lon,lat,weight,county"] + [
         f'-122.{i:03d},47.{i:03d},{1 + i % 3},"K, {i}"' for i in range(20)
     ]
-    lines[17] = "x,47.1,1,a"  # one dropped row, to compare reports
+    lines[17] = "x,47.1,1,a"  # one dropped row and one out of the area, to compare
+    lines[9] = "0,0,1,b"  # the reports
     text = ending.join(lines) + (ending if final else "")
     path = tmp_path / "pts.csv"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
@@ -531,6 +532,9 @@ def test_dask_csv_blocks_give_the_in_memory_rows(tmp_path, ending, final, bom):
         )
         assert report.rows_read == mem_report.rows_read == 20
         assert report.dropped == mem_report.dropped == {UNPARSABLE_POINT: 1}
+        assert report.out_of_area == mem_report.out_of_area == 1
+        assert report.examples[OUTSIDE_AREA].endswith("lon 0, lat 0")
+        assert report.rows_kept == len(frame) == 18
 
 
 @pytest.mark.parametrize("blocksize", [5000, 20_000, "64MB"])
