@@ -325,13 +325,9 @@ def _check_csv_head(path: Path, head: bytes) -> None:
             raise _not_utf8(path, head[err.start], line) from None
 
 
-def _not_utf8(path: Path, byte: int, line: int, rows_before: int = 0) -> InputError:
-    """The error for a ``byte`` that is not UTF-8 on ``line`` (0: the header).
-
-    Lines count from the header of a text that has ``rows_before`` data rows of the
-    file before its first line (chunked reads).
-    """
-    row = rows_before + line if line > 0 else None
+def _not_utf8(path: Path, byte: int, line: int) -> InputError:
+    """The error for a ``byte`` that is not UTF-8 on ``line`` (0: the header)."""
+    row = line if line > 0 else None
     where = "" if row is not None else " in the header"
     return InputError(
         f"not a CSV text file: byte 0x{byte:02x}{where} is not UTF-8 (the file may "
@@ -354,24 +350,22 @@ def _first_bad_utf8(path: Path, chunk_bytes: int = 1 << 20) -> tuple[int, int]:
             except UnicodeDecodeError as err:
                 # The decoder may hold up to 3 bytes of the previous chunk.
                 held = len(err.object) - len(chunk)
-                start = max(err.start - held, 0)
-                return lines + chunk.count(b"\n", 0, start), int(chunk[start])
+                line = lines + chunk.count(b"\n", 0, max(err.start - held, 0))
+                return line, int(err.object[err.start])
             lines += chunk.count(b"\n")
     return 0, 0  # not reached: pandas found one
 
 
-def _parse_csv(source, path: Path, rows_before: int = 0) -> pd.DataFrame:
+def _parse_csv(source, path: Path) -> pd.DataFrame:
     """``pandas.read_csv`` as strings, its errors as one-line InputErrors.
 
     Parameters
     ----------
-    source : path or file-like
-        The CSV: a whole file, or a header line followed by a block of rows.
+    source : Path or io.BytesIO
+        The CSV: a whole file, or a header line followed by a block of rows (whose
+        row numbers the caller then shifts to the file's).
     path : Path
         The file, for messages.
-    rows_before : int
-        Data rows of the file before the first row of ``source`` (chunked reads),
-        so that messages give the row in the file.
     """
     try:
         return pd.read_csv(source, dtype=str, keep_default_na=False,
@@ -387,7 +381,7 @@ def _parse_csv(source, path: Path, rows_before: int = 0) -> pd.DataFrame:
                 f"not a valid CSV file: the row has {saw} fields, the header has "
                 f"{expected} (a comma inside a value needs quotes)",
                 path=path,
-                row=rows_before + line - 1,
+                row=line - 1,
             ) from None
         text = text.removeprefix("Error tokenizing data. ").splitlines()[0]
         raise InputError(f"not a valid CSV file ({text})", path=path) from None
@@ -395,7 +389,7 @@ def _parse_csv(source, path: Path, rows_before: int = 0) -> pd.DataFrame:
         # pandas' position is within its own buffer: find the byte in the input.
         if not isinstance(source, io.BytesIO):
             line, byte = _first_bad_utf8(Path(source))
-            raise _not_utf8(path, byte, line, rows_before) from None
+            raise _not_utf8(path, byte, line) from None
         data = source.getvalue()
         start = err.start
         try:
@@ -403,7 +397,7 @@ def _parse_csv(source, path: Path, rows_before: int = 0) -> pd.DataFrame:
         except UnicodeDecodeError as exact:
             start = exact.start
         line = data.count(b"\n", 0, start)
-        raise _not_utf8(path, data[start], line, rows_before) from None
+        raise _not_utf8(path, data[start], line) from None
 
 
 def _read_csv_text(path: Path) -> pd.DataFrame:
@@ -954,7 +948,7 @@ def read_points_dask(
 
 def _clean_partition(
     part: pd.DataFrame, index: int, source: str, keep_out_of_area: bool,
-    columns: list[str], meta: pd.DataFrame, rows_before: int = 0,
+    columns: list[str], meta: pd.DataFrame,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Clean one partition: its points and its report as a frame (never raises)."""
     try:
