@@ -13,12 +13,12 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from evplanner._io import check_outputs
 from evplanner.errors import ClusterError, InputError
 
 __all__ = ["main"]
@@ -191,61 +191,14 @@ def _scenario(args: argparse.Namespace, new_sites: int):
     )  # fmt: skip
 
 
-def _input_paths(args: argparse.Namespace) -> list[Path]:
-    """Files the run reads (to refuse writing over them)."""
-    import glob
+def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
+    """Files the run reads, by option (never to be written over)."""
+    from evplanner.data import BUNDLED_STATIONS, BUNDLED_VEHICLES
 
-    paths = []
-    if args.input:
-        paths += [Path(p) for p in (glob.glob(args.input) or [args.input])]
-    if args.existing and Path(args.existing).is_file():
-        paths.append(Path(args.existing))
-    return paths
-
-
-def check_outputs(outputs: dict[str, str | None], inputs: list[Path]) -> None:
-    """Refuse, before any work, outputs that are inputs, repeated or unwritable.
-
-    Parameters
-    ----------
-    outputs : dict of option to path
-        ``{"--out": "sites.csv", "--metrics": None, ...}``.
-    inputs : list of Path
-        Files the run reads.
-
-    Raises
-    ------
-    UsageError
-        Naming the option(s) concerned.
-    """
-    seen: dict[Path, str] = {}
-    for option, path in outputs.items():
-        if path is None:
-            continue
-        target = Path(path).resolve()
-        for source in inputs:
-            if source.exists() and target.exists() and target.samefile(source):
-                raise UsageError(f"{option} {path}: is also an input; refusing to "
-                                 "overwrite it")  # fmt: skip
-        if target in seen:
-            raise UsageError(f"{option} {path}: the same file as {seen[target]}")
-        seen[target] = option
-        if target.is_dir():
-            raise UsageError(f"{option} {path}: is a directory, expected a file")
-        parent = target.parent
-        if not parent.is_dir():
-            raise UsageError(f"{option} {path}: directory {parent} does not exist")
-        # Create (and remove) a file where the output will go: the only test that
-        # holds for root, read-only mounts and pseudo file systems alike.
-        try:
-            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", dir=parent)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as err:
-            raise UsageError(f"{option} {path}: cannot write there "
-                             f"({err.strerror})") from None  # fmt: skip
-        if target.exists() and not os.access(target, os.W_OK):
-            raise UsageError(f"{option} {path}: not writable")
+    existing = args.existing if args.existing not in (None, "none", "public",
+                                                      "dc-fast", "dc_fast") else None
+    return {"--input": args.input or str(BUNDLED_VEHICLES),
+            "--existing": existing or str(BUNDLED_STATIONS)}  # fmt: skip
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
@@ -329,7 +282,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     _check_run_args(args)
     scenario = _scenario(args, args.k)
     check_outputs({"--out": args.out, "--metrics": args.metrics,
-                   "--report": args.report}, _input_paths(args))  # fmt: skip
+                   "--report": args.report}, _inputs(args))  # fmt: skip
     try:
         site_format(args.out)
     except InputError as err:
@@ -376,7 +329,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     scenario = _scenario(args, ks[0])
     out = Path(args.out)
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")
-    check_outputs({"--out": str(out), "--plot": str(plot)}, _input_paths(args))
+    check_outputs({"--out": str(out), "--plot": str(plot)}, _inputs(args))
     if out.suffix.lower() != ".csv":
         raise UsageError(f"--out {out}: expected a .csv file")
     if plot.suffix.lower() != ".png":
@@ -440,8 +393,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".parquet":
         raise UsageError(f"--out {out}: expected a .parquet file")
-    check_outputs({"--out": args.out},
-                  [Path(args.input)] if args.input else [])  # fmt: skip
+    check_outputs({"--out": args.out}, {"--input": args.input})
     if not args.quiet:
         logging.getLogger("evplanner.demand").setLevel(logging.INFO)
     vehicles, report = load_vehicles(args.input)

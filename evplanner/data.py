@@ -16,13 +16,17 @@ sites).
 
 Nothing is dropped silently: every row left out is counted by reason in a
 :class:`LoadReport` (with the first offending row as an example), which the CLI and the
-app show. Files that cannot be read at all raise :class:`~evplanner.errors.InputError`
-naming the file and the problem.
+app show; rows outside the planning area (another state of registration, or for files
+without a state, outside the box of :data:`evplanner.area.WASHINGTON`) are counted and
+left out unless kept. Files that cannot be read at all raise
+:class:`~evplanner.errors.InputError` with a one-line message naming the file and,
+where known, the row.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import io
 import logging
 import re
 from dataclasses import dataclass, field
@@ -31,15 +35,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evplanner.area import WASHINGTON, PlanningArea
 from evplanner.errors import InputError
 
 __all__ = [
     "BUNDLED_DIR",
     "BUNDLED_STATIONS",
     "BUNDLED_VEHICLES",
+    "MAX_TOTAL_WEIGHT",
+    "PLANNING_AREA",
     "LoadReport",
     "attribute_columns",
     "build_bundled_data",
+    "check_total_weight",
     "load_stations",
     "load_vehicles",
     "merge_reports",
@@ -58,6 +66,13 @@ BUNDLED_STATIONS = BUNDLED_DIR / "stations.parquet"
 
 #: The planning area: vehicles registered in another state are counted as out of area.
 PLANNING_STATE = "WA"
+#: Rows without a state (plain lon/lat files, stations) must lie in this box.
+PLANNING_AREA: PlanningArea = WASHINGTON
+
+#: The largest total demand weight accepted. Sums of whole-number weights are exact
+#: in float64 below 2**53 whatever the order of addition, which is what makes the
+#: chunked (Dask) and in-memory objectives agree; far beyond it they overflow to inf.
+MAX_TOTAL_WEIGHT = 2.0**53
 
 # Drop reasons, worded for the load report a planner reads.
 MISSING_LOCATION = "missing location"
@@ -65,6 +80,7 @@ UNPARSABLE_POINT = "unparsable point"
 OUT_OF_RANGE = "coordinates out of range"
 INVALID_WEIGHT = "invalid weight"
 NOT_ELECTRIC = "not an electric station"
+OUTSIDE_AREA = "outside the planning area"
 
 #: Output columns of :func:`load_vehicles`, in order.
 VEHICLE_COLUMNS = [
@@ -113,6 +129,7 @@ _AFDC_REQUIRED = ["Fuel Type Code", "Latitude", "Longitude"]
 
 _LON_ALIASES = ("lon", "longitude", "lng", "long", "x")
 _LAT_ALIASES = ("lat", "latitude", "y")
+_WEIGHT_ALIASES = ("weight", "vehicles", "count")
 
 _POINT_RE = re.compile(
     r"^\s*POINT\s*\(\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s+"
@@ -144,8 +161,10 @@ class LoadReport:
     examples : dict of str to str
         For each drop reason, the first row concerned (1-based data row and value).
     out_of_area : int
-        Rows outside the planning area (registered in another state); left out unless
-        ``kept_out_of_area``.
+        Rows outside the planning area (:data:`OUTSIDE_AREA`): registered in another
+        state, or, for rows without a state (plain lon/lat files, stations), outside
+        the box of :data:`PLANNING_AREA`; left out unless ``kept_out_of_area``. The
+        first one is in ``examples[OUTSIDE_AREA]``.
     kept_out_of_area : bool
         Whether out-of-area rows were kept.
     """
@@ -193,9 +212,10 @@ class LoadReport:
             )
         if self.out_of_area:
             verb = "kept" if self.kept_out_of_area else "left out"
+            example = self.examples.get(OUTSIDE_AREA)
             lines.append(
-                f"  outside the planning area ({PLANNING_STATE}): "
-                f"{self.out_of_area:,} ({verb})"
+                f"  {OUTSIDE_AREA} ({PLANNING_STATE}): {self.out_of_area:,} ({verb})"
+                + (f" (first: {example})" if example else "")
             )
         return "\n".join(lines)
 
@@ -284,10 +304,13 @@ def _is_parquet(path: Path) -> bool:
         return fh.read(4) == b"PAR1"
 
 
-def _read_csv_text(path: Path) -> pd.DataFrame:
-    """Read a CSV as strings (empty cells as ""), with readable errors."""
-    with path.open("rb") as fh:
-        head = fh.read(65536)
+# pandas' C parser on a row with more fields than the header; its "line" counts
+# records from the header (line 1), blank lines included.
+_RAGGED_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _check_csv_head(path: Path, head: bytes) -> None:
+    """Refuse what is plainly not CSV text, from the first bytes of the file."""
     if head[:4] == b"PAR1":
         raise InputError(
             "not a CSV file (it is Parquet; give it a .parquet name)", path=path
@@ -299,17 +322,90 @@ def _read_csv_text(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as err:
         # A cut multi-byte character at the end of the sample is not an error.
         if err.start < len(head) - 4:
-            raise InputError(
-                f"not a CSV text file (not UTF-8 at byte {err.start})", path=path
-            ) from err
+            line = head.count(b"\n", 0, err.start)
+            raise _not_utf8(path, head[err.start], line) from None
+
+
+def _not_utf8(path: Path, byte: int, line: int) -> InputError:
+    """The error for a ``byte`` that is not UTF-8 on ``line`` (0: the header)."""
+    row = line if line > 0 else None
+    where = "" if row is not None else " in the header"
+    return InputError(
+        f"not a CSV text file: byte 0x{byte:02x}{where} is not UTF-8 (the file may "
+        "be Latin-1 or Windows-1252; save it as UTF-8)",
+        path=path,
+        row=row,
+    )
+
+
+def _first_bad_utf8(path: Path, chunk_bytes: int = 1 << 20) -> tuple[int, int]:
+    """Line (0: the header) and value of the first byte that is not UTF-8."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(chunk_bytes):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                # The decoder may hold up to 3 bytes of the previous chunk.
+                held = len(err.object) - len(chunk)
+                line = lines + chunk.count(b"\n", 0, max(err.start - held, 0))
+                return line, int(err.object[err.start])
+            lines += chunk.count(b"\n")
+    return 0, 0  # not reached: pandas found one
+
+
+def _parse_csv(source, path: Path) -> pd.DataFrame:
+    """``pandas.read_csv`` as strings, its errors as one-line InputErrors.
+
+    Parameters
+    ----------
+    source : Path or io.BytesIO
+        The CSV: a whole file, or a header line followed by a block of rows (whose
+        row numbers the caller then shifts to the file's).
+    path : Path
+        The file, for messages.
+    """
     try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding="utf-8-sig"
-        )
-    except pd.errors.EmptyDataError as err:
-        raise InputError("empty file (no header row)", path=path) from err
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(f"not a valid CSV file ({err})", path=path) from err
+        return pd.read_csv(source, dtype=str, keep_default_na=False,
+                           encoding="utf-8-sig")  # fmt: skip
+    except pd.errors.EmptyDataError:
+        raise InputError("empty file (no header row)", path=path) from None
+    except pd.errors.ParserError as err:
+        text = str(err).strip()
+        ragged = _RAGGED_RE.search(text)
+        if ragged:
+            expected, line, saw = map(int, ragged.groups())
+            raise InputError(
+                f"not a valid CSV file: the row has {saw} fields, the header has "
+                f"{expected} (a comma inside a value needs quotes)",
+                path=path,
+                row=line - 1,
+            ) from None
+        text = text.removeprefix("Error tokenizing data. ").splitlines()[0]
+        raise InputError(f"not a valid CSV file ({text})", path=path) from None
+    except UnicodeDecodeError as err:
+        # pandas' position is within its own buffer: find the byte in the input.
+        if not isinstance(source, io.BytesIO):
+            line, byte = _first_bad_utf8(Path(source))
+            raise _not_utf8(path, byte, line) from None
+        data = source.getvalue()
+        start = err.start
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exact:
+            start = exact.start
+        line = data.count(b"\n", 0, start)
+        raise _not_utf8(path, data[start], line) from None
+
+
+def _read_csv_text(path: Path) -> pd.DataFrame:
+    """Read a CSV as strings (empty cells as ""), with one-line errors."""
+    with path.open("rb") as fh:
+        _check_csv_head(path, fh.read(65536))
+    frame = _parse_csv(path, path)
     if frame.shape[1] < 2:
         raise InputError(
             f"not a valid CSV file: found {frame.shape[1]} column "
@@ -381,15 +477,26 @@ def _lonlat_status(lon: np.ndarray, lat: np.ndarray, status: np.ndarray) -> None
 
 
 def _apply_status(
-    frame: pd.DataFrame, status: np.ndarray, report: LoadReport, shown: pd.Series
-) -> pd.DataFrame:
-    """Count drops by reason (with a first example) and keep the clean rows."""
+    frame: pd.DataFrame,
+    status: np.ndarray,
+    report: LoadReport,
+    shown: pd.Series,
+    outside: np.ndarray,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Count drops by reason (with a first example) and keep the clean rows.
+
+    Returns the clean rows and, for them, ``outside`` (out of the planning area) as
+    a Series indexed by the rows' 0-based positions in the file.
+    """
     reasons = pd.Series(status, dtype=object)
     for reason, count in reasons.value_counts().items():
         report.dropped[reason] = report.dropped.get(reason, 0) + int(count)
         first = int(np.flatnonzero(status == reason)[0])
         report.examples.setdefault(reason, f"row {first + 1}: {shown.iloc[first]!r}")
-    return frame.loc[reasons.isna().to_numpy()].reset_index(drop=True)
+    clean = reasons.isna().to_numpy()
+    kept_outside = pd.Series(np.asarray(outside, dtype=bool)[clean],
+                             index=np.flatnonzero(clean))  # fmt: skip
+    return frame.loc[clean].reset_index(drop=True), kept_outside
 
 
 def _clean_dol(raw: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.Series]:
@@ -432,7 +539,7 @@ def _clean_points(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, np.nda
 
     status[unparsable(lon_col, lon) | unparsable(lat_col, lat)] = UNPARSABLE_POINT
     _lonlat_status(lon, lat, status)
-    weight_col = _find_column(frame.columns, ("weight", "vehicles", "count"))
+    weight_col = _find_column(frame.columns, _WEIGHT_ALIASES)
     if weight_col is None:
         weight = np.ones(len(frame))
     else:
@@ -476,15 +583,86 @@ def _clean_vehicle_frame(
         ).to_numpy()  # fmt: skip
         kind = kind or "points"
     report = LoadReport(source=str(path), kind=kind, rows_read=len(frame))
-    out = _apply_status(out, status, report, shown)
     state = out["state"].astype("string")
-    outside = (state.notna() & (state.str.upper() != PLANNING_STATE)).to_numpy(bool)
-    report.out_of_area = int(outside.sum())
-    report.kept_out_of_area = keep_out_of_area
+    outside = np.where(
+        state.notna().to_numpy(bool),
+        (state.str.upper() != PLANNING_STATE).fillna(False).to_numpy(bool),
+        ~PLANNING_AREA.contains(out["lon"], out["lat"]),
+    )
+    out, outside = _apply_status(out, status, report, shown, outside)
+    _count_outside(report, out, outside, keep_out_of_area)
     if not keep_out_of_area and report.out_of_area:
-        out = out.loc[~outside].reset_index(drop=True)
+        out = out.loc[~outside.to_numpy()].reset_index(drop=True)
     report.rows_kept = len(out)
+    weight_col = _find_column(frame.columns, _WEIGHT_ALIASES) or "weight"
+    check_total_weight(out["weight"].to_numpy(), source=path, column=weight_col)
     return out[VEHICLE_COLUMNS], report
+
+
+def _count_outside(
+    report: LoadReport, clean: pd.DataFrame, outside: pd.Series, keep: bool
+) -> None:
+    """Count out-of-area rows among the ``clean`` ones, with the first as example.
+
+    ``outside`` is aligned with ``clean`` and indexed by 0-based file row.
+    """
+    report.out_of_area = int(outside.sum())
+    report.kept_out_of_area = keep
+    if report.out_of_area:
+        at = int(np.argmax(outside.to_numpy()))
+        row = clean.iloc[at]
+        text = (
+            f"row {outside.index[at] + 1}: lon {row['lon']:.6g}, lat {row['lat']:.6g}"
+        )
+        if "state" in clean.columns and not pd.isna(row["state"]):
+            text += f", State {row['state']}"
+        report.examples.setdefault(OUTSIDE_AREA, text)
+
+
+def check_total_weight(weight, *, source, column: str = "weight") -> float:
+    """The total demand weight, if finite and at most :data:`MAX_TOTAL_WEIGHT`.
+
+    Parameters
+    ----------
+    weight : float or array-like of float
+        The weights (summed here) or, for a chunked read, their total.
+    source : str or Path
+        The file(s) the weights come from, for the message.
+    column : str
+        The weight column, for the message.
+
+    Returns
+    -------
+    float
+        The total.
+
+    Raises
+    ------
+    InputError
+        Naming the file and column, if the weights sum to more than
+        :data:`MAX_TOTAL_WEIGHT` or overflow to inf (e.g. weights of 1e308).
+
+    Examples
+    --------
+    >>> check_total_weight([1.0, 2.5], source="d.csv")
+    3.5
+    >>> check_total_weight([1e308, 1e308], source="d.csv")
+    Traceback (most recent call last):
+    ...
+    evplanner.errors.InputError: d.csv, column 'weight': the weights sum to inf \
+(overflow); the total must be at most 9.0072e+15 (2**53) ...
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.sum(np.asarray(weight, dtype="float64")))
+    if not total <= MAX_TOTAL_WEIGHT:
+        what = f"{total:g}" + (" (overflow)" if np.isinf(total) else "")
+        raise InputError(
+            f"the weights sum to {what}; the total must be at most "
+            f"{MAX_TOTAL_WEIGHT:.5g} (2**53) for exact sums: rescale the weights",
+            path=source,
+            column=column,
+        )
+    return total
 
 
 def load_vehicles(
@@ -526,7 +704,7 @@ def load_vehicles(
 
 
 def _clean_station_frame(
-    frame: pd.DataFrame, path: Path
+    frame: pd.DataFrame, path: Path, keep_out_of_area: bool, strict: bool
 ) -> tuple[pd.DataFrame, LoadReport]:
     if "Fuel Type Code" in frame.columns:
         _require(frame, _AFDC_REQUIRED, path, "the AFDC station export")
@@ -551,8 +729,10 @@ def _clean_station_frame(
             out["name"] = [f"site {i + 1}" for i in range(len(frame))]
         shown = frame[lon_col].astype(str) + " " + frame[lat_col].astype(str)
     lon, lat = _number(out["lon"]), _number(out["lat"])
-    raw = out["lon"].astype("string").fillna("").str.strip()
-    unparsable = np.isnan(lon) & (raw != "").to_numpy(bool)
+    unparsable = np.zeros(len(out), dtype=bool)
+    for values, column in ((lon, "lon"), (lat, "lat")):
+        raw = out[column].astype("string").fillna("").str.strip()
+        unparsable |= np.isnan(values) & (raw != "").to_numpy(bool)
     status[unparsable & pd.isna(status)] = UNPARSABLE_POINT
     _lonlat_status(lon, lat, status)
     out["lon"], out["lat"] = lon, lat
@@ -565,12 +745,48 @@ def _clean_station_frame(
     out["network"] = out["network"].astype("string").replace("", pd.NA)
     out["open_date"] = pd.to_datetime(out["open_date"], errors="coerce")
     report = LoadReport(source=str(path), kind=kind, rows_read=len(frame))
-    out = _apply_status(out, status, report, shown)
+    outside = pd.isna(status) & ~PLANNING_AREA.contains(lon, lat)
+    if strict:
+        left_out = outside if not keep_out_of_area else np.zeros_like(outside)
+        _refuse_bad_stations(status, left_out, shown, path)
+    out, outside = _apply_status(out, status, report, shown, outside)
+    _count_outside(report, out, outside, keep_out_of_area)
+    if not keep_out_of_area and report.out_of_area:
+        out = out.loc[~outside.to_numpy()].reset_index(drop=True)
     report.rows_kept = len(out)
     return out[STATION_COLUMNS], report
 
 
-def load_stations(path: str | Path | None = None) -> tuple[pd.DataFrame, LoadReport]:
+def _refuse_bad_stations(
+    status: np.ndarray, outside: np.ndarray, shown: pd.Series, path: Path
+) -> None:
+    """Raise one InputError listing the stations that would be left out, if any.
+
+    Rows that are not electric stations (other fuels in an AFDC export) are not
+    stations a planner meant to keep, so they do not count.
+    """
+    reasons = pd.Series(status, dtype=object).where(~outside, OUTSIDE_AREA)
+    bad = (reasons.notna() & (reasons != NOT_ELECTRIC)).to_numpy(bool)
+    if not bad.any():
+        return
+    counts = reasons[bad].value_counts()
+    listed = "; ".join(f"{n:,} {reason}" for reason, n in counts.items())
+    first = int(np.flatnonzero(bad)[0])
+    raise InputError(
+        f"{int(bad.sum()):,} of {len(status):,} rows are not usable stations "
+        f"({listed}); first: {reasons.iloc[first]}, {shown.iloc[first]!r}; fix the "
+        "file (every station in it is meant to be kept)",
+        path=path,
+        row=first + 1,
+    )
+
+
+def load_stations(
+    path: str | Path | None = None,
+    *,
+    keep_out_of_area: bool = False,
+    strict: bool = False,
+) -> tuple[pd.DataFrame, LoadReport]:
     """Load existing public charging stations (or a planner's list of sites).
 
     Parameters
@@ -580,6 +796,15 @@ def load_stations(path: str | Path | None = None) -> tuple[pd.DataFrame, LoadRep
         ``Fuel Type Code == ELEC`` and coordinates are stations; the others are
         counted as dropped), the bundled Parquet, or a CSV with lon/lat columns.
         Default: the bundled stations (:data:`BUNDLED_STATIONS`).
+    keep_out_of_area : bool, default False
+        Keep stations outside the planning area (the box of :data:`PLANNING_AREA`);
+        they are counted in the report either way.
+    strict : bool, default False
+        Refuse the whole file if any station would be left out (missing,
+        unparsable or out-of-range coordinates, or outside the planning area unless
+        ``keep_out_of_area``), as a planner's own list of sites should be: one
+        message counts the rows by reason and names the first. Rows of other fuels
+        in an AFDC export are skipped as usual.
 
     Returns
     -------
@@ -587,10 +812,33 @@ def load_stations(path: str | Path | None = None) -> tuple[pd.DataFrame, LoadRep
         Columns :data:`STATION_COLUMNS`; ports as int32 counts, ``open_date`` as
         datetime (NaT where unknown).
     report : LoadReport
+        Every row read is kept or counted: ``dropped`` by reason, ``out_of_area``.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, lacks coordinates, or (``strict``) has a row
+        that would be left out.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "sites.csv"
+    >>> rows = ["lon,lat", "-122.3,47.6", "xx,47.5", "-122.1,", "151.2,-33.9"]
+    >>> _ = path.write_text("\\n".join(rows))
+    >>> stations, report = load_stations(path)
+    >>> len(stations), report.dropped, report.out_of_area
+    (1, {'unparsable point': 1, 'missing location': 1}, 1)
+    >>> load_stations(path, strict=True)
+    Traceback (most recent call last):
+    ...
+    evplanner.errors.InputError: ...sites.csv, row 2: 3 of 4 rows are not usable \
+stations (1 unparsable point; 1 missing location; 1 outside the planning area); \
+first: unparsable point, 'xx 47.5'; fix the file ...
     """
     path = Path(path) if path is not None else BUNDLED_STATIONS
     frame = _read_table(path)
-    stations, report = _clean_station_frame(frame, path)
+    stations, report = _clean_station_frame(frame, path, keep_out_of_area, strict)
     logger.info("loaded %s: %d stations", path, len(stations))
     return stations, report
 
@@ -612,8 +860,8 @@ def read_points_dask(
     keep_out_of_area : bool, default False
         As in :func:`load_vehicles`.
     blocksize : str or int
-        Bytes per partition: CSV blocks, or Parquet row groups grouped up to this
-        size (uncompressed).
+        Bytes per partition: CSV blocks (cut at line ends), or Parquet row groups
+        grouped up to this size (uncompressed).
     columns : sequence of str, default ("lon", "lat", "weight")
         Which of :data:`VEHICLE_COLUMNS` to return (the attribute columns are needed
         to filter vehicles by county, EV type or model year on the workers).
@@ -626,82 +874,205 @@ def read_points_dask(
     reports : dask.dataframe.DataFrame
         The per-partition load reports as rows of counts; compute it in the same
         ``dask.compute``/``persist`` call as ``points`` so files are read once, then
-        sum with :func:`merge_reports`.
+        sum with :func:`merge_reports`, which raises the errors of the partitions.
+
+    Raises
+    ------
+    InputError
+        At once, if a file is missing, empty, not CSV text in its first 64 kB, or
+        lacks location columns.
+
+    Notes
+    -----
+    A partition that cannot be read (a ragged row, a byte that is not UTF-8) or
+    whose weights overflow does not raise on the worker (where it would be logged
+    as a traceback): it yields no points and an error entry in ``reports``, which
+    :func:`merge_reports` raises as the same one-line
+    :class:`~evplanner.errors.InputError` the in-memory reader gives, naming the
+    file and the row. Always merge the reports before using the points.
     """
     import glob
 
     import dask
     import dask.dataframe as dd
+    from dask.utils import parse_bytes
 
     if isinstance(paths, (str, Path)):
         matched = sorted(glob.glob(str(paths))) or [str(paths)]
     else:
         matched = [str(p) for p in paths]
-    for file in matched:
-        _check_file(Path(file))
-    if all(_is_parquet(Path(f)) for f in matched):
-        # Partitions of about `blocksize` (whole row groups), so that a large file
-        # is not one huge partition.
-        raw = dd.read_parquet(matched, blocksize=blocksize)
-    else:
-        for file in matched:
-            _read_csv_text_head(Path(file))
-        raw = dd.read_csv(
-            matched, dtype=str, keep_default_na=False, blocksize=blocksize,
-            encoding="utf-8-sig",
-        )  # fmt: skip
-    source = matched[0] if len(matched) == 1 else f"{matched[0]} (+{len(matched) - 1})"
-
-    def clean(part: pd.DataFrame, index: int):
-        out, report = _clean_vehicle_frame(part, Path(source), keep_out_of_area)
-        # Row numbers count from the start of the partition: say which one.
-        report.examples = {
-            reason: f"partition {index}, {text}"
-            for reason, text in report.examples.items()
-        }
-        return out[columns], report
-
-    cleaned = [
-        dask.delayed(clean, nout=2)(part, index)
-        for index, part in enumerate(raw.to_delayed())
-    ]
     columns = list(columns)
     unknown = [c for c in columns if c not in VEHICLE_COLUMNS]
     if unknown:
         raise ValueError(f"columns: expected some of {VEHICLE_COLUMNS}, got {unknown}")
+    for file in matched:
+        _check_file(Path(file))
+    source = matched[0] if len(matched) == 1 else f"{matched[0]} (+{len(matched) - 1})"
     meta = _clean_points(pd.DataFrame({"lon": [], "lat": []}), Path(source))[0]
     meta = meta[columns]
-    points = dd.from_delayed([c[0] for c in cleaned], meta=meta, verify_meta=False)
+    if all(_is_parquet(Path(f)) for f in matched):
+        # Partitions of about `blocksize` (whole row groups), so that a large file
+        # is not one huge partition.
+        raw = dd.read_parquet(matched, blocksize=blocksize)
+        tasks = [
+            dask.delayed(_clean_partition, nout=2)(
+                part, index, source, keep_out_of_area, columns, meta
+            )
+            for index, part in enumerate(raw.to_delayed())
+        ]
+    else:
+        size = parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize
+        tasks = []
+        for file in matched:
+            header = _read_csv_text_head(Path(file))
+            for offset, length in _csv_blocks(Path(file), len(header), int(size)):
+                tasks.append(
+                    dask.delayed(_clean_csv_block, nout=2)(
+                        file,
+                        header,
+                        offset,
+                        length,
+                        len(tasks),
+                        keep_out_of_area,
+                        columns,
+                        meta,
+                    )  # fmt: skip
+                )
+    points = dd.from_delayed([t[0] for t in tasks], meta=meta, verify_meta=False)
     # The per-partition reports travel as a small dask DataFrame (not a Delayed), so
     # that one dask.compute of points and reports reads each file once.
     report_meta = _report_to_frame(LoadReport(source, "")).iloc[:0]
-    parts = [dask.delayed(_report_to_frame)(c[1]) for c in cleaned]
-    reports = dd.from_delayed(parts, meta=report_meta, verify_meta=False)
+    reports = dd.from_delayed([t[1] for t in tasks], meta=report_meta,
+                              verify_meta=False)  # fmt: skip
     return points, reports
 
 
-def _report_to_frame(report: LoadReport) -> pd.DataFrame:
+def _clean_partition(
+    part: pd.DataFrame, index: int, source: str, keep_out_of_area: bool,
+    columns: list[str], meta: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Clean one partition: its points and its report as a frame (never raises)."""
+    try:
+        out, report = _clean_vehicle_frame(part, Path(source), keep_out_of_area)
+    except InputError as err:
+        return meta, _report_to_frame(LoadReport(source, ""), error=err)
+    # Row numbers count from the start of the partition: say which one.
+    report.examples = {
+        reason: f"partition {index}, {text}" for reason, text in report.examples.items()
+    }
+    return out[columns], _report_to_frame(report, weight=out["weight"].sum())
+
+
+def _csv_blocks(path: Path, start: int, blocksize: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` byte ranges covering ``path`` from ``start``.
+
+    A block holds the lines that begin in its range (see :func:`_read_csv_block`).
+    """
+    size = path.stat().st_size
+    blocksize = max(int(blocksize), 1)
+    return [(o, min(blocksize, size - o)) for o in range(start, size, blocksize)] or [
+        (start, 0)
+    ]
+
+
+def _read_csv_block(path: Path, offset: int, length: int, first: bool) -> bytes:
+    """The lines of ``path`` that begin in ``[offset, offset + length)``."""
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        if not first:
+            # The line under `offset` belongs to the block before, unless a line
+            # ends just before it.
+            fh.seek(offset - 1)
+            fh.readline()
+        begin = fh.tell()
+        end = offset + length
+        if begin >= end:
+            return b""
+        data = fh.read(end - begin)
+        if not data.endswith(b"\n"):
+            data += fh.readline()
+        return data
+
+
+def _rows_before(path: Path, header_bytes: int, offset: int) -> int:
+    """Data rows (lines after the header) that begin before byte ``offset``."""
+    with path.open("rb") as fh:
+        fh.seek(header_bytes)
+        before = fh.read(max(offset - header_bytes, 0))
+    # A line cut by `offset` begins before it and belongs to the previous block.
+    return before.count(b"\n") + (1 if before and not before.endswith(b"\n") else 0)
+
+
+def _clean_csv_block(
+    file: str, header: bytes, offset: int, length: int, index: int,
+    keep_out_of_area: bool, columns: list[str], meta: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Read and clean one block of a CSV: points and report frame (never raises)."""
+    path = Path(file)
+    first = offset == len(header)
+    try:
+        data = _read_csv_block(path, offset, length, first)
+        try:
+            part = _parse_csv(io.BytesIO(header + data), path)
+        except InputError as err:
+            if err.row is None or first:
+                raise
+            # Only on this error path: count the rows before the block.
+            before = _rows_before(path, len(header), offset)
+            raise InputError(err.message, path=path, row=before + err.row) from None
+    except InputError as err:
+        return meta, _report_to_frame(LoadReport(file, ""), error=err)
+    return _clean_partition(part, index, file, keep_out_of_area, columns, meta)
+
+
+def _report_to_frame(
+    report: LoadReport, *, weight: float = 0.0, error: InputError | None = None
+) -> pd.DataFrame:
     """A :class:`LoadReport` as a long frame of plain columns (for chunked reads).
 
     Dask turns object columns into strings, so the report travels as
-    ``key``/``count``/``example`` rows rather than as an object.
+    ``key``/``count``/``example`` rows rather than as an object; the partition's
+    total ``weight`` and an ``error`` (as JSON) travel the same way.
     """
-    keys = ["rows_read", "rows_kept", "out_of_area"]
-    counts = [report.rows_read, report.rows_kept, report.out_of_area]
-    examples = ["", "", ""]
+    keys = ["rows_read", "rows_kept", "out_of_area", "weight_total"]
+    counts = [report.rows_read, report.rows_kept, report.out_of_area, weight]
+    examples = ["", "", report.examples.get(OUTSIDE_AREA, ""), ""]
     for reason, count in report.dropped.items():
         keys.append(f"dropped:{reason}")
         counts.append(count)
         examples.append(report.examples.get(reason, ""))
+    if error is not None:
+        import json
+
+        keys.append("error")
+        counts.append(0)
+        fields = {"message": error.message, "path": error.path, "row": error.row,
+                  "column": error.column}  # fmt: skip
+        examples.append(json.dumps(fields))
     return pd.DataFrame(
-        {"key": keys, "count": np.asarray(counts, dtype="int64"), "example": examples}
+        {"key": keys, "count": np.asarray(counts, dtype="float64"), "example": examples}
     )
 
 
 def merge_reports(parts: pd.DataFrame, *, source: str, kind: str,
                   kept_out_of_area: bool = False) -> LoadReport:  # fmt: skip
-    """Sum the computed per-partition ``reports`` of :func:`read_points_dask`."""
+    """Sum the computed per-partition ``reports`` of :func:`read_points_dask`.
+
+    Raises
+    ------
+    InputError
+        The first partition's error (a file that could not be read, naming the file
+        and row), or if the weights of all partitions sum beyond
+        :data:`MAX_TOTAL_WEIGHT` (see :func:`check_total_weight`).
+    """
+    import json
+
+    errors = parts.loc[parts["key"] == "error", "example"]
+    if len(errors):
+        fields = json.loads(errors.iloc[0])
+        raise InputError(fields.pop("message"), **fields)
     report = LoadReport(source=source, kind=kind, kept_out_of_area=kept_out_of_area)
+    weight = 0.0
     for key, count, example in parts[["key", "count", "example"]].itertuples(
         index=False
     ):
@@ -710,19 +1081,30 @@ def merge_reports(parts: pd.DataFrame, *, source: str, kind: str,
             report.dropped[reason] = report.dropped.get(reason, 0) + int(count)
             if example:
                 report.examples.setdefault(reason, example)
+        elif key == "weight_total":
+            weight += count
         else:
             setattr(report, key, getattr(report, key) + int(count))
+            if key == "out_of_area" and example:
+                report.examples.setdefault(OUTSIDE_AREA, example)
+    check_total_weight(weight, source=source)
     return report
 
 
-def _read_csv_text_head(path: Path) -> None:
-    """Check one CSV's header with the same messages as the in-memory reader."""
+def _read_csv_text_head(path: Path) -> bytes:
+    """Check one CSV's first bytes and header as the in-memory reader does.
+
+    Returns
+    -------
+    bytes
+        The header line, line end included.
+    """
     with path.open("rb") as fh:
         head = fh.read(65536)
-    if b"\x00" in head:
-        raise InputError("not a CSV file (binary content)", path=path)
-    first = head.decode("utf-8-sig", errors="replace").splitlines()[0:1]
-    columns = first[0].split(",") if first else []
+        fh.seek(0)
+        header = fh.readline()
+    _check_csv_head(path, head)
+    columns = [str(c).strip() for c in _parse_csv(io.BytesIO(header), path).columns]
     if "Vehicle Location" not in columns and (
         _find_column(columns, _LON_ALIASES) is None
         or _find_column(columns, _LAT_ALIASES) is None
@@ -732,6 +1114,9 @@ def _read_csv_text_head(path: Path) -> None:
             f"lon/lat columns; found columns: {columns[:20]}",
             path=path,
         )
+    if not header.endswith(b"\n"):
+        header += b"\n"  # a file of a header only, without a final line end
+    return header
 
 
 # --------------------------------------------------------------------------- bundling

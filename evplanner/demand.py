@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evplanner._io import atomic_write
+from evplanner.errors import check_positive
 from evplanner.projection import choose_crs, to_lonlat, to_metres
 
 __all__ = [
@@ -172,11 +174,12 @@ def synthesize_demand(
     seed : int
         The same ``seed``, ``n`` and ``chunk_rows`` give the same points.
     spread_m : float
-        Standard deviation of the scatter per axis, metres.
+        Standard deviation of the scatter per axis, metres (finite, >= 0).
     path : str or Path, optional
         Write Parquet (columns ``lon``, ``lat``, ``weight``) here, one row group per
         chunk, never holding more than one chunk in memory. Without it, return the
-        points as a DataFrame.
+        points as a DataFrame. The file is written atomically: a failure or an
+        interruption leaves no partial file (and an existing file as it was).
     chunk_rows : int
         Rows generated (and written) per chunk.
     crs : "auto" or EPSG
@@ -186,15 +189,30 @@ def synthesize_demand(
     -------
     pandas.DataFrame or pathlib.Path
         The points (weight 1.0 each), or ``path`` once written.
+
+    Raises
+    ------
+    ValueError
+        Before any file is created: for ``n`` or ``chunk_rows`` below 1, a
+        ``spread_m`` that is NaN, inf or negative, invalid demand weights, or a
+        ``path`` whose directory does not exist.
     """
+    for name, value in (("n", n), ("chunk_rows", chunk_rows)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
     if n < 1:
         raise ValueError(f"n: expected a positive number of points, got {n}")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows: expected a positive integer, got {chunk_rows}")
+    spread_m = check_positive(spread_m, "spread_m", unit="m", allow_zero=True)
     weight = demand["weight"].to_numpy("float64")
-    if not np.isfinite(weight).all() or (weight < 0).any() or weight.sum() <= 0:
+    with np.errstate(over="ignore"):
+        total = weight.sum()
+    if not np.isfinite(weight).all() or (weight < 0).any() or not 0 < total < np.inf:
         raise ValueError("demand weights must be finite, non-negative, not all zero")
-    crs = choose_crs(demand["lon"], demand["lat"], crs)
+    if path is not None and not Path(path).parent.is_dir():
+        raise ValueError(f"path {path}: directory {Path(path).parent} does not exist")
+    crs = choose_crs(demand["lon"], demand["lat"], crs, weight=weight)
     x_m, y_m = to_metres(demand["lon"], demand["lat"], crs)
     cumulative = np.cumsum(weight / weight.sum())
     # One child seed per chunk: chunks are independent streams, so writing them one
@@ -220,13 +238,13 @@ def synthesize_demand(
     import pyarrow.parquet as pq
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     schema = pa.schema([("lon", pa.float64()), ("lat", pa.float64()),
                         ("weight", pa.float64())])  # fmt: skip
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for index, chunk in enumerate(chunks()):
-            writer.write_table(
-                pa.Table.from_pandas(chunk, schema, preserve_index=False)
-            )
-            logger.info("wrote chunk %d/%d to %s", index + 1, len(streams), path)
+    with atomic_write(path) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for index, chunk in enumerate(chunks()):
+                writer.write_table(
+                    pa.Table.from_pandas(chunk, schema, preserve_index=False)
+                )
+                logger.info("wrote chunk %d/%d to %s", index + 1, len(streams), path)
     return path

@@ -1,14 +1,17 @@
 """Project-specific errors.
 
 One module for the errors evplanner raises on bad input, so that the CLI and the app
-can turn them into messages (never tracebacks) that name the file, row and value.
+can turn them into messages (never tracebacks) that name the file, row and value; and
+the check of a number given as an option (radius, spread), shared by all entry points.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
 
-__all__ = ["ClusterError", "InputError"]
+__all__ = ["ClusterError", "InputError", "check_positive"]
 
 
 class InputError(ValueError):
@@ -49,6 +52,12 @@ class InputError(ValueError):
         self.field = field
         super().__init__(str(self))
 
+    def __reduce__(self):
+        # Keep path, row, column and value through pickling (Dask workers -> client).
+        fields = {"path": self.path, "row": self.row, "column": self.column,
+                  "value": self.value, "field": self.field}  # fmt: skip
+        return _rebuild, (type(self), self.message, fields)
+
     def __str__(self) -> str:
         where = [] if self.field is None else [self.field]
         if self.path is not None:
@@ -60,6 +69,55 @@ class InputError(ValueError):
         if self.value is not None:
             where.append(f"value {self.value!r}")
         return (", ".join(where) + ": " if where else "") + self.message
+
+
+def _rebuild(cls, message, fields):
+    return cls(message, **fields)
+
+
+def check_positive(
+    value, name: str, *, unit: str = "", allow_zero: bool = False
+) -> float:
+    """Return ``value`` as a float if it is a finite number > 0 (>= 0 if allowed).
+
+    Parameters
+    ----------
+    value : int or float
+        The number as given (not a string: parse options first).
+    name : str
+        The parameter or option, as the user wrote it (``"--radius-km"``).
+    unit : str
+        Its unit, for the message (``"km"``).
+    allow_zero : bool
+        Accept 0.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the expected and the actual value, for NaN, inf, a negative
+        number, zero (unless ``allow_zero``), a bool or a non-number.
+
+    Examples
+    --------
+    >>> check_positive(5, "--radius-km", unit="km")
+    5.0
+    >>> check_positive(float("inf"), "--radius-km", unit="km")
+    Traceback (most recent call last):
+    ...
+    ValueError: --radius-km: expected a finite number > 0 km, got inf
+    >>> check_positive(-100.0, "spread_m", unit="m", allow_zero=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: spread_m: expected a finite number >= 0 m, got -100.0
+    """
+    bound = ">= 0" if allow_zero else "> 0"
+    expected = f"expected a finite number {bound}" + (f" {unit}" if unit else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}: {expected}, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        raise ValueError(f"{name}: {expected}, got {number!r}")
+    return number
 
 
 class ClusterError(RuntimeError):

@@ -80,7 +80,7 @@ def run(capsys, *argv):
         (["--k", "3", "--existing", "elsewhere"], "elsewhere: file not found"),
         (["--k", "999999"], "--k: expected an integer between 1 and 5000"),
         (["--k", "600"], "--k: the demand has 537 location(s), fewer than the 600"),
-        (["--k", "3", "--out", "."], "--out .: is a directory"),
+        (["--k", "3", "--out", "."], "--out .: expected a file name, got a directory"),
         (["--k", "3", "--report", "r.txt"], "--report r.txt: expected an .html"),
         (["--k", "3", "--worker-timeout", "0s"], "--worker-timeout: expected a"),
         (["--k", "three"], "invalid int value"),
@@ -329,7 +329,7 @@ def test_an_output_never_overwrites_an_input_or_another_output(capsys, tmp_path,
                  target.with_suffix(".html")]
     code, _, err = run(capsys, *argv)
     assert code == 2, err
-    assert "is also an input" in err or "the same file as" in err
+    assert "is also the input" in err or "is also the output" in err
     assert target.read_bytes() == before
 
 
@@ -338,7 +338,7 @@ def test_sweep_output_never_overwrites_its_input(capsys, tmp_path, plain_csv):
     target.write_bytes(plain_csv.read_bytes())
     code, _, err = run(capsys, "sweep", "--k", "2:3", "--input", target,
                        "--out", target)  # fmt: skip
-    assert code == 2 and "--out" in err and "is also an input" in err
+    assert code == 2 and "--out" in err and "is also the input" in err
     assert target.read_bytes() == plain_csv.read_bytes()
 
 

@@ -10,11 +10,14 @@ from evplanner.data import (
     BUNDLED_STATIONS,
     BUNDLED_VEHICLES,
     INVALID_WEIGHT,
+    MAX_TOTAL_WEIGHT,
     MISSING_LOCATION,
     NOT_ELECTRIC,
     OUT_OF_RANGE,
+    OUTSIDE_AREA,
     UNPARSABLE_POINT,
     build_bundled_data,
+    check_total_weight,
     load_stations,
     load_vehicles,
     merge_reports,
@@ -193,7 +196,7 @@ def test_unreadable_files_name_file_and_problem(tmp_path, name, content, match):
 
 def test_parquet_named_csv(tmp_path):
     path = tmp_path / "data.csv"
-    pd.DataFrame({"lon": [1.0], "lat": [2.0]}).to_parquet(path)
+    pd.DataFrame({"lon": [-122.3], "lat": [47.6]}).to_parquet(path)
     # Content decides: a Parquet file is read as Parquet whatever its name.
     points, _ = load_vehicles(path)
     assert len(points) == 1
@@ -307,3 +310,274 @@ def test_read_points_dask_matches_in_memory(tmp_path):
     assert report.out_of_area == 1
     assert report.examples.keys() == mem_report.examples.keys()
     assert report.examples[UNPARSABLE_POINT].endswith("'POINT (1)'")
+
+
+# ---------------------------------------------------------------- planning area
+
+
+def test_plain_points_outside_the_planning_area(tmp_path):
+    path = write(tmp_path, "pts.csv", [
+        "lon,lat",
+        "-122.3,47.6",
+        "0,0",              # null island: an export error
+        "-122.4,47.7",
+        "-80.19,25.77",     # Miami
+        "-117.4,47.7",      # Spokane
+        "-122.68,45.52",    # Portland, OR: inside the margin
+    ])  # fmt: skip
+    points, report = load_vehicles(path)
+    assert report.rows_read == 6 and report.rows_kept == len(points) == 4
+    assert report.out_of_area == 2 and not report.kept_out_of_area
+    assert report.dropped == {} and report.rows_dropped == 2
+    assert report.examples[OUTSIDE_AREA] == "row 2: lon 0, lat 0"
+    assert "outside the planning area (WA): 2 (left out) (first: row 2" in (
+        report.format()
+    )
+    assert not (points["lon"] == 0).any()
+    kept, report_all = load_vehicles(path, keep_out_of_area=True)
+    assert len(kept) == 6 and report_all.out_of_area == 2
+    assert "(kept)" in report_all.format()
+
+
+def test_state_decides_before_the_box(tmp_path):
+    # A DOL row registered in WA is in the area wherever its point is; a row of
+    # another state is not, even inside the box.
+    path = write(tmp_path, "dol.csv", [
+        DOL_HEADER,
+        dol_row("POINT (-122.3 47.6)"),
+        dol_row("POINT (-122.68 45.52)", state="OR"),
+    ])  # fmt: skip
+    _, report = load_vehicles(path)
+    assert report.out_of_area == 1 and report.rows_kept == 1
+    assert report.examples[OUTSIDE_AREA] == "row 2: lon -122.68, lat 45.52, State OR"
+
+
+def test_every_row_is_kept_or_counted(tmp_path):
+    path = write(tmp_path, "pts.csv", [
+        "lon,lat,weight", "-122.3,47.6,1", "x,47.6,1", "-122.3,,1", "0,0,1",
+        "-122.3,47.6,-2", "-122.3,95,1",
+    ])  # fmt: skip
+    for keep in (False, True):
+        _, report = load_vehicles(path, keep_out_of_area=keep)
+        left_out = 0 if keep else report.out_of_area
+        assert report.rows_read == (
+            report.rows_kept + sum(report.dropped.values()) + left_out
+        )
+
+
+# ---------------------------------------------------------------- stations
+
+
+def test_bad_station_rows_are_counted(tmp_path):
+    path = write(tmp_path, "fixed.csv", [
+        "lon,lat",
+        "-122.3,47.6",
+        "xx,47.5",          # unparsable longitude
+        "-122.1,",          # missing latitude
+        "-122.1,yy",        # unparsable latitude
+        "151.21,-33.87",    # Sydney
+        "37.62,55.75",      # Moscow
+    ])  # fmt: skip
+    stations, report = load_stations(path)
+    assert len(stations) == report.rows_kept == 1
+    assert report.dropped == {UNPARSABLE_POINT: 2, MISSING_LOCATION: 1}
+    assert report.examples[UNPARSABLE_POINT] == "row 2: 'xx 47.5'"
+    assert report.out_of_area == 2 and report.rows_dropped == 5
+    assert report.examples[OUTSIDE_AREA] == "row 5: lon 151.21, lat -33.87"
+    assert "outside the planning area (WA): 2 (left out)" in report.format()
+    kept, report_all = load_stations(path, keep_out_of_area=True)
+    assert len(kept) == 3 and report_all.kept_out_of_area
+    assert sorted(kept["lon"]) == [-122.3, 37.62, 151.21]
+
+
+def test_strict_station_file_is_refused_whole(tmp_path):
+    path = write(tmp_path, "fixed.csv", ["lon,lat", "-122.3,47.6", "-122.1,",
+                                         "151.21,-33.87"])  # fmt: skip
+    with pytest.raises(InputError) as err:
+        load_stations(path, strict=True)
+    text = str(err.value)
+    assert err.value.row == 2 and "\n" not in text
+    assert text.startswith(f"{path}, row 2: 2 of 3 rows are not usable stations")
+    assert "1 missing location" in text and "1 outside the planning area" in text
+    # Keeping out-of-area stations leaves only the bad row to refuse.
+    with pytest.raises(InputError, match="1 of 3 rows .*1 missing location"):
+        load_stations(path, strict=True, keep_out_of_area=True)
+    good = write(tmp_path, "good.csv", ["lon,lat", "-122.3,47.6", "151.21,-33.87"])
+    stations, _ = load_stations(good, strict=True, keep_out_of_area=True)
+    assert len(stations) == 2
+
+
+def test_strict_afdc_export_skips_other_fuels(tmp_path):
+    path = write(tmp_path, "afdc.csv", [
+        "Fuel Type Code,Station Name,Latitude,Longitude,ID",
+        "ELEC,A,47.6,-122.3,1",
+        "CNG,B,47.5,-122.2,2",
+    ])  # fmt: skip
+    stations, report = load_stations(path, strict=True)
+    assert len(stations) == 1 and report.dropped == {NOT_ELECTRIC: 1}
+
+
+# ---------------------------------------------------------------- weights
+
+
+def test_overflowing_weights_are_refused(tmp_path):
+    path = write(tmp_path, "w.csv", ["lon,lat,vehicles", "-122.3,47.6,1e308",
+                                     "-122.4,47.7,1e308"])  # fmt: skip
+    with pytest.raises(InputError) as err:
+        load_vehicles(path)
+    assert str(err.value).startswith(
+        f"{path}, column 'vehicles': the weights sum to inf"
+    )
+    # Finite but beyond exact float64 sums: refused too, with the limit.
+    big = write(tmp_path, "big.csv", ["lon,lat,weight", "-122.3,47.6,1e16"])
+    with pytest.raises(InputError, match=r"sum to 1e\+16; the total must be at most"):
+        load_vehicles(big)
+    assert check_total_weight([2.0**52, 2.0**52], source="x") == MAX_TOTAL_WEIGHT
+
+
+def test_weight_total_is_checked_across_partitions(tmp_path):
+    # Each file is fine alone; together they sum past the limit.
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"w{i}.parquet")
+        frame = pd.DataFrame({"lon": [-122.3], "lat": [47.6], "weight": [6e15]})
+        frame.to_parquet(paths[-1])
+        load_vehicles(paths[-1])  # no error
+    import dask
+
+    points, reports = read_points_dask(paths)
+    _, parts = dask.compute(points, reports, scheduler="sync")
+    with pytest.raises(InputError, match="the weights sum to 1.2e"):
+        merge_reports(parts, source="w*.parquet", kind="points")
+
+
+# ---------------------------------------------------------------- bad CSV text
+
+
+def ragged_lines(n=3000, bad_row=2500):
+    lines = ["lon,lat,weight"] + [
+        f"-122.{i % 1000:03d},47.{i % 1000:03d},1" for i in range(1, n + 1)
+    ]
+    lines[bad_row] = "-122.3,47.6,1,5"
+    return lines
+
+
+def latin1_file(tmp_path, bad_row=2500, n=3000):
+    lines = ["lon,lat,name"] + [f"-122.3,47.6,s{i}" for i in range(1, n + 1)]
+    lines[bad_row] = "-122.3,47.6,Caf\xe9"
+    path = tmp_path / "latin.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    return path
+
+
+def test_ragged_csv_one_line_with_row(tmp_path):
+    path = write(tmp_path, "ragged.csv", ragged_lines())
+    with pytest.raises(InputError) as err:
+        load_vehicles(path)
+    assert err.value.row == 2500 and err.value.path == str(path)
+    assert str(err.value) == (
+        f"{path}, row 2500: not a valid CSV file: the row has 4 fields, the header "
+        "has 3 (a comma inside a value needs quotes)"
+    )
+
+
+def test_latin1_csv_names_file_and_row(tmp_path):
+    # In the first 64 kB (the quick check) and beyond (pandas' own error).
+    for bad_row, n in ((2500, 3000), (5000, 6000)):
+        path = latin1_file(tmp_path, bad_row=bad_row, n=n)
+        assert (path.read_bytes().index(b"\xe9") > 65536) == (bad_row == 5000)
+        with pytest.raises(InputError) as err:
+            load_vehicles(path)
+        assert err.value.row == bad_row and "\n" not in str(err.value)
+        assert str(err.value).startswith(
+            f"{path}, row {bad_row}: not a CSV text file: byte 0xe9 is not UTF-8"
+        )
+    header = tmp_path / "header.csv"
+    header.write_bytes("lon,lat,r\xe9gion\n-122.3,47.6,x\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"header\.csv: .*0xe9 in the header"):
+        load_vehicles(header)
+
+
+# ---------------------------------------------------------------- dask CSV blocks
+
+
+@pytest.mark.parametrize(
+    "ending, final, bom",
+    [("\n", True, False), ("\n", False, False), ("\r\n", True, True),
+     ("\r\n", False, False)],
+)  # fmt: skip
+def test_dask_csv_blocks_give_the_in_memory_rows(tmp_path, ending, final, bom):
+    lines = ["lon,lat,weight,county"] + [
+        f'-122.{i:03d},47.{i:03d},{1 + i % 3},"K, {i}"' for i in range(20)
+    ]
+    lines[17] = "x,47.1,1,a"  # one dropped row and one out of the area, to compare
+    lines[9] = "0,0,1,b"  # the reports
+    text = ending.join(lines) + (ending if final else "")
+    path = tmp_path / "pts.csv"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    memory, mem_report = load_vehicles(path)
+    import dask
+
+    # Blocks shorter than a line, a few lines, and the whole file.
+    for blocksize in (7, 64, 10**9):
+        points, reports = read_points_dask(
+            path, blocksize=blocksize, columns=["lon", "lat", "weight", "county"]
+        )
+        frame, parts = dask.compute(points, reports, scheduler="sync")
+        report = merge_reports(parts, source=str(path), kind="points")
+        pd.testing.assert_frame_equal(
+            frame.reset_index(drop=True),
+            memory[["lon", "lat", "weight", "county"]].astype({"county": object}),
+            check_dtype=False,
+        )
+        assert report.rows_read == mem_report.rows_read == 20
+        assert report.dropped == mem_report.dropped == {UNPARSABLE_POINT: 1}
+        assert report.out_of_area == mem_report.out_of_area == 1
+        assert report.examples[OUTSIDE_AREA].endswith("lon 0, lat 0")
+        assert report.rows_kept == len(frame) == 18
+
+
+@pytest.mark.parametrize("blocksize", [5000, 20_000, "64MB"])
+def test_dask_bad_csv_gives_the_in_memory_error(tmp_path, blocksize):
+    import dask
+
+    ragged = write(tmp_path, "ragged.csv", ragged_lines())
+    # Beyond the first 64 kB, which read_points_dask checks at once.
+    latin = latin1_file(tmp_path, bad_row=5000, n=6000)
+    for path, row in ((ragged, 2500), (latin, 5000)):
+        with pytest.raises(InputError) as expected:
+            load_vehicles(path)
+        points, reports = read_points_dask(path, blocksize=blocksize)
+        _, parts = dask.compute(points, reports, scheduler="sync")
+        with pytest.raises(InputError) as err:
+            merge_reports(parts, source=str(path), kind="points")
+        assert str(err.value) == str(expected.value)
+        assert err.value.row == row and err.value.path == str(path)
+    early = latin1_file(tmp_path, bad_row=2500, n=3000)
+    with pytest.raises(InputError, match="row 2500: not a CSV text file"):
+        read_points_dask(early, blocksize=blocksize)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_dask_bad_csv_on_a_cluster_is_one_line_without_worker_traceback(tmp_path):
+    import dask
+    from distributed import Client, LocalCluster
+
+    ragged = write(tmp_path, "ragged.csv", ragged_lines())
+    latin = latin1_file(tmp_path, bad_row=5000, n=6000)
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    with cluster, Client(cluster) as client:
+        for path, row in ((ragged, 2500), (latin, 5000)):
+            points, reports = read_points_dask(path, blocksize=20_000)
+            assert points.npartitions > 2
+            points, reports = dask.persist(points, reports)
+            with pytest.raises(InputError) as err:
+                merge_reports(reports.compute(), source=str(path), kind="points")
+            assert err.value.path == str(path) and err.value.row == row
+            assert "\n" not in str(err.value)
+        logs = client.get_worker_logs()
+        text = "\n".join(msg for entries in logs.values() for _, msg in entries)
+        assert "Compute Failed" not in text and "Traceback" not in text

@@ -90,3 +90,35 @@ def test_synthetic_errors():
         synthesize_demand(demand, 10)
     with pytest.raises(ValueError, match="n: expected a positive"):
         synthesize_demand(demand.assign(weight=1.0), 0)
+
+
+@pytest.mark.parametrize("spread_m", [np.nan, np.inf, -100.0, "3000"])
+def test_synthetic_bad_spread_creates_no_file(tmp_path, spread_m):
+    demand = pd.DataFrame({"lon": [-122.3], "lat": [47.6], "weight": [1.0]})
+    path = tmp_path / "d.parquet"
+    with pytest.raises(ValueError, match="spread_m: expected a finite number >= 0 m"):
+        synthesize_demand(demand, 10, spread_m=spread_m, path=path)
+    assert list(tmp_path.iterdir()) == []
+    # An existing file is left as it was.
+    path.write_bytes(b"old")
+    with pytest.raises(ValueError, match="spread_m"):
+        synthesize_demand(demand, 10, spread_m=spread_m, path=path)
+    assert path.read_bytes() == b"old" and list(tmp_path.iterdir()) == [path]
+
+
+def test_synthetic_file_replaced_whole(tmp_path):
+    demand = pd.DataFrame({"lon": [-122.3], "lat": [47.6], "weight": [1.0]})
+    path = tmp_path / "d.parquet"
+    path.write_bytes(b"old")
+    synthesize_demand(demand, 25, spread_m=0, path=path, chunk_rows=10)
+    frame = pd.read_parquet(path)
+    # spread 0: every point on the location itself (up to the projection round trip)
+    assert len(frame) == 25 and np.allclose(frame["lon"], -122.3)
+    assert list(tmp_path.iterdir()) == [path]
+    with pytest.raises(ValueError, match="directory .*nope does not exist"):
+        synthesize_demand(demand, 10, path=tmp_path / "nope" / "d.parquet")
+    with pytest.raises(ValueError, match="n: expected an integer, got 2.5"):
+        synthesize_demand(demand, 2.5)
+    # Weights that overflow when summed.
+    with pytest.raises(ValueError, match="finite, non-negative"):
+        synthesize_demand(pd.concat([demand.assign(weight=1e308)] * 2), 5)

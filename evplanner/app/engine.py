@@ -222,7 +222,7 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
     >>> parse_uploaded_stations(b"lon,lat\\n-122.3,147.6\\n", "s.csv")
     Traceback (most recent call last):
     ...
-    evplanner.errors.InputError: s.csv: 1 of 1 rows are not usable stations ...
+    evplanner.errors.InputError: s.csv, row 1: 1 of 1 rows are not usable stations ...
     """
     from evplanner.data import load_stations
 
@@ -242,25 +242,15 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
         path = Path(tmp) / safe
         path.write_bytes(data)
         try:
-            stations, report = load_stations(path)
+            # Strict: a list with a bad or out-of-area row is refused whole, so that
+            # no station the planner meant to keep silently disappears.
+            stations, report = load_stations(path, strict=True)
         except InputError as err:
             raise InputError(err.message, path=name, row=err.row, column=err.column,
                              value=err.value) from None  # fmt: skip
         except (UnicodeDecodeError, pd.errors.ParserError) as err:
             raise InputError(f"not a readable CSV file ({err})", path=name) from None
     report.source = name
-    # Rows that are not charging stations (an AFDC export lists every fuel) are
-    # rightly skipped; any other dropped row is a station the user meant to keep.
-    dropped = {k: v for k, v in report.dropped.items()
-               if v and k != "not an electric station"}  # fmt: skip
-    if dropped:
-        reasons = "; ".join(
-            f"{n} {reason}" + (f" (first: {report.examples[reason]})"
-                               if report.examples.get(reason) else "")
-            for reason, n in dropped.items())  # fmt: skip
-        raise InputError(f"{sum(dropped.values())} of {report.rows_read} rows are not "
-                         f"usable stations ({reasons}); fix the file and upload it "
-                         "again", path=name)  # fmt: skip
     if len(stations) == 0:
         raise InputError("no stations in the file", path=name)
     token = hashlib.sha256(data).hexdigest()[:16]

@@ -56,7 +56,7 @@ from evplanner.data import (
 from evplanner.demand import demand_points, filter_vehicles, vehicle_weights
 from evplanner.errors import InputError
 from evplanner.planning.scenario import Scenario
-from evplanner.projection import choose_crs, to_metres
+from evplanner.projection import choose_crs, choose_crs_dask, to_metres
 
 __all__ = [
     "Demand",
@@ -315,7 +315,8 @@ def _demand_in_memory(
     lon = points["lon"].to_numpy("float64")
     lat = points["lat"].to_numpy("float64")
     weight = points["weight"].to_numpy("float64")
-    crs = choose_crs(lon, lat, scenario.crs)
+    # The UTM zone where most of the demand weight is: stray points cannot move it.
+    crs = choose_crs(lon, lat, scenario.crs, weight=weight)
     x_m, y_m = to_metres(lon, lat, crs)
     logger.info("demand %s: %d points in memory", source, len(points))
     return Demand(
@@ -437,14 +438,11 @@ def _demand_on_cluster(
             split_out=max(1, weighted.npartitions // 4),
         ).reset_index()  # fmt: skip
         points = summed[summed["weight"] > 0].sort_values(["lon", "lat"]).persist()
-    lon_min, lon_max, lat_min, lat_max = dask.compute(
-        points["lon"].min(), points["lon"].max(),
-        points["lat"].min(), points["lat"].max(),
-    )  # fmt: skip
-    if not np.isfinite([lon_min, lon_max, lat_min, lat_max]).all():
-        raise _no_demand(source, report)
-    crs = choose_crs([lon_min, lon_max], [lat_min, lat_max], scenario.crs)
     lengths = tuple(int(n) for n in points.map_partitions(len).compute())
+    if not sum(lengths):
+        raise _no_demand(source, report)
+    # As in memory: the zone where most of the weight is (additive histograms).
+    crs = choose_crs_dask(points, scenario.crs, weight="weight")
     columns = ["x_m", "y_m", "weight"] + (["vehicles"] if aggregate else [])
     projected = points.map_partitions(_project_partition, crs.to_wkt(),
                                       meta=_float_frame(*columns))  # fmt: skip
@@ -569,7 +567,7 @@ def load_existing(
             source = source.replace("public stations", "public DC fast stations")
         return ExistingSites(frame.reset_index(drop=True), report, source)
     path = Path(scenario.existing)
-    frame, report = load_stations(path)
+    frame, report = load_stations(path, keep_out_of_area=scenario.keep_out_of_area)
     if frame.empty:
         raise InputError(f"no usable station rows ({report.rows_read:,} read, "
                          f"dropped: {report.dropped})", path=path)  # fmt: skip

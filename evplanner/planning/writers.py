@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from evplanner._io import write_files
 from evplanner._json import json_ready
 from evplanner.errors import InputError
 from evplanner.planning.plan import Plan
@@ -28,7 +27,6 @@ __all__ = [
     "sites_geojson",
     "sites_geoparquet",
     "write_bytes",
-    "write_files",
     "write_plan",
 ]
 
@@ -106,47 +104,9 @@ def metrics_json(plan: Plan) -> bytes:
     return (json.dumps(plan.metrics(), indent=2) + "\n").encode("utf-8")
 
 
-def _stage(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a new temporary file next to ``path``; return its path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                               dir=path.parent)  # fmt: skip
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
 def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temporary file, then a rename.
-
-    The previous file (if any) stays intact until the new one is complete; on any
-    error the temporary file is removed.
-    """
-    return write_files({Path(path): data})[0]
-
-
-def write_files(files: dict[Path, bytes]) -> list[Path]:
-    """Write several files all or nothing (as far as renames allow).
-
-    Every file is first written in full to a temporary file beside its target;
-    only when all of them are written are they renamed over their targets. A failure
-    while writing leaves every target as it was.
-    """
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path, data in files.items():
-            staged.append((_stage(Path(path), data), Path(path)))
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-    return [Path(p) for p in files]
+    """Write ``data`` to ``path`` atomically (:func:`evplanner._io.atomic_write`)."""
+    return write_files({path: data})[0]
 
 
 def write_plan(
