@@ -5,8 +5,8 @@ Usage, from the repository root, with the raw files at hand (default: ../shared/
     .venv/bin/python data/regenerate.py [RAW_DIR]
 
 Writes ``evplanner/bundled/vehicles.parquet``, ``stations.parquet`` and
-``tracts.parquet`` and prints what the loaders kept and dropped; ``tests/test_data.py`` checks that this gives exactly the
-shipped files.
+``tracts.parquet`` and prints what the loaders kept and dropped;
+``tests/test_data.py`` checks that this gives exactly the shipped files.
 """
 
 import sys
