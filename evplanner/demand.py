@@ -282,7 +282,7 @@ def place_vehicles(
     (['53033004800'], {'missing census tract': 1})
     >>> placed, report = place_vehicles(v, tracts, tract_fallback="zip")
     >>> placed["lon"].round(2).tolist(), report.fallback
-    ([-122.32, -122.3], {'missing census tract': 1})
+    ([-122.36, -122.3], {'missing census tract': 1})
     """
     _check_choice("demand_at", demand_at, DEMAND_AT)
     _check_choice("tract_fallback", tract_fallback, TRACT_FALLBACKS)
