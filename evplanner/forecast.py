@@ -53,6 +53,7 @@ __all__ = [
     "GROWTHS",
     "Forecast",
     "forecast_demand",
+    "forecast_errors",
     "forecast_stock",
     "growth_rates",
     "validate_forecast",
@@ -415,9 +416,9 @@ def forecast_demand(
     --------
     >>> from evplanner.data import load_vehicles
     >>> vehicles, _ = load_vehicles()
-    >>> now = forecast_demand(vehicles, 2023)
-    >>> later = forecast_demand(vehicles, 2026)
-    >>> int(now["vehicles"].sum()), later["vehicles"].sum() > now["vehicles"].sum()
+    >>> now = forecast_demand(vehicles, 2023)["vehicles"].sum()
+    >>> later = forecast_demand(vehicles, 2026)["vehicles"].sum()
+    >>> int(now), bool(later > now)
     (149495, True)
     """
     tracts = load_tracts() if tracts is None else tracts
@@ -457,7 +458,26 @@ def forecast_demand(
 # --------------------------------------------------------------------------- validation
 
 
-def _errors(forecast: pd.Series, actual: pd.Series) -> dict:
+def forecast_errors(forecast: pd.Series, actual: pd.Series) -> dict:
+    """Errors of a forecast against the actual values, both indexed by unit.
+
+    Units missing on one side count 0 there.
+
+    Returns
+    -------
+    dict
+        ``units`` (units with actual > 0), ``mape`` (mean of
+        ``|forecast - actual| / actual`` over them), ``wape``
+        (``sum |forecast - actual| / sum actual``) and ``total_error``
+        (``(sum forecast - sum actual) / sum actual``), as fractions.
+
+    Examples
+    --------
+    >>> e = forecast_errors(pd.Series({"a": 110.0, "b": 45.0}),
+    ...                     pd.Series({"a": 100.0, "b": 50.0, "c": 0.0}))
+    >>> e["units"], round(e["mape"], 3), round(e["wape"], 3), round(e["total_error"], 3)
+    (2, 0.1, 0.1, 0.033)
+    """
     forecast, actual = forecast.align(actual, fill_value=0.0)
     err = forecast - actual
     positive = actual > 0
@@ -535,5 +555,5 @@ def validate_forecast(
                     a = actual.groupby(actual.index.map(group)).sum()
                 rows.append({"base_year": base, "year": target,
                              "horizon": target - base, "level": level,
-                             **_errors(f, a)})  # fmt: skip
+                             **forecast_errors(f, a)})  # fmt: skip
     return pd.DataFrame(rows)

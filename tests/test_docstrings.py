@@ -11,7 +11,7 @@ import pytest
 @pytest.mark.parametrize(
     "module",
     ["evplanner.errors", "evplanner.projection", "evplanner.data", "evplanner.demand",
-     "evplanner.kmedians"],
+     "evplanner.forecast", "evplanner.kmedians"],
 )  # fmt: skip
 def test_docstring_examples(module):
     result = doctest.testmod(
