@@ -82,6 +82,22 @@ def summary(errors):
     )
 
 
+def markdown(results) -> str:
+    """The README table: one row per contender, horizons 1..4 in each cell."""
+    columns = [("county", "mape"), ("county", "wape"), ("tract", "wape"),
+               ("county", "total")]  # fmt: skip
+    lines = [
+        "| contender | county MAPE | county WAPE | tract WAPE | state total (abs.) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, errors in results.items():
+        table = summary(errors)
+        cells = [" / ".join(f"{100 * v:.1f}" for v in table.loc[level, key])
+                 for level, key in columns]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--last-year", type=int, default=2023)
@@ -124,6 +140,8 @@ def main() -> None:
         print((100 * table[["mape", "wape", "total"]]).round(1).join(table["n"])
               .to_string())  # fmt: skip
 
+    print("\nFor benchmarks/README.md (errors in %, horizons 1 / 2 / 3 / 4 years):\n")
+    print(markdown(results))
     print(f"\n{len(results)} contenders in {seconds:.1f} s; "
           f"load average after: {load_average()}")  # fmt: skip
     save_json(

@@ -39,6 +39,7 @@ the real data.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import re
@@ -62,6 +63,7 @@ __all__ = [
     "check_filters",
     "combine_partials",
     "demand_points",
+    "demand_points_dask",
     "evs_per_1000",
     "filter_vehicles",
     "finish_demand",
@@ -94,7 +96,7 @@ DEMAND_COLUMNS = ["lon", "lat", "weight", "vehicles", "tract_id", "population"]
 MISSING_TRACT = "missing census tract"
 UNKNOWN_TRACT = "census tract not in the tract table"
 
-# Washington has 49 legislative districts (RCW 44.05, redistricting): numbered 1-49.
+# Washington's legislative districts are numbered 1-49.
 _DISTRICTS = range(1, 50)
 # DOL lists every utility serving an address, separated by "|" or "||".
 _UTILITY_SEPARATOR = re.compile(r"\s*\|+\s*")
@@ -162,8 +164,9 @@ class PlacementReport:
 
     def apply_to(self, report: LoadReport) -> LoadReport:
         """The load report with these drops added (rows kept reduced accordingly)."""
-        merged = LoadReport(**{**report.__dict__, "dropped": dict(report.dropped),
-                               "examples": dict(report.examples)})  # fmt: skip
+        merged = dataclasses.replace(
+            report, dropped=dict(report.dropped), examples=dict(report.examples)
+        )
         for reason, count in self.dropped.items():
             merged.dropped[reason] = merged.dropped.get(reason, 0) + count
             if reason in self.examples:
@@ -698,13 +701,17 @@ def partial_demand(
 
 
 def combine_partials(parts) -> pd.DataFrame:
-    """Sum the :func:`partial_demand` frames of several partitions (exactly)."""
+    """Sum the :func:`partial_demand` frames of several partitions (exactly).
+
+    Raises
+    ------
+    ValueError
+        If ``parts`` is empty.
+    """
     parts = list(parts)
-    return _aggregate(pd.concat(parts, ignore_index=True)) if parts else _aggregate(
-        pd.DataFrame({**{k: pd.Series(dtype="float64") for k in ("lon", "lat")},
-                      "tract_id": pd.Series(dtype="string"),
-                      **{k: pd.Series(dtype="float64") for k in _SUMS}})
-    )  # fmt: skip
+    if not parts:
+        raise ValueError("parts: expected at least one partial_demand frame")
+    return _aggregate(pd.concat(parts, ignore_index=True))
 
 
 def _with_population(summed, tracts, counties, apportion: bool) -> pd.DataFrame:
@@ -878,18 +885,28 @@ def demand_points(
     filters = {"counties": counties, "utilities": utilities,
                "legislative_districts": legislative_districts}  # fmt: skip
     check_filters(vehicles, **filters)
-    if demand_at == "zip" and (weighting == "residents" or residents_share):
-        raise ValueError("residents need tract demand (demand_at='tract'): "
-                         "population is known per census tract")  # fmt: skip
+    _check_residents(demand_at, weighting, residents_share)
     if demand_at == "tract" and tracts is None:
         tracts = load_tracts()
     placed, report = place_vehicles(vehicles, tracts, demand_at=demand_at,
                                     tract_fallback=tract_fallback)  # fmt: skip
-    if report.dropped or report.fallback:
-        logger.info("placement: %s", report.format().replace("\n", ";"))
     summed = partial_demand(placed, ev_types=ev_types, model_years=model_years,
                             weighting=weighting, **filters)  # fmt: skip
-    if demand_at == "zip":
+    return _points(summed, report, tracts, weighting, residents_share, filters)
+
+
+def _check_residents(demand_at: str, weighting: str, residents_share: float) -> None:
+    _check_choice("demand_at", demand_at, DEMAND_AT)
+    if demand_at == "zip" and (weighting == "residents" or residents_share):
+        raise ValueError("residents need tract demand (demand_at='tract'): "
+                         "population is known per census tract")  # fmt: skip
+
+
+def _points(summed, report, tracts, weighting, residents_share, filters):
+    """Demand points from the summed partials of all the data (both modes)."""
+    if report.dropped or report.fallback:
+        logger.info("placement: %s", report.format().replace("\n", "; "))
+    if report.demand_at == "zip":
         # No tract table is needed: no residents, no population.
         points = summed.loc[summed["weight"] > 0].assign(population=np.nan)
         points = points.sort_values(["lon", "lat"], kind="stable")
@@ -899,6 +916,141 @@ def demand_points(
                                residents_share=residents_share, **filters)  # fmt: skip
     points.attrs["placement"] = report
     return points
+
+
+# --------------------------------------------------------------------------- dask
+
+
+def _range_counts(placed: pd.DataFrame, filters: dict) -> pd.DataFrame:
+    """Vehicles per (make, model, known range) of a partition (for the medians)."""
+    chosen = placed.loc[_filter_mask(placed, **filters)]
+    frame = pd.DataFrame({"make": chosen["make"].astype(str).to_numpy(),
+                          "model": chosen["model"].astype(str).to_numpy(),
+                          "range": chosen["electric_range"].astype("float64"),
+                          "count": chosen["weight"].to_numpy("float64")})  # fmt: skip
+    frame = frame.dropna(subset=["range"])
+    return frame.groupby(["make", "model", "range"], as_index=False)["count"].sum()
+
+
+def _median_of_counts(values: np.ndarray, counts: np.ndarray) -> float:
+    """Median of ``values`` each repeated ``counts`` times (NumPy's definition)."""
+    order = np.argsort(values, kind="stable")
+    values, cumulative = values[order], np.cumsum(counts[order])
+    total = cumulative[-1]
+
+    def at(rank: float) -> float:  # 0-based rank in the repeated values
+        return float(values[np.searchsorted(cumulative, rank, side="right")])
+
+    if total % 2:
+        return at((total - 1) / 2)
+    return (at(total / 2 - 1) + at(total / 2)) / 2
+
+
+def _fill_from_counts(counts: pd.DataFrame) -> tuple[dict, float]:
+    """:func:`range_fill` from the summed :func:`_range_counts` of all partitions."""
+    if counts.empty:
+        return {}, 1.0
+    counts = counts.groupby(["make", "model", "range"], as_index=False)["count"].sum()
+    overall = _median_of_counts(counts["range"].to_numpy(), counts["count"].to_numpy())
+    by_model = {
+        key: _median_of_counts(group["range"].to_numpy(), group["count"].to_numpy())
+        for key, group in counts.groupby(["make", "model"])
+    }
+    return by_model, overall
+
+
+def _partition_demand(part, tracts, placement, filters, weighting, fill):
+    placed, report = place_vehicles(part, tracts, **placement)
+    return partial_demand(placed, weighting=weighting, fill=fill, **filters), report
+
+
+def _combine_pair(a, b):
+    return combine_partials([a[0], b[0]]), a[1].merge(b[1])
+
+
+def demand_points_dask(
+    vehicles,
+    *,
+    counties=None,
+    ev_types=None,
+    model_years: tuple[int, int] | None = None,
+    utilities=None,
+    legislative_districts=None,
+    weighting: str = "vehicles",
+    residents_share: float = 0.0,
+    demand_at: str = "tract",
+    tract_fallback: str = "drop",
+    tracts: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """:func:`demand_points` of a Dask DataFrame of vehicles, summed on the cluster.
+
+    Each partition is placed, filtered, weighted and summed per location where it
+    lives (:func:`place_vehicles`, :func:`partial_demand`); the partial sums and the
+    placement reports combine in a tree, and only the summed locations (a few
+    thousand rows) come back to finish (:func:`finish_demand`). The answer is
+    :func:`demand_points` of the same rows, exactly, for any partitioning: the
+    sums are of counts (or whole miles), and the ``"range"`` medians come from
+    exact value counts.
+
+    Parameters
+    ----------
+    vehicles : dask.dataframe.DataFrame
+        Vehicle partitions with :data:`evplanner.data.VEHICLE_COLUMNS`, e.g. the
+        ``points`` of :func:`evplanner.data.read_points_dask` read with
+        ``columns=VEHICLE_COLUMNS``.
+    counties, ev_types, model_years, utilities, legislative_districts, weighting,
+    residents_share, demand_at, tract_fallback, tracts
+        As in :func:`demand_points`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`demand_points` returns (``attrs["placement"]`` included).
+    """
+    import dask
+
+    from evplanner._chunked import tree_reduce
+
+    _check_choice("weighting", weighting, WEIGHTINGS)
+    _check_choice("tract_fallback", tract_fallback, TRACT_FALLBACKS)
+    _check_residents(demand_at, weighting, residents_share)
+    filters = {"counties": counties, "utilities": utilities,
+               "legislative_districts": legislative_districts}  # fmt: skip
+    needed = {"counties": "county", "utilities": "utility",
+              "legislative_districts": "legislative_district"}  # fmt: skip
+    wanted = [needed[k] for k, v in filters.items() if v]
+    if wanted:
+        # The filter values the data holds: distinct values only, a small compute.
+        values = dask.compute(*[vehicles[c].dropna().unique() for c in wanted])
+        for column, distinct in zip(wanted, values, strict=True):
+            name = next(k for k, c in needed.items() if c == column)
+            check_filters(pd.DataFrame({column: pd.Series(distinct)}),
+                          **{name: filters[name]})  # fmt: skip
+    if demand_at == "tract" and tracts is None:
+        tracts = load_tracts()
+    placement = {"demand_at": demand_at, "tract_fallback": tract_fallback}
+    row_filters = {**filters, "ev_types": ev_types, "model_years": model_years}
+    parts = vehicles.to_delayed()
+    fill = None
+    if weighting == "range":
+
+        def counts(part):
+            return _range_counts(place_vehicles(part, tracts, **placement)[0],
+                                 row_filters)  # fmt: skip
+
+        summed_counts = tree_reduce(
+            [dask.delayed(counts)(p) for p in parts],
+            lambda a, b: pd.concat([a, b], ignore_index=True),
+        )
+        fill = _fill_from_counts(summed_counts.compute())
+    pieces = [
+        dask.delayed(_partition_demand)(
+            p, tracts, placement, row_filters, weighting, fill
+        )  # fmt: skip
+        for p in parts
+    ]
+    summed, report = tree_reduce(pieces, _combine_pair).compute()
+    return _points(summed, report, tracts, weighting, residents_share, filters)
 
 
 def evs_per_1000(vehicles, population) -> np.ndarray:

@@ -175,7 +175,8 @@ def test_metrics_json(solved):
     vehicles, report = load_vehicles()
     # Independent checks against the loader: every kept vehicle is demand.
     assert metrics["total_weight"] == len(vehicles) == report.rows_kept
-    assert metrics["n_points"] == len(vehicles[["lon", "lat"]].drop_duplicates())
+    # Demand sits at the vehicles' census-tract centres (the default).
+    assert metrics["n_points"] == vehicles["census_tract"].nunique() == 1_767
     assert metrics["k"] == 8 and metrics["crs"] == "EPSG:32610"
     assert metrics["load_report"]["rows_read"] == report.rows_read
     assert metrics["load_report"]["dropped"] == report.dropped

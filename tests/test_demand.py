@@ -15,6 +15,7 @@ from evplanner.demand import (
     check_filters,
     combine_partials,
     demand_points,
+    demand_points_dask,
     evs_per_1000,
     filter_vehicles,
     finish_demand,
@@ -351,10 +352,8 @@ def client():
         {"demand_at": "zip", "model_years": (2015, 2022)},
     ],
 )  # fmt: skip
-def test_partitions_on_dask_give_the_in_memory_demand(
-    client, tracts, tmp_path, options
-):
-    import dask
+def test_partitions_on_dask_give_the_in_memory_demand(client, tracts, tmp_path,
+                                                      options):  # fmt: skip
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -362,21 +361,6 @@ def test_partitions_on_dask_give_the_in_memory_demand(
 
     vehicles, _ = load_vehicles(keep_out_of_area=True)
     expected = demand_points(vehicles, tracts=tracts, **options)
-    place = {k: options.pop(k) for k in ("demand_at", "tract_fallback")
-             if k in options}  # fmt: skip
-    finish = {k: options.pop(k) for k in ("residents_share",) if k in options}
-    fill = None
-    if options.get("weighting") == "range":
-        # The whole data's fill over the placed, filtered vehicles, as the pipeline
-        # reduces it on the cluster.
-        filters = {k: v for k, v in options.items() if k != "weighting"}
-        placed, _ = place_vehicles(vehicles, tracts, **place)
-        fill = range_fill(filter_vehicles(placed, **filters))
-
-    def part(frame):
-        placed, report = place_vehicles(frame, tracts, **place)
-        return partial_demand(placed, fill=fill, **options), report
-
     n = len(vehicles)
     table = pa.Table.from_pandas(vehicles, preserve_index=False)
     for sizes in ([n], [n // 2, n - n // 2], [n // 4] * 3 + [n - 3 * (n // 4)],
@@ -391,22 +375,33 @@ def test_partitions_on_dask_give_the_in_memory_demand(
         frame, _ = read_points_dask(path, keep_out_of_area=True, blocksize=1,
                                     columns=VEHICLE_COLUMNS)  # fmt: skip
         assert frame.npartitions == len(sizes)
-        pieces = dask.compute(*[dask.delayed(part)(p) for p in frame.to_delayed()])
-        summed = combine_partials(p for p, _ in pieces)
-        report = pieces[0][1]
-        for _, more in pieces[1:]:
-            report = report.merge(more)
-        assert report == expected.attrs["placement"]
-        if place.get("demand_at") == "zip":
-            got = summed.loc[summed["weight"] > 0].assign(population=np.nan)
-            got = got[DEMAND_COLUMNS].reset_index(drop=True)
-        else:
-            names = ("counties", "utilities", "legislative_districts")
-            got = finish_demand(
-                summed, tracts, weighting=options.get("weighting", "vehicles"),
-                **{k: options.get(k) for k in names}, **finish,
-            )  # fmt: skip
+        got = demand_points_dask(frame, tracts=tracts, **options)
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
+        assert got.attrs["placement"] == expected.attrs["placement"]
+
+
+def test_dask_names_unknown_filter_values(client):
+    import dask.dataframe as dd
+
+    frame = dd.from_pandas(small_vehicles(), npartitions=2)
+    with pytest.raises(ValueError, match=r"utilities: no vehicle has \['PSE'\]"):
+        demand_points_dask(frame, utilities=["PSE"])
+    with pytest.raises(ValueError, match=r"legislative_districts: no vehicle in \[7\]"):
+        demand_points_dask(frame, legislative_districts=[7])
+
+
+def test_combining_partials_by_hand(tracts):
+    # The per-frame steps compose: parts placed and summed apart, then combined.
+    v = small_vehicles()
+    options = {"utilities": ["PUGET SOUND ENERGY INC", "CITY OF SEATTLE - (WA)"]}
+    expected = demand_points(v, tracts=tracts, residents_share=0.4, **options)
+    parts = [partial_demand(place_vehicles(v.iloc[i : i + 3], tracts)[0], **options)
+             for i in (0, 3)]  # fmt: skip
+    got = finish_demand(combine_partials(parts), tracts, residents_share=0.4,
+                        **options)  # fmt: skip
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    with pytest.raises(ValueError, match="at least one"):
+        combine_partials([])
 
 
 # ---------------------------------------------------------------- synthetic

@@ -628,8 +628,10 @@ def test_kmedians_is_more_robust_to_real_out_of_state_registrations():
 
     vehicles, _ = load_vehicles(keep_out_of_area=True)
     in_wa = (vehicles["state"] == "WA").fillna(False).to_numpy(dtype=bool)
-    demand = demand_points(vehicles[in_wa])
-    away = demand_points(vehicles[~in_wa])
+    # At their ZIP centroids: the out-of-state vehicles' tracts are not in the
+    # (Washington) tract table.
+    demand = demand_points(vehicles[in_wa], demand_at="zip")
+    away = demand_points(vehicles[~in_wa], demand_at="zip")
     assert 0 < away["weight"].sum() < 0.01 * demand["weight"].sum()
     crs = choose_crs(demand["lon"], demand["lat"])
 
