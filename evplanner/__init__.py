@@ -3,7 +3,8 @@
 The layout follows the data flow: :mod:`evplanner.data` (files in, load reports) ->
 :mod:`evplanner.projection` and :mod:`evplanner.demand` (metres, weighted demand
 points) -> :mod:`evplanner.kmedians` (the model) -> :mod:`evplanner.metrics`
-(coverage) -> :mod:`evplanner.app` and :mod:`evplanner.cli` (entry points).
+(coverage) -> :mod:`evplanner.app` and :mod:`evplanner.cli` (entry points);
+:mod:`evplanner.forecast` turns the demand into demand for a target year.
 """
 
 from importlib import import_module
@@ -17,7 +18,9 @@ _EXPORTS = {
     "LoadReport": "evplanner.data",
     "load_vehicles": "evplanner.data",
     "load_stations": "evplanner.data",
+    "load_tracts": "evplanner.data",
     "demand_points": "evplanner.demand",
+    "forecast_demand": "evplanner.forecast",
     "synthesize_demand": "evplanner.demand",
     "choose_crs": "evplanner.projection",
     "KMedians": "evplanner.kmedians",

@@ -25,6 +25,7 @@ where known, the row.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import io
 import logging
@@ -41,6 +42,7 @@ from evplanner.errors import InputError
 __all__ = [
     "BUNDLED_DIR",
     "BUNDLED_STATIONS",
+    "BUNDLED_TRACTS",
     "BUNDLED_VEHICLES",
     "MAX_TOTAL_WEIGHT",
     "PLANNING_AREA",
@@ -49,6 +51,7 @@ __all__ = [
     "build_bundled_data",
     "check_total_weight",
     "load_stations",
+    "load_tracts",
     "load_vehicles",
     "merge_reports",
     "parse_point",
@@ -63,6 +66,7 @@ logger = logging.getLogger(__name__)
 BUNDLED_DIR = Path(str(importlib.resources.files("evplanner.bundled")))
 BUNDLED_VEHICLES = BUNDLED_DIR / "vehicles.parquet"
 BUNDLED_STATIONS = BUNDLED_DIR / "stations.parquet"
+BUNDLED_TRACTS = BUNDLED_DIR / "tracts.parquet"
 
 #: The planning area: vehicles registered in another state are counted as out of area.
 PLANNING_STATE = "WA"
@@ -86,6 +90,7 @@ OUTSIDE_AREA = "outside the planning area"
 VEHICLE_COLUMNS = [
     "lon", "lat", "weight", "county", "city", "state", "postal_code", "census_tract",
     "model_year", "make", "model", "ev_type", "electric_range", "utility",
+    "legislative_district",
 ]  # fmt: skip
 #: Output columns of :func:`load_stations`, in order.
 STATION_COLUMNS = [
@@ -106,6 +111,7 @@ _DOL_COLUMNS = {
     "Electric Vehicle Type": "ev_type",
     "Electric Range": "electric_range",
     "Electric Utility": "utility",
+    "Legislative District": "legislative_district",
 }
 _DOL_REQUIRED = ["Vehicle Location", "State"]
 _EV_TYPES = {
@@ -512,11 +518,22 @@ def _clean_dol(raw: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.Series]:
     out["model_year"] = pd.to_numeric(out["model_year"], errors="coerce").astype(
         "Int16"
     )
+    out["legislative_district"] = pd.to_numeric(
+        out["legislative_district"], errors="coerce"
+    ).astype("Int16")
     out["ev_type"] = out["ev_type"].map(_EV_TYPES).astype("string")
     # DOL writes 0 where the range has not been researched: unknown, not zero.
     rng = _number(out["electric_range"])
     out["electric_range"] = np.where(rng > 0, rng, np.nan)
     return out, status, raw["Vehicle Location"]
+
+
+# Typed attribute columns of a plain or bundled points file (the others are strings).
+_POINT_DTYPES = {
+    "model_year": "Int16",
+    "electric_range": "float64",
+    "legislative_district": "Int16",
+}
 
 
 def _clean_points(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, np.ndarray]:
@@ -548,13 +565,13 @@ def _clean_points(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, np.nda
         status[bad & pd.isna(status)] = INVALID_WEIGHT
     out = pd.DataFrame({"lon": lon, "lat": lat, "weight": weight})
     for col in VEHICLE_COLUMNS[3:]:
-        dtype = {"model_year": "Int16", "electric_range": "float64"}.get(col, "string")
+        dtype = _POINT_DTYPES.get(col, "string")
         if col not in frame.columns:
             # A typed empty column directly: converting a column of NA objects
             # costs seconds per million rows (plain lon/lat files at scale).
             na = np.nan if dtype == "float64" else pd.NA
             out[col] = pd.Series(na, index=out.index, dtype=dtype)
-        elif col == "model_year":
+        elif col in ("model_year", "legislative_district"):
             out[col] = pd.to_numeric(frame[col], errors="coerce").to_numpy()
             out[col] = out[col].astype(dtype)
         elif col == "electric_range":
@@ -1119,6 +1136,158 @@ def _read_csv_text_head(path: Path) -> bytes:
     return header
 
 
+# --------------------------------------------------------------------------- tracts
+
+#: Output columns of :func:`load_tracts`, in order.
+TRACT_COLUMNS = ["tract_id", "county_fips", "county", "population", "lon", "lat"]
+
+# U.S. Census Bureau county FIPS codes of Washington (state 53): numbered 001-077 in
+# alphabetical order. tests/test_data.py checks them against the County column of
+# every WA DOL vehicle row (via the row's 2020 census tract).
+_WA_COUNTIES = dict(
+    zip(
+        (f"53{code:03d}" for code in range(1, 78, 2)),
+        (
+            "Adams", "Asotin", "Benton", "Chelan", "Clallam", "Clark", "Columbia",
+            "Cowlitz", "Douglas", "Ferry", "Franklin", "Garfield", "Grant",
+            "Grays Harbor", "Island", "Jefferson", "King", "Kitsap", "Kittitas",
+            "Klickitat", "Lewis", "Lincoln", "Mason", "Okanogan", "Pacific",
+            "Pend Oreille", "Pierce", "San Juan", "Skagit", "Skamania", "Snohomish",
+            "Spokane", "Stevens", "Thurston", "Wahkiakum", "Walla Walla", "Whatcom",
+            "Whitman", "Yakima",
+        ),
+        strict=True,
+    )
+)  # fmt: skip
+_CENPOP_COLUMNS = ["STATEFP", "COUNTYFP", "TRACTCE", "POPULATION", "LATITUDE",
+                   "LONGITUDE"]  # fmt: skip
+
+
+def _tract_error(path: Path, rows: np.ndarray, column: str, values, what: str):
+    first = int(np.flatnonzero(rows)[0])
+    return InputError(
+        f"{what} ({int(rows.sum())} row(s))",
+        path=path, row=first + 1, column=column, value=values.iloc[first],
+    )  # fmt: skip
+
+
+def _clean_cenpop(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Census "Centers of Population by Census Tract" (all strings) -> tract columns."""
+    text = {c: raw[c].astype("string").fillna("").str.strip() for c in _CENPOP_COLUMNS}
+    for column, width in (("STATEFP", 2), ("COUNTYFP", 3), ("TRACTCE", 6)):
+        bad = ~text[column].str.fullmatch(rf"\d{{{width}}}").fillna(False)
+        if bad.any():
+            raise _tract_error(path, bad.to_numpy(bool), column, text[column],
+                               f"expected {width} digits")  # fmt: skip
+    county_fips = text["STATEFP"] + text["COUNTYFP"]
+    frame = pd.DataFrame(
+        {
+            "tract_id": county_fips + text["TRACTCE"],
+            "county_fips": county_fips,
+            "population": _number(text["POPULATION"]),
+            # NAD83 degrees, used as WGS84: the two differ by about a metre here.
+            "lon": _number(text["LONGITUDE"]),
+            "lat": _number(text["LATITUDE"]),
+        }
+    )
+    return frame
+
+
+def _check_tracts(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Validate a tract table (every row must be usable: it is reference data)."""
+    ids = frame["tract_id"].astype("string")
+    bad = ~ids.str.fullmatch(r"\d{11}").fillna(False).to_numpy(bool)
+    if bad.any():
+        raise _tract_error(path, bad, "tract_id", ids, "expected 11 digits")
+    duplicated = ids.duplicated().to_numpy(bool)
+    if duplicated.any():
+        raise _tract_error(path, duplicated, "tract_id", ids, "duplicate tract id")
+    population = _number(frame["population"])
+    bad = ~(np.isfinite(population) & (population >= 0))
+    bad |= np.isfinite(population) & (population != np.round(population))
+    if bad.any():
+        raise _tract_error(path, bad, "population", frame["population"],
+                           "expected a whole number >= 0")  # fmt: skip
+    lon, lat = _number(frame["lon"]), _number(frame["lat"])
+    for column, values, limit in (("lon", lon, 180), ("lat", lat, 90)):
+        bad = ~(np.abs(values) <= limit)
+        if bad.any():
+            raise _tract_error(path, bad, column, frame[column],
+                               f"expected degrees within +-{limit}")  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "tract_id": ids.to_numpy(),
+            "county_fips": ids.str.slice(0, 5).to_numpy(),
+            "county": ids.str.slice(0, 5).map(_WA_COUNTIES).to_numpy(),
+            "population": population.astype("int64"),
+            "lon": lon,
+            "lat": lat,
+        }
+    )
+    for column in ("tract_id", "county_fips", "county"):
+        out[column] = out[column].astype("string")
+    return out.sort_values("tract_id", ignore_index=True)[TRACT_COLUMNS]
+
+
+def load_tracts(path: str | Path | None = None) -> pd.DataFrame:
+    """Census tracts: id, county, 2020 population and centre of population.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        The U.S. Census Bureau "Centers of Population by Census Tract" CSV as
+        published (``CenPop2020_Mean_TR*.txt``: ``STATEFP``, ``COUNTYFP``,
+        ``TRACTCE``, ``POPULATION``, ``LATITUDE``, ``LONGITUDE``), or a CSV/Parquet
+        with :data:`TRACT_COLUMNS` (``county_fips`` and ``county`` are derived from
+        ``tract_id``). Default: the bundled Washington tracts
+        (:data:`BUNDLED_TRACTS`, 1,784 tracts).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per tract, sorted by ``tract_id``, columns :data:`TRACT_COLUMNS`:
+        ``tract_id`` (11-digit string: state, county and tract FIPS codes, as in the
+        WA DOL ``2020 Census Tract`` column), ``county_fips`` (5 digits),
+        ``county`` (name for Washington tracts, else missing), ``population``
+        (int64, 2020 census count, may be 0) and ``lon``/``lat`` (degrees, the
+        tract's centre of population).
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, lacks the columns, or a row is not usable
+        (tract id not 11 digits or repeated, population not a whole number >= 0,
+        coordinates out of range): tracts are reference data, so no row is dropped.
+
+    Examples
+    --------
+    >>> tracts = load_tracts()
+    >>> len(tracts), int(tracts["population"].sum())
+    (1784, 7705281)
+    >>> tracts.loc[tracts["tract_id"] == "53033004800", "county"].item()
+    'King'
+    """
+    if path is None:
+        return _bundled_tracts().copy()
+    path = Path(path)
+    raw = _read_table(path)
+    if all(c in raw.columns for c in _CENPOP_COLUMNS):
+        frame = _clean_cenpop(raw, path)
+    else:
+        _require(raw, ["tract_id", "population", "lon", "lat"], path,
+                 "a census tract table")  # fmt: skip
+        frame = raw
+    tracts = _check_tracts(frame, path)
+    logger.info("loaded %s: %d tracts", path, len(tracts))
+    return tracts
+
+
+@functools.cache
+def _bundled_tracts() -> pd.DataFrame:
+    # Read once per process: every demand computation looks tracts up.
+    return load_tracts(BUNDLED_TRACTS)
+
+
 # --------------------------------------------------------------------------- bundling
 
 
@@ -1126,8 +1295,11 @@ def build_bundled_data(
     vehicles_csv: str | Path,
     stations_csv: str | Path,
     out_dir: str | Path = BUNDLED_DIR,
+    *,
+    tracts_csv: str | Path | None = None,
 ) -> dict[str, LoadReport]:
-    """Regenerate the bundled ``vehicles.parquet`` and ``stations.parquet``.
+    """Regenerate the bundled ``vehicles.parquet``, ``stations.parquet`` and
+    ``tracts.parquet``.
 
     The vehicle file keeps every row of the published CSV, with only the columns the
     product uses. Rows without a usable location keep empty (NaN) coordinates, so that
@@ -1143,11 +1315,16 @@ def build_bundled_data(
         AFDC Station Locator export for Washington as published.
     out_dir : path
         Where to write; default the package's bundled data (:data:`BUNDLED_DIR`).
+    tracts_csv : path, optional
+        U.S. Census Bureau "2020 Centers of Population by Census Tract" file as
+        published (or its Washington rows); written as ``tracts.parquet`` with
+        :data:`TRACT_COLUMNS`. Without it, the tract file is left as it is.
 
     Returns
     -------
     dict
-        The load reports of both raw files (``"vehicles"``, ``"stations"``).
+        The load reports of the raw files (``"vehicles"``, ``"stations"`` and, when
+        given, ``"tracts"``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1164,7 +1341,15 @@ def build_bundled_data(
     vehicles.to_parquet(out_dir / "vehicles.parquet", index=False, compression="zstd")
     stations, s_report = load_stations(stations_csv)
     stations.to_parquet(out_dir / "stations.parquet", index=False, compression="zstd")
-    return {"vehicles": v_report, "stations": s_report}
+    reports = {"vehicles": v_report, "stations": s_report}
+    if tracts_csv is not None:
+        tracts = load_tracts(tracts_csv)
+        tracts.to_parquet(out_dir / "tracts.parquet", index=False, compression="zstd")
+        reports["tracts"] = LoadReport(
+            source=str(tracts_csv), kind="census-tracts", rows_read=len(tracts),
+            rows_kept=len(tracts),
+        )  # fmt: skip
+    return reports
 
 
 def attribute_columns(columns) -> set[str]:

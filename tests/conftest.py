@@ -16,6 +16,7 @@ SHARED_DATA = Path(
 RAW_VEHICLES = SHARED_DATA / "Electric_Vehicle_Population_Data.csv"
 RAW_STATIONS_2023 = SHARED_DATA / "alt_fuel_stations_WA_2023-03-28.csv"
 RAW_STATIONS_2025 = SHARED_DATA / "alt_fuel_stations_WA_2025-02-09.csv"
+RAW_TRACTS = SHARED_DATA / "CenPop2020_Mean_TR53.csv"
 
 
 @pytest.fixture

@@ -79,7 +79,8 @@ def run(capsys, *argv):
         (["--k", "3", "--fixed", "no-stations.csv"], "no-stations.csv: file not found"),
         (["--k", "3", "--existing", "elsewhere"], "elsewhere: file not found"),
         (["--k", "999999"], "--k: expected an integer between 1 and 5000"),
-        (["--k", "600"], "--k: the demand has 537 location(s), fewer than the 600"),
+        (["--k", "2000"], "--k: the demand has 1,767 location(s), fewer than the"),
+        (["--k", "3", "--county", "Kng"], "--county: no vehicle has ['Kng']"),
         (["--k", "3", "--out", "."], "--out .: expected a file name, got a directory"),
         (["--k", "3", "--report", "r.txt"], "--report r.txt: expected an .html"),
         (["--k", "3", "--worker-timeout", "0s"], "--worker-timeout: expected a"),
@@ -186,7 +187,8 @@ def test_metrics_json(solved):
     demand, cover = metrics["demand"], metrics["coverage"]
     # Independent checks against the loader: every kept vehicle is demand.
     assert demand["total_weight"] == len(vehicles) == report.rows_kept
-    assert cover["n_points"] == len(vehicles[["lon", "lat"]].drop_duplicates())
+    # Demand sits at the vehicles' census-tract centres (the default).
+    assert cover["n_points"] == vehicles["census_tract"].nunique() == 1_767
     assert metrics["scenario"]["new_sites"] == 8 and demand["crs"] == "EPSG:32610"
     assert metrics["load_report"]["demand"]["rows_read"] == report.rows_read
     assert metrics["load_report"]["demand"]["dropped"] == report.dropped

@@ -8,6 +8,7 @@ import pytest
 
 from evplanner.data import (
     BUNDLED_STATIONS,
+    BUNDLED_TRACTS,
     BUNDLED_VEHICLES,
     INVALID_WEIGHT,
     MAX_TOTAL_WEIGHT,
@@ -19,6 +20,7 @@ from evplanner.data import (
     build_bundled_data,
     check_total_weight,
     load_stations,
+    load_tracts,
     load_vehicles,
     merge_reports,
     parse_point,
@@ -27,7 +29,7 @@ from evplanner.data import (
 )
 from evplanner.errors import InputError
 
-from .conftest import RAW_STATIONS_2023, RAW_STATIONS_2025
+from .conftest import RAW_STATIONS_2023, RAW_STATIONS_2025, RAW_TRACTS
 
 DOL_HEADER = (
     "VIN (1-10),County,City,State,Postal Code,Model Year,Make,Model,"
@@ -135,6 +137,7 @@ def test_dol_columns_cleaned(tmp_path):
         vehicles.loc[1, "model_year"]
     )
     assert vehicles.loc[0, "census_tract"] == "53033004800"
+    assert vehicles.loc[0, "legislative_district"] == 43
     assert (vehicles["weight"] == 1.0).all()
 
 
@@ -277,14 +280,85 @@ def test_bundled_and_raw_report_the_same(raw_vehicles_csv):
 def test_build_bundled_data_regenerates_identical_rows(raw_vehicles_csv, tmp_path):
     if not RAW_STATIONS_2025.exists():
         pytest.skip("raw AFDC file not present")
-    build_bundled_data(raw_vehicles_csv, RAW_STATIONS_2025, tmp_path)
+    if not RAW_TRACTS.exists():
+        pytest.skip("raw Census tract file not present")
+    reports = build_bundled_data(
+        raw_vehicles_csv, RAW_STATIONS_2025, tmp_path, tracts_csv=RAW_TRACTS
+    )
+    assert reports["tracts"].rows_kept == 1_784
     fresh = pd.read_parquet(tmp_path / "vehicles.parquet")
     shipped = pd.read_parquet(BUNDLED_VEHICLES)
     pd.testing.assert_frame_equal(fresh, shipped)
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(tmp_path / "stations.parquet"),
-        pd.read_parquet(BUNDLED_STATIONS),
-    )
+    for name, bundled in (("stations", BUNDLED_STATIONS), ("tracts", BUNDLED_TRACTS)):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / f"{name}.parquet"), pd.read_parquet(bundled)
+        )
+
+
+# ---------------------------------------------------------------- census tracts
+
+
+def test_bundled_tracts():
+    # Figures from shared/data/SOURCES.md (counted there from the Census file).
+    tracts = load_tracts()
+    assert len(tracts) == 1_784 and tracts["tract_id"].is_unique
+    assert tracts["tract_id"].str.fullmatch(r"53\d{9}").all()
+    assert int(tracts["population"].sum()) == 7_705_281
+    assert (tracts["population"] == 0).sum() == 13
+    assert tracts["county"].nunique() == 39 and tracts["county"].notna().all()
+    assert tracts["lon"].between(-125, -116).all()
+    assert tracts["lat"].between(45.5, 49.1).all()
+    # A copy each time: a caller's edits do not leak into the next load.
+    tracts.loc[0, "population"] = -1
+    assert load_tracts().loc[0, "population"] >= 0
+
+
+def test_raw_census_file_gives_the_bundled_tracts():
+    if not RAW_TRACTS.exists():
+        pytest.skip("raw Census tract file not present")
+    pd.testing.assert_frame_equal(load_tracts(RAW_TRACTS), load_tracts())
+
+
+def test_county_names_of_tracts_match_every_vehicle_row():
+    # The FIPS -> county name table against DOL's own County column: every WA
+    # vehicle's tract lies in the county DOL names for it.
+    vehicles, _ = load_vehicles()
+    tracts = load_tracts().set_index("tract_id")
+    county = vehicles["census_tract"].map(tracts["county"])
+    assert county.notna().all()
+    assert (county == vehicles["county"]).all()
+
+
+CENPOP_HEADER = "STATEFP,COUNTYFP,TRACTCE,POPULATION,LATITUDE,LONGITUDE"
+
+
+@pytest.mark.parametrize(
+    "row, match",
+    [
+        ("53,33,004800,10,+47.6,-122.3", r"row 2, column 'COUNTYFP', value '33'"),
+        ("53,033,004800,-5,+47.6,-122.3", r"column 'population'.*whole number"),
+        ("53,033,004800,2.5,+47.6,-122.3", r"column 'population'.*whole number"),
+        ("53,033,004800,10,+97.6,-122.3", r"column 'lat'.*within \+-90"),
+        ("53,033,004802,10,+47.6,", r"row 2, column 'lon'"),
+        ("53,033,004801,10,+47.6,-122.3", r"row 2, column 'tract_id'.*duplicate"),
+    ],
+)
+def test_bad_tract_rows_are_errors(tmp_path, row, match):
+    path = write(tmp_path, "tracts.csv",
+                 [CENPOP_HEADER, "53,033,004801,10,+47.6,-122.3", row])  # fmt: skip
+    with pytest.raises(InputError, match=match):
+        load_tracts(path)
+
+
+def test_plain_tract_table(tmp_path):
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"tract_id": ["41051000100"], "population": [7], "lon": [-122.6],
+                  "lat": [45.5]}).to_parquet(path)  # fmt: skip
+    tracts = load_tracts(path)
+    assert tracts.loc[0, "county_fips"] == "41051"
+    assert pd.isna(tracts.loc[0, "county"])  # not a Washington tract
+    with pytest.raises(InputError, match="missing required column"):
+        load_tracts(write(tmp_path, "x.csv", ["tract_id,lon", "1,2"]))
 
 
 # ---------------------------------------------------------------- dask reader

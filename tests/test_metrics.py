@@ -197,3 +197,19 @@ def test_kmedians_objective_equals_the_metrics_objective(clustered_points):
     c = M.coverage(X, w, km.cluster_centers_, n_new_sites=4)
     assert c.objective_m == pytest.approx(km.inertia_, rel=1e-12)
     assert np.array_equal(c.labels, km.labels_)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_median_is_the_one_kmedians_uses(seed):
+    # One definition of the weighted median across the package: the metrics' median
+    # is the lower weighted median that the K-Medians update computes.
+    from evplanner._kernels import weighted_lower_median
+
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 20, size=51).astype(float)
+    integer_weight = rng.integers(0, 4, size=51).astype(float)
+    integer_weight[0] += 1
+    real_weight = rng.exponential(size=51)
+    for weight in (integer_weight, real_weight, np.ones(50)):
+        v = values[: weight.size]
+        assert M.weighted_quantile(v, 0.5, weight) == weighted_lower_median(v, weight)

@@ -53,7 +53,7 @@ from evplanner.data import (
     merge_reports,
     read_points_dask,
 )
-from evplanner.demand import demand_points, filter_vehicles, vehicle_weights
+from evplanner.demand import demand_points, demand_points_dask
 from evplanner.errors import InputError
 from evplanner.planning.scenario import Scenario
 from evplanner.projection import choose_crs, choose_crs_dask, to_metres
@@ -97,6 +97,9 @@ class Demand:
         or ``range``).
     lon, lat : numpy.ndarray, shape (n,), or None
         Degrees, for in-memory demand (None on a cluster).
+    population : numpy.ndarray, shape (n,), or None
+        Residents at each point (tract demand: the tract's 2020 population under
+        the filters); None when unknown (ZIP demand, plain files).
     crs : pyproj.CRS
         The projected CRS of ``X``.
     report : LoadReport
@@ -116,6 +119,7 @@ class Demand:
     report: LoadReport
     aggregated: bool
     source: str
+    population: np.ndarray | None = None
 
     @property
     def n_points(self) -> int:
@@ -235,11 +239,46 @@ def _no_demand(source: str, report: LoadReport) -> InputError:
     )
 
 
-def _filters(scenario: Scenario) -> dict[str, Any]:
-    """The keyword arguments of :func:`evplanner.demand.filter_vehicles`."""
-    return {"counties": list(scenario.counties) or None,
-            "ev_types": list(scenario.ev_types) or None,
-            "model_years": scenario.model_years}  # fmt: skip
+def _demand_options(scenario: Scenario) -> dict[str, Any]:
+    """The keyword arguments of :func:`evplanner.demand.demand_points`."""
+    return {
+        "counties": list(scenario.counties) or None,
+        "ev_types": list(scenario.ev_types) or None,
+        "model_years": scenario.model_years,
+        "utilities": list(scenario.utilities) or None,
+        "legislative_districts": list(scenario.legislative_districts) or None,
+        "weighting": scenario.weighting,
+        "residents_share": scenario.residents_share,
+        "demand_at": scenario.demand_at,
+        "tract_fallback": scenario.tract_fallback,
+    }
+
+
+def _field_error(err: ValueError) -> InputError:
+    """The demand module's "<parameter>: message" as an InputError on that field."""
+    field, _, message = str(err).partition(": ")
+    if field in Scenario.field_names() and message:
+        return InputError(message, field=field)
+    return InputError(str(err))
+
+
+def _vehicle_points(vehicles: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """The scenario's demand points of in-memory vehicles (today or forecast)."""
+    options = _demand_options(scenario)
+    try:
+        if scenario.year is None:
+            return demand_points(vehicles, **options)
+        from evplanner.forecast import forecast_demand
+
+        return forecast_demand(
+            vehicles, scenario.year, residents_share=scenario.residents_share,
+            **{k: options[k] for k in ("counties", "ev_types", "utilities",
+                                      "legislative_districts")},
+        )  # fmt: skip
+    except InputError:
+        raise
+    except ValueError as err:  # unknown filter values, named by the demand module
+        raise _field_error(err) from None
 
 
 def load_demand(
@@ -306,10 +345,19 @@ def _demand_in_memory(
     aggregate: bool, source: str,
 ) -> Demand:  # fmt: skip
     if aggregate:
-        points = demand_points(vehicles, weighting=scenario.weighting,
-                               **_filters(scenario))  # fmt: skip
+        points = _vehicle_points(vehicles, scenario)
     else:
         points = vehicles[["lon", "lat", "weight"]].assign(vehicles=vehicles["weight"])
+    return _finish(points, report, scenario, aggregate, source)
+
+
+def _finish(points: pd.DataFrame, report: LoadReport, scenario: Scenario,
+            aggregate: bool, source: str) -> Demand:  # fmt: skip
+    """Demand points (lon, lat, weight, vehicles) projected to metres."""
+    placement = points.attrs.get("placement")
+    if placement is not None:
+        # Vehicles without a usable census tract are counted like any dropped row.
+        report = placement.apply_to(report)
     if points.empty or not points["weight"].sum() > 0:
         raise _no_demand(source, report)
     lon = points["lon"].to_numpy("float64")
@@ -318,80 +366,15 @@ def _demand_in_memory(
     # The UTM zone where most of the demand weight is: stray points cannot move it.
     crs = choose_crs(lon, lat, scenario.crs, weight=weight)
     x_m, y_m = to_metres(lon, lat, crs)
+    population = None
+    if "population" in points and points["population"].notna().all():
+        population = points["population"].to_numpy("float64")
     logger.info("demand %s: %d points in memory", source, len(points))
     return Demand(
         X=np.column_stack([x_m, y_m]), weight=weight,
         vehicles=points["vehicles"].to_numpy("float64"), lon=lon, lat=lat, crs=crs,
-        report=report, aggregated=aggregate, source=source,
+        report=report, aggregated=aggregate, source=source, population=population,
     )  # fmt: skip
-
-
-# Range imputation on a cluster: the same numbers the in-memory weighting computes
-# (median known range per make and model, else the overall median), from exact
-# value counts, which are small (a few thousand make/model/range triples).
-
-
-def _range_counts(part: pd.DataFrame) -> pd.DataFrame:
-    frame = pd.DataFrame({
-        "make": part["make"].astype(str),
-        "model": part["model"].astype(str),
-        "electric_range": part["electric_range"].astype("float64"),
-    }).dropna(subset=["electric_range"])  # fmt: skip
-    return (frame.groupby(["make", "model", "electric_range"], dropna=False).size()
-            .rename("count").reset_index())  # fmt: skip
-
-
-def _median_from_counts(values: np.ndarray, counts: np.ndarray) -> float:
-    """Median of ``values`` repeated ``counts`` times (as pandas/NumPy define it)."""
-    order = np.argsort(values, kind="stable")
-    values, cum = values[order], np.cumsum(counts[order])
-    n = int(cum[-1])
-
-    def at(position: int) -> float:
-        return float(values[np.searchsorted(cum, position, side="right")])
-
-    return at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
-
-
-def _range_fill(counts: pd.DataFrame) -> tuple[dict, float]:
-    counts = counts.groupby(["make", "model", "electric_range"], dropna=False)[
-        "count"].sum().reset_index()  # fmt: skip
-    if counts.empty:
-        return {}, 1.0
-    overall = _median_from_counts(counts["electric_range"].to_numpy(),
-                                  counts["count"].to_numpy())  # fmt: skip
-    # NaN makes/models (missing in the file) form no group, as in pandas' groupby.
-    by_model = {
-        key: _median_from_counts(group["electric_range"].to_numpy(),
-                                 group["count"].to_numpy())
-        for key, group in counts.dropna(subset=["make", "model"]).groupby(
-            ["make", "model"])
-    }  # fmt: skip
-    return by_model, overall
-
-
-def _demand_partition(
-    part: pd.DataFrame, filters: dict, weighting: str, fill: tuple | None
-) -> pd.DataFrame:
-    """Filter and weight one partition of vehicles (row-local except ``fill``)."""
-    chosen = filter_vehicles(part, **filters)
-    if weighting == "range":
-        by_model, overall = fill
-        keys = zip(chosen["make"].astype(str), chosen["model"].astype(str),
-                   strict=True)  # fmt: skip
-        imputed = np.array([by_model.get(k, np.nan) for k in keys], dtype="float64")
-        rng = chosen["electric_range"].to_numpy("float64", na_value=np.nan)
-        rng = np.where(np.isnan(rng), imputed, rng)
-        weight = chosen["weight"].to_numpy("float64") * np.where(
-            np.isnan(rng), overall, rng)
-    else:
-        weight = vehicle_weights(chosen, weighting)
-    return pd.DataFrame({
-        "lon": chosen["lon"].to_numpy("float64"),
-        "lat": chosen["lat"].to_numpy("float64"),
-        "weight": np.asarray(weight, dtype="float64"),
-        "vehicles": chosen["weight"].to_numpy("float64"),
-    })  # fmt: skip
 
 
 def _float_frame(*columns: str) -> pd.DataFrame:
@@ -400,10 +383,9 @@ def _float_frame(*columns: str) -> pd.DataFrame:
 
 def _project_partition(part: pd.DataFrame, crs_wkt: str) -> pd.DataFrame:
     x_m, y_m = to_metres(part["lon"], part["lat"], pyproj.CRS.from_wkt(crs_wkt))
-    out = {"x_m": x_m, "y_m": y_m, "weight": part["weight"].to_numpy("float64")}
-    if "vehicles" in part:
-        out["vehicles"] = part["vehicles"].to_numpy("float64")
-    return pd.DataFrame(out, index=part.index)
+    return pd.DataFrame({"x_m": x_m, "y_m": y_m,
+                         "weight": part["weight"].to_numpy("float64")},
+                        index=part.index)  # fmt: skip
 
 
 def _demand_on_cluster(
@@ -422,43 +404,37 @@ def _demand_on_cluster(
     report = merge_reports(reports.compute(), source=source, kind=kind,
                            kept_out_of_area=scenario.keep_out_of_area)  # fmt: skip
     if aggregate:
-        filters = _filters(scenario)
-        fill = None
-        if scenario.weighting == "range":
-            chosen = points.map_partitions(filter_vehicles, **filters)
-            fill = _range_fill(chosen.map_partitions(_range_counts).compute())
-        weighted = points.map_partitions(
-            _demand_partition, filters, scenario.weighting, fill,
-            meta=_float_frame("lon", "lat", "weight", "vehicles"),
-        )  # fmt: skip
-        # Identical locations -> one weighted demand point, sorted as in memory.
-        # Weights are counts (or whole miles), so the sums are exact in any order.
-        summed = weighted.groupby(["lon", "lat"]).agg(
-            {"weight": "sum", "vehicles": "sum"},
-            split_out=max(1, weighted.npartitions // 4),
-        ).reset_index()  # fmt: skip
-        points = summed[summed["weight"] > 0].sort_values(["lon", "lat"]).persist()
+        if scenario.year is not None:
+            raise InputError("the forecast runs in memory: plan a forecast year "
+                             "without --workers or --scheduler", field="year")
+        # Vehicles are placed, filtered, weighted and summed per location on the
+        # workers; only the summed locations (a few thousand) come back, exactly
+        # the points the in-memory read gives, and are planned on in memory.
+        try:
+            summed = demand_points_dask(points, **_demand_options(scenario))
+        except InputError:
+            raise
+        except ValueError as err:
+            raise _field_error(err) from None
+        return _finish(summed, report, scenario, aggregate, source)
     lengths = tuple(int(n) for n in points.map_partitions(len).compute())
     if not sum(lengths):
         raise _no_demand(source, report)
     # As in memory: the zone where most of the weight is (additive histograms).
     crs = choose_crs_dask(points, scenario.crs, weight="weight")
-    columns = ["x_m", "y_m", "weight"] + (["vehicles"] if aggregate else [])
     projected = points.map_partitions(_project_partition, crs.to_wkt(),
-                                      meta=_float_frame(*columns))  # fmt: skip
+                                      meta=_float_frame("x_m", "y_m", "weight"))
     X = projected[["x_m", "y_m"]].to_dask_array(lengths=lengths)
     weight = projected["weight"].to_dask_array(lengths=lengths)
-    # Plain files: a point's weight is its vehicles, no second array.
-    vehicles = (projected["vehicles"].to_dask_array(lengths=lengths) if aggregate
-                else weight)  # fmt: skip
     # Keep the arrays the solver reads (24 bytes a point), not the frames: the
     # unprojected points are released once these are in memory.
-    X, weight, vehicles = dask.persist(X, weight, vehicles)
+    X, weight = dask.persist(X, weight)
     _wait([X, weight])
     logger.info("demand %s on the cluster: %d points in %d partitions", source,
                 X.shape[0], X.numblocks[0])  # fmt: skip
-    return Demand(X=X, weight=weight, vehicles=vehicles, lon=None, lat=None,
-                  crs=crs, report=report, aggregated=aggregate, source=source)
+    # Plain files: a point's weight is its vehicles, no second array.
+    return Demand(X=X, weight=weight, vehicles=weight, lon=None, lat=None,
+                  crs=crs, report=report, aggregated=False, source=source)
 
 
 def _wait(collection) -> None:

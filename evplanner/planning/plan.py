@@ -42,6 +42,8 @@ SITE_COLUMNS = (
     "demand_points",  # demand locations assigned
     "mean_distance_m",  # weighted mean L1 distance of the assigned demand
     "max_distance_m",
+    "residents_served",  # 2020 residents of the assigned demand (tract demand)
+    "evs_per_1000_residents",  # vehicles served per 1,000 residents served
 )
 
 #: What one unit of demand weight is, per weighting.
@@ -57,6 +59,7 @@ def site_table(
     new_sites_m: np.ndarray,
     existing: pd.DataFrame,
     crs: pyproj.CRS,
+    residents: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per site, new ones first: where it is, what it serves, how far.
 
@@ -69,11 +72,13 @@ def site_table(
     existing : pandas.DataFrame, shape (m,)
         The existing sites' rows (``station_id``, ``name``, ``lon``, ``lat``).
     crs : pyproj.CRS
+    residents : numpy.ndarray, shape (k + m,), optional
+        Residents served by each site (when the demand knows its residents).
 
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`SITE_COLUMNS`.
+        Columns :data:`SITE_COLUMNS` (the residents' columns NaN when unknown).
     """
     k, m = len(new_sites_m), len(existing)
     width = len(str(k))
@@ -84,6 +89,10 @@ def site_table(
     lat = np.concatenate([lat_new, existing["lat"].to_numpy("float64")])
     x_e, y_e = to_metres(existing["lon"], existing["lat"], crs) if m else ([], [])
     station_ids = existing["station_id"].astype("string").fillna("").tolist()
+    served = np.full(k + m, np.nan) if residents is None else residents
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_1000 = np.where(served > 0, 1000 * coverage.site_vehicles / served,
+                            np.nan)  # fmt: skip
     names = existing["name"].astype("string").fillna("").tolist()
     return pd.DataFrame({
         "site_id": [f"N{i + 1:0{width}d}" for i in range(k)]
@@ -101,6 +110,8 @@ def site_table(
         "demand_points": coverage.site_n_points,
         "mean_distance_m": coverage.site_mean_distance_m,
         "max_distance_m": coverage.site_max_distance_m,
+        "residents_served": served,
+        "evs_per_1000_residents": per_1000,
     })  # fmt: skip
 
 

@@ -17,14 +17,22 @@ from evplanner.errors import InputError
 
 __all__ = [
     "ALGORITHMS",
+    "DEMAND_AT",
     "EXISTING_CHOICES",
     "EV_TYPES",
+    "TRACT_FALLBACKS",
     "WEIGHTINGS",
     "Scenario",
 ]
 
-#: Demand weightings: what one vehicle weighs (:func:`evplanner.demand.demand_points`).
-WEIGHTINGS = ("vehicles", "bev", "range")
+#: Demand weightings (:func:`evplanner.demand.demand_points`): one vehicle counts 1;
+#: BEVs only; a vehicle's electric range in miles; or the tract's residents.
+WEIGHTINGS = ("vehicles", "bev", "range", "residents")
+#: Where a vehicle's demand sits: its census tract's centre of population, or its
+#: published ZIP-code centroid.
+DEMAND_AT = ("tract", "zip")
+#: What happens to a vehicle whose census tract is missing or unknown.
+TRACT_FALLBACKS = ("drop", "zip")
 #: Siting algorithms: weighted K-Medians (the L1 p-median), or scikit-learn's K-Means
 #: for comparison (it cannot hold existing sites fixed).
 ALGORITHMS = ("kmedians", "kmeans")
@@ -88,11 +96,29 @@ class Scenario:
         Keep these EV types (empty: both).
     model_years : (int, int) or None
         Inclusive model-year range (None: all).
-    weighting : {"vehicles", "bev", "range"}
-        What one vehicle weighs in the demand: 1; 1 for a BEV and 0 for a PHEV;
-        its electric range in miles.
+    utilities : tuple of str
+        Keep vehicles served by these electric utilities (a vehicle listing several
+        counts when any of them is chosen; empty: all).
+    legislative_districts : tuple of int
+        Keep vehicles in these legislative districts (empty: all).
+    demand_at : {"tract", "zip"}
+        Where a vehicle's demand sits: its 2020 census tract's centre of population
+        (default), or its published ZIP-code centroid.
+    tract_fallback : {"drop", "zip"}
+        A vehicle whose tract is missing or unknown is left out (counted in the load
+        report), or placed at its ZIP centroid.
+    weighting : {"vehicles", "bev", "range", "residents"}
+        What the demand counts: vehicles; BEVs only; electric range in miles; or
+        the tracts' residents (plan for everyone, not only today's owners).
+    residents_share : float in [0, 1]
+        Blend of vehicles and residents: weight = (1 - a) vehicles + a residents
+        scaled to the vehicles' total (0: vehicles only).
+    year : int or None
+        Plan for the demand forecast for this year (:mod:`evplanner.forecast`);
+        None: today's registrations.
     keep_out_of_area : bool
-        Keep vehicles registered outside Washington.
+        Keep vehicles registered outside Washington (and plain points or stations
+        outside the planning area).
     existing : str
         Existing sites held fixed: ``"none"``, ``"public"`` (the bundled public
         stations), ``"dc_fast"`` (those with DC fast ports), a station file (AFDC
@@ -126,7 +152,13 @@ got 0
     counties: tuple[str, ...] = ()
     ev_types: tuple[str, ...] = ()
     model_years: tuple[int, int] | None = None
+    utilities: tuple[str, ...] = ()
+    legislative_districts: tuple[int, ...] = ()
+    demand_at: str = "tract"
+    tract_fallback: str = "drop"
     weighting: str = "vehicles"
+    residents_share: float = 0.0
+    year: int | None = None
     keep_out_of_area: bool = False
     existing: str = "none"
     radius_m: float = 5_000.0
@@ -155,8 +187,42 @@ got 0
             if low > high:
                 raise _fail("model_years", "first <= last", self.model_years)
             set_(self, "model_years", (low, high))
-        if self.weighting not in WEIGHTINGS:
-            raise _fail("weighting", f"one of {WEIGHTINGS}", self.weighting)
+        set_(self, "utilities", _strings("utilities", self.utilities))
+        districts = self.legislative_districts
+        districts = (districts,) if isinstance(districts, (int, str)) else districts
+        try:
+            districts = tuple(sorted({_integer("legislative_districts", d, 1, 49)
+                                      for d in districts or ()}))  # fmt: skip
+        except InputError:
+            raise _fail("legislative_districts", "district numbers 1 to 49",
+                        self.legislative_districts) from None  # fmt: skip
+        set_(self, "legislative_districts", districts)
+        for name, choices in (("demand_at", DEMAND_AT),
+                              ("tract_fallback", TRACT_FALLBACKS),
+                              ("weighting", WEIGHTINGS)):  # fmt: skip
+            if getattr(self, name) not in choices:
+                raise _fail(name, f"one of {choices}", getattr(self, name))
+        try:
+            share = float(self.residents_share)
+        except (TypeError, ValueError):
+            share = math.nan
+        if not 0.0 <= share <= 1.0:
+            raise _fail("residents_share", "a share from 0 to 1", self.residents_share)
+        set_(self, "residents_share", share)
+        if self.weighting == "residents" or share > 0:
+            if self.demand_at != "tract":
+                raise _fail("demand_at", "'tract' (residents live in census "
+                            "tracts)", self.demand_at)  # fmt: skip
+        if self.year is not None:
+            set_(self, "year", _integer("year", self.year, 1990, 2100))
+            if self.demand_at != "tract" or self.weighting != "vehicles" or (
+                self.model_years is not None
+            ):
+                raise InputError(
+                    "a forecast year plans for the vehicles at tract centres: "
+                    f"expected demand_at 'tract', weighting 'vehicles' and no "
+                    f"model_years, got {self.demand_at!r}, {self.weighting!r}, "
+                    f"{self.model_years!r}", field="year")  # fmt: skip
         set_(self, "keep_out_of_area", bool(self.keep_out_of_area))
         if not isinstance(self.existing, str) or not self.existing.strip():
             raise _fail("existing", f"one of {EXISTING_CHOICES}, a station file or "
@@ -187,7 +253,9 @@ got 0
     def demand_key(self) -> tuple:
         """The fields that define the demand points (a cache key)."""
         return (self.demand, self.counties, self.ev_types, self.model_years,
-                self.weighting, self.keep_out_of_area, self.crs)  # fmt: skip
+                self.utilities, self.legislative_districts, self.demand_at,
+                self.tract_fallback, self.weighting, self.residents_share,
+                self.year, self.keep_out_of_area, self.crs)  # fmt: skip
 
     @property
     def sites_key(self) -> tuple:

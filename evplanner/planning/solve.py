@@ -143,7 +143,11 @@ def solve(
     if len(existing_m):
         today = coverage(demand.X, demand.weight, existing_m, n_new_sites=0,
                          vehicles=demand.vehicles, radius_m=scenario.radius_m)
-    sites = site_table(cover, new_m, existing.stations, demand.crs)
+    residents = None
+    if demand.population is not None and cover.labels is not None:
+        residents = np.bincount(cover.labels, weights=demand.population,
+                                minlength=cover.n_sites)  # fmt: skip
+    sites = site_table(cover, new_m, existing.stations, demand.crs, residents)
     points = None
     if not demand.is_dask:
         points = pd.DataFrame({

@@ -48,7 +48,12 @@ def test_to_dict_is_plain():
     ("ev_types", ["HYDROGEN"], "some of ('BEV', 'PHEV')"),
     ("model_years", (2023, 2018), "first <= last"),
     ("model_years", ("x", 2), "(first, last)"),
-    ("weighting", "miles", "one of ('vehicles', 'bev', 'range')"),
+    ("weighting", "miles", "one of ('vehicles', 'bev', 'range', 'residents')"),
+    ("demand_at", "county", "one of ('tract', 'zip')"),
+    ("tract_fallback", "guess", "one of ('drop', 'zip')"),
+    ("residents_share", 1.5, "a share from 0 to 1"),
+    ("legislative_districts", [0], "district numbers 1 to 49"),
+    ("year", 3000, "an integer between 1990 and 2100"),
     ("existing", "", "one of ('none', 'public', 'dc_fast')"),
     ("radius_m", math.inf, "a finite distance > 0"),
     ("radius_m", math.nan, "a finite distance > 0"),
@@ -72,3 +77,12 @@ def test_bad_values_name_the_field_and_value(field, value, expected):
 def test_replace_validates():
     with pytest.raises(InputError, match="new_sites"):
         Scenario().replace(new_sites=-2)
+
+
+def test_residents_and_forecasts_need_tract_demand():
+    with pytest.raises(InputError, match="demand_at: expected 'tract'"):
+        Scenario(weighting="residents", demand_at="zip")
+    with pytest.raises(InputError, match="year"):
+        Scenario(year=2030, weighting="bev")
+    s = Scenario(year=2030, legislative_districts=[5, 1, 5], utilities="PUGET SOUND")
+    assert s.legislative_districts == (1, 5) and s.utilities == ("PUGET SOUND",)

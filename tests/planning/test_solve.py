@@ -89,8 +89,10 @@ def test_kmeans_cannot_hold_stations_and_says_so(demand):
 
 
 @pytest.mark.parametrize(("scenario", "field", "phrase"), [
-    (Scenario(new_sites=600), "new_sites", "fewer than the 600 new sites"),
-    (Scenario(counties=["Nowhere"]), None, "no demand left"),
+    (Scenario(new_sites=2000), "new_sites", "fewer than the 2,000 new sites"),
+    (Scenario(counties=["Nowhere"]), "counties", "no vehicle has ['Nowhere']"),
+    (Scenario(counties=["Garfield"], ev_types=["PHEV"], model_years=(1990, 1991)),
+     None, "no demand left"),
     (Scenario(existing="upload:abc"), "existing", "no uploaded station list"),
     (Scenario(demand=["/nonexistent/file.csv"]), None, "file not found"),
 ])  # fmt: skip
