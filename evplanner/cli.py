@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evplanner._io import check_outputs
+from evplanner._io import check_outputs, write_files
 from evplanner.errors import ClusterError, InputError
 
 __all__ = ["main"]
@@ -29,6 +29,9 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 FIELD_OPTIONS = {
     "new_sites": "--k", "demand": "--input", "counties": "--county",
     "ev_types": "--ev-type", "model_years": "--model-years",
+    "utilities": "--utility", "legislative_districts": "--district",
+    "demand_at": "--demand-at", "tract_fallback": "--tract-fallback",
+    "residents_share": "--residents-share", "year": "--year",
     "weighting": "--weighting", "existing": "--existing",
     "radius_m": "--radius-km", "seed": "--seed", "max_iter": "--max-iter",
     "crs": "--crs", "algorithm": "--algorithm",
@@ -72,7 +75,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         frame, report = load_stations(path)
     else:
         frame, report = load_vehicles(path, keep_out_of_area=args.keep_out_of_area)
+    placement = None
+    if not stations and report.kind in ("wa-dol-csv", "bundled-vehicles"):
+        from evplanner.data import load_tracts
+        from evplanner.demand import place_vehicles
+
+        # Where the demand sits: tract centres of population (or ZIP centroids).
+        frame, placement = place_vehicles(frame, load_tracts(),
+                                          demand_at=args.demand_at,
+                                          tract_fallback=args.tract_fallback)
+        report = placement.apply_to(report)
     print(report.format())
+    if placement is not None:
+        print(placement.format())
     if frame.empty:
         print("no usable rows")
         return EXIT_OK
@@ -87,7 +102,8 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"{int((frame['dc_fast_ports'] > 0).sum()):,}")  # fmt: skip
     else:
         print(f"total weight: {frame['weight'].sum():,.1f}")
-    print(f"distinct locations: {distinct:,}")
+    where = "" if placement is None else f" ({placement.demand_at} demand)"
+    print(f"distinct locations{where}: {distinct:,}")
     print(f"bounding box: lon {lon.min():.5f} .. {lon.max():.5f}, "
           f"lat {lat.min():.5f} .. {lat.max():.5f}")  # fmt: skip
     print(f"CRS: {crs.to_string()} ({crs.name})")
@@ -185,10 +201,26 @@ def _scenario(args: argparse.Namespace, new_sites: int):
     return Scenario(
         new_sites=new_sites, demand=inputs, counties=_split(args.county),
         ev_types=_split(args.ev_type), model_years=_model_years(args.model_years),
-        weighting=args.weighting, keep_out_of_area=args.keep_out_of_area,
+        utilities=_utilities(args.utility), legislative_districts=_districts(args),
+        demand_at=args.demand_at, tract_fallback=args.tract_fallback,
+        weighting=args.weighting, residents_share=args.residents_share,
+        year=getattr(args, "year", None), keep_out_of_area=args.keep_out_of_area,
         existing=_existing(args), radius_m=args.radius_km * 1000.0, seed=args.seed,
         max_iter=args.max_iter, crs=args.crs,
     )  # fmt: skip
+
+
+def _utilities(values: list[str] | None) -> list[str]:
+    """Repeated ``--utility`` values (names contain commas, so no splitting)."""
+    return [v.strip() for v in values or [] if v.strip()]
+
+
+def _districts(args: argparse.Namespace) -> list[int]:
+    try:
+        return [int(v) for v in _split(args.district)]
+    except ValueError:
+        raise UsageError(f"--district: expected district numbers like 1,5,43, got "
+                         f"{args.district}") from None  # fmt: skip
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
@@ -353,6 +385,62 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _years(text: str) -> list[int]:
+    from evplanner.planning.rollout import MAX_YEARS
+
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or parts[0] > parts[-1]:
+        raise UsageError(f"--years: expected FIRST:LAST like 2025:2030, got {text!r}")
+    if parts[-1] - parts[0] + 1 > MAX_YEARS:
+        raise UsageError(f"--years: at most {MAX_YEARS} years, got {text!r}")
+    return list(range(parts[0], parts[-1] + 1))
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """New sites year by year on each year's forecast; sites with their year."""
+    from evplanner.planning import site_format
+    from evplanner.planning.rollout import rollout
+    from evplanner.planning.writers import rollout_bytes
+
+    years = _years(args.years)
+    if args.per_year < 1:
+        raise UsageError(f"--per-year: expected >= 1, got {args.per_year}")
+    if args.scheduler or args.workers is not None:
+        raise UsageError("rollout runs in memory (the forecast needs every vehicle): "
+                         "drop --scheduler/--workers")  # fmt: skip
+    args.year = years[0]
+    scenario = _scenario(args, args.per_year)
+    check_outputs({"--out": args.out, "--metrics": args.metrics}, _inputs(args))
+    try:
+        fmt = site_format(args.out)
+    except InputError as err:
+        raise UsageError(f"--out {args.out}: {err.message}") from None
+    if args.metrics and Path(args.metrics).suffix.lower() != ".json":
+        raise UsageError(f"--metrics {args.metrics}: expected a .json file")
+    _show_progress(args)
+    bar = ProgressBar(len(years), "rollout", quiet=args.quiet)
+    plan = rollout(scenario, years, progress=lambda done, total, plan: bar(
+        done, total, f"{plan.scenario.year}"))
+    files = {Path(args.out): rollout_bytes(plan, fmt)}
+    if args.metrics:
+        import json
+
+        files[Path(args.metrics)] = (json.dumps(plan.metrics(), indent=2)
+                                     + "\n").encode()  # fmt: skip
+    write_files(files)
+    table = plan.per_year()
+    table["coverage_pct"] = (100 * table["coverage_share"]).round(1)
+    table["mean_distance_km"] = (table["mean_distance_m"] / 1000).round(2)
+    print(table[["year", "new_sites", "sites_built", "total_vehicles",
+                 "mean_distance_km", "coverage_pct"]].to_string(index=False))
+    print(f"sites: {args.out}" + (f"; metrics: {args.metrics}" if args.metrics
+                                  else ""))  # fmt: skip
+    return EXIT_OK
+
+
 def _sweep_png(table, radius_km: float) -> bytes:
     import io
 
@@ -434,11 +522,28 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
                       help="keep these EV types")
     data.add_argument("--model-years", metavar="FIRST:LAST",
                       help="inclusive model-year range, e.g. 2018:2023")
+    data.add_argument("--utility", action="append", metavar="NAME",
+                      help="keep vehicles served by this electric utility (repeat; "
+                      "a vehicle listing several counts when any is chosen)")
+    data.add_argument("--district", action="append", metavar="N",
+                      help="keep these legislative districts (repeat or "
+                      "comma-separate)")
+    data.add_argument("--demand-at", default="tract", choices=("tract", "zip"),
+                      help="where a vehicle's demand sits: its census tract's centre "
+                      "of population (default) or its ZIP-code centroid")
+    data.add_argument("--tract-fallback", default="drop", choices=("drop", "zip"),
+                      help="a vehicle without a known tract: left out and counted "
+                      "(default) or placed at its ZIP centroid")
     data.add_argument("--weighting", default="vehicles",
-                      choices=("vehicles", "bev", "range"),
-                      help="demand weight of one vehicle (default: vehicles)")
+                      choices=("vehicles", "bev", "range", "residents"),
+                      help="what the demand counts: vehicles (default), BEVs only, "
+                      "electric range in miles, or the tracts' residents")
+    data.add_argument("--residents-share", type=float, default=0.0, metavar="A",
+                      help="blend: weight = (1 - A) vehicles + A residents scaled "
+                      "to the vehicles' total (default 0)")
     data.add_argument("--keep-out-of-area", action="store_true",
-                      help="keep vehicles registered outside WA")
+                      help="keep vehicles registered outside WA, and points or "
+                      "stations outside the planning area")
     data.add_argument("--crs", default="auto", help="'auto' (UTM zone) or EPSG:n")
     model = sub.add_argument_group("model")
     model.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -479,6 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--keep-out-of-area", action="store_true",
                       help="keep vehicles registered outside WA")
     info.add_argument("--crs", default="auto", help="'auto' (UTM zone) or EPSG:n")
+    info.add_argument("--demand-at", default="tract", choices=("tract", "zip"),
+                      help="where vehicles' demand sits (default: tract centres)")
+    info.add_argument("--tract-fallback", default="drop", choices=("drop", "zip"),
+                      help="vehicles without a known tract: drop or ZIP centroid")
     info.set_defaults(func=cmd_info)
 
     solve = commands.add_parser(
@@ -492,8 +601,28 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--metrics", metavar="FILE.json", help="write metrics JSON")
     solve.add_argument("--report", metavar="FILE.html",
                        help="write the one-page HTML report")
+    solve.add_argument("--year", type=int, metavar="YEAR",
+                       help="plan for the demand forecast for this year "
+                       "(default: today's registrations)")
     _add_run_options(solve)
     solve.set_defaults(func=cmd_solve)
+
+    stages = commands.add_parser(
+        "rollout", help="a staged rollout: new sites year by year",
+        description="Place --per-year new sites in each year on that year's forecast "
+        "demand, holding today's sites and all earlier years' sites fixed.",
+    )  # fmt: skip
+    stages.add_argument("--years", required=True, metavar="FIRST:LAST",
+                        help="years to plan, e.g. 2025:2030 (inclusive)")
+    stages.add_argument("--per-year", type=int, required=True, metavar="K",
+                        help="new sites per year")
+    stages.add_argument("--out", required=True,
+                        help="sites file (.csv, .geojson, .parquet) with a year "
+                        "column")
+    stages.add_argument("--metrics", metavar="FILE.json",
+                        help="each year's coverage and mean distance")
+    _add_run_options(stages)
+    stages.set_defaults(func=cmd_rollout)
 
     sweep = commands.add_parser(
         "sweep", help="objective and coverage for a range of k (elbow plot)")

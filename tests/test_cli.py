@@ -369,3 +369,50 @@ def test_report_is_written(capsys, tmp_path):
     assert 'id="map"' in html and "data:image/png;base64," in html
     assert html.count("<tr><td>N") == 4 and "2025-02-09" in html
     assert f"report: {tmp_path / 'plan.html'}" in out
+
+
+# --------------------------------------------------------------------------- demand
+
+
+def test_info_counts_tract_and_zip_demand(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    assert "rows kept: 150,137" in out
+    assert "distinct locations (tract demand): 1,767" in out
+    code, out, _ = run(capsys, "info", "--demand-at", "zip")
+    assert "distinct locations (zip demand): 537" in out
+
+
+@pytest.mark.parametrize("options, check", [
+    (["--demand-at", "zip"], lambda m: m["coverage"]["n_points"] == 537),
+    (["--weighting", "residents"],
+     lambda m: m["demand"]["total_weight"] == 7_705_281),
+    (["--residents-share", "0.5"],
+     lambda m: m["demand"]["total_weight"] == pytest.approx(150_137)),
+    (["--district", "1,41"], lambda m: 0 < m["demand"]["total_vehicles"] < 20_000),
+    (["--utility", "PUGET SOUND ENERGY INC"],
+     lambda m: 0 < m["demand"]["total_vehicles"] < 150_137),
+    (["--year", "2028"], lambda m: m["demand"]["total_vehicles"] > 150_137),
+])  # fmt: skip
+def test_demand_options(capsys, tmp_path, options, check):
+    code, _, err = run(capsys, "solve", "--k", 3, *options, "--quiet", "--out",
+                       tmp_path / "s.csv", "--metrics", tmp_path / "m.json")
+    assert code == 0, err
+    assert check(json.loads((tmp_path / "m.json").read_text()))
+
+
+def test_tract_demand_with_todays_stations(capsys, tmp_path):
+    """The planner's real question: new sites among today's 2,473 stations."""
+    code, _, err = run(capsys, "solve", "--k", 10, "--existing", "public", "--quiet",
+                       "--out", tmp_path / "s.csv", "--metrics", tmp_path / "m.json")
+    assert code == 0, err
+    sites = pd.read_csv(tmp_path / "s.csv", dtype={"station_id": "string"})
+    new, existing = sites[sites["kind"] == "new"], sites[sites["kind"] == "existing"]
+    # Tract demand: new sites gather several demand locations (ZIP demand put each
+    # on one centroid, at distance 0).
+    assert new["demand_points"].median() > 1 and new["demand_points"].sum() > 20
+    assert new["mean_distance_m"].median() > 0
+    # Existing stations' loads are reported, and hundreds serve demand.
+    assert len(existing) == 2_473 and existing["vehicles_served"].gt(0).sum() > 500
+    assert sites["vehicles_served"].sum() == pytest.approx(150_137)
+    assert new["evs_per_1000_residents"].notna().all()

@@ -51,6 +51,7 @@ WEIGHT_UNITS = {
     "vehicles": "vehicles",
     "bev": "battery-electric vehicles",
     "range": "miles of electric range",
+    "residents": "residents (2020 census)",
 }
 
 

@@ -21,6 +21,7 @@ from evplanner.planning.plan import Plan
 __all__ = [
     "SITE_FORMATS",
     "metrics_json",
+    "rollout_bytes",
     "site_format",
     "sites_bytes",
     "sites_csv",
@@ -37,7 +38,11 @@ SITE_FORMATS = {".csv": "csv", ".geojson": "geojson", ".json": "geojson",
 
 def sites_csv(plan: Plan) -> bytes:
     """The site table as CSV (UTF-8, full float precision, empty for missing)."""
-    return plan.sites.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    return _table_csv(plan.sites)
+
+
+def _table_csv(sites) -> bytes:
+    return sites.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
 def sites_geojson(plan: Plan) -> bytes:
@@ -46,8 +51,12 @@ def sites_geojson(plan: Plan) -> bytes:
     Each feature's properties are the site table's columns (``lon`` and ``lat``
     too, so that the properties alone are the table).
     """
+    return _table_geojson(plan.sites)
+
+
+def _table_geojson(sites) -> bytes:
     features = []
-    for record in plan.sites.to_dict(orient="records"):
+    for record in sites.to_dict(orient="records"):
         lon, lat = float(record["lon"]), float(record["lat"])
         features.append({"type": "Feature",
                          "geometry": {"type": "Point", "coordinates": [lon, lat]},
@@ -58,20 +67,23 @@ def sites_geojson(plan: Plan) -> bytes:
 
 def sites_geoparquet(plan: Plan) -> bytes:
     """The sites as GeoParquet: the site table plus point geometries in EPSG:4326."""
+    return _table_geoparquet(plan.sites)
+
+
+def _table_geoparquet(sites) -> bytes:
     import geopandas as gpd
 
     frame = gpd.GeoDataFrame(
-        plan.sites,
-        geometry=gpd.points_from_xy(plan.sites["lon"], plan.sites["lat"]),
+        sites, geometry=gpd.points_from_xy(sites["lon"], sites["lat"]),
         crs="EPSG:4326",
-    )
+    )  # fmt: skip
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
 
 
-_SITE_WRITERS = {"csv": sites_csv, "geojson": sites_geojson,
-                 "geoparquet": sites_geoparquet}  # fmt: skip
+_SITE_WRITERS = {"csv": _table_csv, "geojson": _table_geojson,
+                 "geoparquet": _table_geoparquet}  # fmt: skip
 
 
 def site_format(path: str | Path) -> str:
@@ -96,7 +108,12 @@ def site_format(path: str | Path) -> str:
 
 def sites_bytes(plan: Plan, fmt: str) -> bytes:
     """The sites in ``fmt`` (``"csv"``, ``"geojson"`` or ``"geoparquet"``)."""
-    return _SITE_WRITERS[fmt](plan)
+    return _SITE_WRITERS[fmt](plan.sites)
+
+
+def rollout_bytes(rollout, fmt: str) -> bytes:
+    """A :class:`~evplanner.planning.rollout.Rollout`'s sites (with their year)."""
+    return _SITE_WRITERS[fmt](rollout.sites)
 
 
 def metrics_json(plan: Plan) -> bytes:
