@@ -7,6 +7,7 @@ VENV ?= .venv
 PORT ?= 5006
 ADDRESS ?= 127.0.0.1
 BIN := $(VENV)/bin
+SOURCES := evplanner apps tests benchmarks data
 
 .PHONY: serve test lint bench chromium clean
 
@@ -40,7 +41,8 @@ test: $(VENV)/.installed chromium
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check evplanner apps tests benchmarks
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run_all.py

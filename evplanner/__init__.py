@@ -25,6 +25,10 @@ _EXPORTS = {
     "choose_crs": "evplanner.projection",
     "KMedians": "evplanner.kmedians",
     "k_medians": "evplanner.kmedians",
+    "Scenario": "evplanner.planning",
+    "Plan": "evplanner.planning",
+    "solve": "evplanner.planning",
+    "sweep": "evplanner.planning",
 }
 
 __all__ = sorted(_EXPORTS)
