@@ -247,11 +247,16 @@ def _check_run_args(args: argparse.Namespace) -> None:
 def _show_progress(args: argparse.Namespace) -> None:
     """Progress lines on stderr: what is read, and each K-Medians iteration."""
     if args.verbose < 2:
-        # The cluster's own INFO chatter (worker start/stop) is not progress.
+        # The cluster's own chatter (worker start/stop at INFO; at ERROR, with a
+        # traceback, a lost scheduler) is not for the user: the run reports cluster
+        # failures itself, in one line. -v shows its warnings, -vv everything.
         # Importing distributed sets its log levels, so import it first.
         import distributed  # noqa: F401
 
-        logging.getLogger("distributed").setLevel(logging.WARNING)
+        level = logging.WARNING if args.verbose else logging.CRITICAL
+        for name in ["distributed", *logging.root.manager.loggerDict]:
+            if name.startswith("distributed"):
+                logging.getLogger(name).setLevel(level)
     if args.quiet:
         return
     for name, level in (("evplanner", logging.INFO), ("evplanner.kmedians", 10)):

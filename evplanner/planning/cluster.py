@@ -133,7 +133,7 @@ def dask_client(
     except Exception as err:
         if watchdog.reason is not None:
             raise ClusterError(watchdog.reason) from err
-        if _is_comm_error(err):
+        if _lost_scheduler(err, client):
             raise ClusterError(f"lost the Dask scheduler at {client.scheduler.address} "
                                f"({type(err).__name__})") from err  # fmt: skip
         raise
@@ -146,7 +146,13 @@ def dask_client(
                 cluster.close()
 
 
-def _is_comm_error(err: BaseException) -> bool:
+def _lost_scheduler(err: BaseException, client) -> bool:
+    """Whether ``err`` is the client losing its scheduler (closed comms, or work
+    cancelled because the connection went)."""
+    from concurrent.futures import CancelledError
+
     from distributed.comm.core import CommClosedError
 
-    return isinstance(err, (CommClosedError, ConnectionError))
+    if isinstance(err, (CommClosedError, ConnectionError)):
+        return True
+    return isinstance(err, CancelledError) and client.status != "running"
