@@ -416,3 +416,70 @@ def test_tract_demand_with_todays_stations(capsys, tmp_path):
     assert len(existing) == 2_473 and existing["vehicles_served"].gt(0).sum() > 500
     assert sites["vehicles_served"].sum() == pytest.approx(150_137)
     assert new["evs_per_1000_residents"].notna().all()
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def test_bad_station_rows_are_counted_not_dropped_silently(capsys, tmp_path):
+    stations = tmp_path / "stations.csv"
+    stations.write_text("lon,lat\n-122.33,47.61\nxx,47.5\n-122.1,\n151.21,-33.87\n"
+                        "37.62,55.75\n")  # Seattle, two bad rows, Sydney, Moscow
+    code, out, err = run(capsys, "solve", "--k", 2, "--existing", stations, "--quiet",
+                         "--out", tmp_path / "s.csv", "--metrics", tmp_path / "m.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "m.json").read_text())["load_report"]["existing"]
+    assert report["rows_read"] == 5 and report["rows_kept"] == 1
+    assert sum(report["dropped"].values()) == 2 and report["out_of_area"] == 2
+    assert "rows dropped: 4" in out and "outside the planning area" in out
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 2 + 1
+
+
+def test_a_crs_far_from_the_data_is_refused(capsys, tmp_path):
+    code, _, err = run(capsys, "solve", "--k", 2, "--crs", "EPSG:32633",
+                       "--out", tmp_path / "s.csv")  # fmt: skip
+    assert code == 2 and "--crs: EPSG:32633" in err and "is for lon 12.0" in err
+    assert "UTM zone EPSG:32610 there" in err and not (tmp_path / "s.csv").exists()
+
+
+def test_stray_points_do_not_move_the_crs(capsys, tmp_path):
+    rng = np.random.default_rng(3)
+    seattle = np.column_stack([-122.33 + rng.normal(0, 0.05, 40),
+                               47.61 + rng.normal(0, 0.05, 40)])
+    frame = pd.DataFrame(np.vstack([seattle, [[0.0, 0.0], [0.0, 0.0]]]),
+                         columns=["lon", "lat"])
+    path = tmp_path / "points.csv"
+    frame.to_csv(path, index=False)
+    code, out, err = run(capsys, "solve", "--k", 2, "--input", path, "--quiet",
+                         "--keep-out-of-area", "--out", tmp_path / "s.csv",
+                         "--metrics", tmp_path / "m.json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "m.json").read_text())["demand"]["crs"] == (
+        "EPSG:32610")
+
+
+def test_overflowing_weights_exit_2(capsys, tmp_path):
+    path = tmp_path / "w.csv"
+    path.write_text("lon,lat,weight\n-122.3,47.6,1e308\n-122.2,47.5,1e308\n")
+    code, _, err = run(capsys, "solve", "--k", 1, "--input", path,
+                       "--out", tmp_path / "s.csv")  # fmt: skip
+    assert code == 2 and "w.csv" in err and "weight" in err
+    assert "nan" not in err.lower() and not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_ragged_csv_on_a_worker_is_one_line(tmp_path):
+    path = tmp_path / "ragged.csv"
+    rows = ["lon,lat,weight"] + [f"-122.{i % 90:02d},47.5,1" for i in range(3000)]
+    rows[2000] += ",9"
+    path.write_text("\n".join(rows) + "\n")
+    proc = subprocess.run(
+        [EVPLANNER, "solve", "--k", "2", "--input", str(path), "--workers", "1",
+         "--out", str(tmp_path / "s.csv")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and "ragged.csv, row 2000" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr

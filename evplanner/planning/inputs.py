@@ -364,7 +364,7 @@ def _finish(points: pd.DataFrame, report: LoadReport, scenario: Scenario,
     lat = points["lat"].to_numpy("float64")
     weight = points["weight"].to_numpy("float64")
     # The UTM zone where most of the demand weight is: stray points cannot move it.
-    crs = choose_crs(lon, lat, scenario.crs, weight=weight)
+    crs = _crs(lambda: choose_crs(lon, lat, scenario.crs, weight=weight))
     x_m, y_m = to_metres(lon, lat, crs)
     population = None
     if "population" in points and points["population"].notna().all():
@@ -375,6 +375,16 @@ def _finish(points: pd.DataFrame, report: LoadReport, scenario: Scenario,
         vehicles=points["vehicles"].to_numpy("float64"), lon=lon, lat=lat, crs=crs,
         report=report, aggregated=aggregate, source=source, population=population,
     )  # fmt: skip
+
+
+def _crs(choose) -> pyproj.CRS:
+    """The CRS ``choose()`` picks; a CRS that does not fit is the scenario's error."""
+    try:
+        return choose()
+    except ValueError as err:
+        message = str(err)
+        message = message.removeprefix("crs: ").removeprefix("crs ")
+        raise InputError(message, field="crs") from None
 
 
 def _float_frame(*columns: str) -> pd.DataFrame:
@@ -421,7 +431,7 @@ def _demand_on_cluster(
     if not sum(lengths):
         raise _no_demand(source, report)
     # As in memory: the zone where most of the weight is (additive histograms).
-    crs = choose_crs_dask(points, scenario.crs, weight="weight")
+    crs = _crs(lambda: choose_crs_dask(points, scenario.crs, weight="weight"))
     projected = points.map_partitions(_project_partition, crs.to_wkt(),
                                       meta=_float_frame("x_m", "y_m", "weight"))
     X = projected[["x_m", "y_m"]].to_dask_array(lengths=lengths)
