@@ -81,9 +81,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         from evplanner.demand import place_vehicles
 
         # Where the demand sits: tract centres of population (or ZIP centroids).
-        frame, placement = place_vehicles(frame, load_tracts(),
-                                          demand_at=args.demand_at,
-                                          tract_fallback=args.tract_fallback)
+        frame, placement = place_vehicles(
+            frame,
+            load_tracts(),
+            demand_at=args.demand_at,
+            tract_fallback=args.tract_fallback,
+        )
         report = placement.apply_to(report)
     print(report.format())
     if placement is not None:
@@ -134,8 +137,11 @@ def _k_values(text: str) -> list[int]:
         raise UsageError(f"--k: expected START:STOP[:STEP] or a list like 5,10,20, "
                          f"got {text!r}") from None  # fmt: skip
     # min/max of a range without iterating it (a range can be a billion long).
-    low, high = (values[0], values[-1]) if isinstance(values, range) and len(
-        values) else (min(values, default=0), max(values, default=0))
+    low, high = (
+        (values[0], values[-1])
+        if isinstance(values, range) and len(values)
+        else (min(values, default=0), max(values, default=0))
+    )
     if len(values) == 0 or low < 1 or high > MAX_NEW_SITES:
         raise UsageError(f"--k: expected numbers of new sites from 1 to "
                          f"{MAX_NEW_SITES}, got {text!r}")  # fmt: skip
@@ -227,8 +233,11 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
     """Files the run reads, by option (never to be written over)."""
     from evplanner.data import BUNDLED_STATIONS, BUNDLED_VEHICLES
 
-    existing = args.existing if args.existing not in (None, "none", "public",
-                                                      "dc-fast", "dc_fast") else None
+    existing = (
+        args.existing
+        if args.existing not in (None, "none", "public", "dc-fast", "dc_fast")
+        else None
+    )
     return {"--input": args.input or str(BUNDLED_VEHICLES),
             "--existing": existing or str(BUNDLED_STATIONS)}  # fmt: skip
 
@@ -339,8 +348,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
         if report is not None:
             print(report.format())
     c = plan.coverage
-    print(f"{c.n_points:,} demand points (total weight {c.total_weight:,.1f} "
-          f"{plan.weight_unit}), CRS {plan.crs.to_string()}, {_mode(args)}")
+    print(
+        f"{c.n_points:,} demand points (total weight {c.total_weight:,.1f} "
+        f"{plan.weight_unit}), CRS {plan.crs.to_string()}, {_mode(args)}"
+    )
     print(plan.summary() + f" ({plan.n_iter} iterations, "
           f"{plan.timings['total']:.1f} s)")  # fmt: skip
     if plan.today is not None:
@@ -351,8 +362,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"note: {note}")
     written = [f"sites: {args.out}"] + [
-        f"{name}: {path}" for name, path in (("metrics", args.metrics),
-                                             ("report", args.report)) if path]
+        f"{name}: {path}"
+        for name, path in (("metrics", args.metrics), ("report", args.report))
+        if path
+    ]
     print("; ".join(written))
     return EXIT_OK
 
@@ -377,9 +390,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     bar = ProgressBar(len(ks), "sweep", quiet=args.quiet)
     with dask_client(args.scheduler, args.workers, timeout_s=timeout_s,
                      no_workers_s=no_workers_s) as client:  # fmt: skip
-        table = sweep(scenario, ks, client=client, blocksize=args.blocksize,
-                      progress=lambda done, total, plan: bar(
-                          done, total, f"k={plan.scenario.new_sites}"))
+        table = sweep(
+            scenario,
+            ks,
+            client=client,
+            blocksize=args.blocksize,
+            progress=lambda done, total, plan: bar(
+                done, total, f"k={plan.scenario.new_sites}"
+            ),
+        )
     from evplanner.planning.writers import write_bytes
 
     write_bytes(out, table.to_csv(index=False, lineterminator="\n").encode())
@@ -427,8 +446,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         raise UsageError(f"--metrics {args.metrics}: expected a .json file")
     _show_progress(args)
     bar = ProgressBar(len(years), "rollout", quiet=args.quiet)
-    plan = rollout(scenario, years, progress=lambda done, total, plan: bar(
-        done, total, f"{plan.scenario.year}"))
+    plan = rollout(
+        scenario,
+        years,
+        progress=lambda done, total, plan: bar(done, total, f"{plan.scenario.year}"),
+    )
     files = {Path(args.out): rollout_bytes(plan, fmt)}
     if args.metrics:
         import json
@@ -439,8 +461,18 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     table = plan.per_year()
     table["coverage_pct"] = (100 * table["coverage_share"]).round(1)
     table["mean_distance_km"] = (table["mean_distance_m"] / 1000).round(2)
-    print(table[["year", "new_sites", "sites_built", "total_vehicles",
-                 "mean_distance_km", "coverage_pct"]].to_string(index=False))
+    print(
+        table[
+            [
+                "year",
+                "new_sites",
+                "sites_built",
+                "total_vehicles",
+                "mean_distance_km",
+                "coverage_pct",
+            ]
+        ].to_string(index=False)
+    )
     print(f"sites: {args.out}" + (f"; metrics: {args.metrics}" if args.metrics
                                   else ""))  # fmt: skip
     return EXIT_OK
@@ -503,8 +535,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
-    print(f"wrote {args.n:,} synthetic points to {out} (seed {args.seed}, drawn from "
-          f"{len(demand):,} demand points of {report.source})")
+    print(
+        f"wrote {args.n:,} synthetic points to {out} (seed {args.seed}, drawn from "
+        f"{len(demand):,} demand points of {report.source})"
+    )
     return EXIT_OK
 
 
@@ -521,53 +555,105 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
         help="existing sites held fixed: none (default), the bundled public stations, "
         "those with DC fast ports, or a station file (AFDC export, lon/lat CSV)",
     )  # fmt: skip
-    data.add_argument("--county", action="append", metavar="NAME",
-                      help="keep these counties (repeat or comma-separate)")
-    data.add_argument("--ev-type", action="append", metavar="BEV|PHEV",
-                      help="keep these EV types")
-    data.add_argument("--model-years", metavar="FIRST:LAST",
-                      help="inclusive model-year range, e.g. 2018:2023")
-    data.add_argument("--utility", action="append", metavar="NAME",
-                      help="keep vehicles served by this electric utility (repeat; "
-                      "a vehicle listing several counts when any is chosen)")
-    data.add_argument("--district", action="append", metavar="N",
-                      help="keep these legislative districts (repeat or "
-                      "comma-separate)")
-    data.add_argument("--demand-at", default="tract", choices=("tract", "zip"),
-                      help="where a vehicle's demand sits: its census tract's centre "
-                      "of population (default) or its ZIP-code centroid")
-    data.add_argument("--tract-fallback", default="drop", choices=("drop", "zip"),
-                      help="a vehicle without a known tract: left out and counted "
-                      "(default) or placed at its ZIP centroid")
-    data.add_argument("--weighting", default="vehicles",
-                      choices=("vehicles", "bev", "range", "residents"),
-                      help="what the demand counts: vehicles (default), BEVs only, "
-                      "electric range in miles, or the tracts' residents")
-    data.add_argument("--residents-share", type=float, default=0.0, metavar="A",
-                      help="blend: weight = (1 - A) vehicles + A residents scaled "
-                      "to the vehicles' total (default 0)")
-    data.add_argument("--keep-out-of-area", action="store_true",
-                      help="keep vehicles registered outside WA, and points or "
-                      "stations outside the planning area")
+    data.add_argument(
+        "--county",
+        action="append",
+        metavar="NAME",
+        help="keep these counties (repeat or comma-separate)",
+    )
+    data.add_argument(
+        "--ev-type", action="append", metavar="BEV|PHEV", help="keep these EV types"
+    )
+    data.add_argument(
+        "--model-years",
+        metavar="FIRST:LAST",
+        help="inclusive model-year range, e.g. 2018:2023",
+    )
+    data.add_argument(
+        "--utility",
+        action="append",
+        metavar="NAME",
+        help="keep vehicles served by this electric utility (repeat; "
+        "a vehicle listing several counts when any is chosen)",
+    )
+    data.add_argument(
+        "--district",
+        action="append",
+        metavar="N",
+        help="keep these legislative districts (repeat or comma-separate)",
+    )
+    data.add_argument(
+        "--demand-at",
+        default="tract",
+        choices=("tract", "zip"),
+        help="where a vehicle's demand sits: its census tract's centre "
+        "of population (default) or its ZIP-code centroid",
+    )
+    data.add_argument(
+        "--tract-fallback",
+        default="drop",
+        choices=("drop", "zip"),
+        help="a vehicle without a known tract: left out and counted "
+        "(default) or placed at its ZIP centroid",
+    )
+    data.add_argument(
+        "--weighting",
+        default="vehicles",
+        choices=("vehicles", "bev", "range", "residents"),
+        help="what the demand counts: vehicles (default), BEVs only, "
+        "electric range in miles, or the tracts' residents",
+    )
+    data.add_argument(
+        "--residents-share",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="blend: weight = (1 - A) vehicles + A residents scaled "
+        "to the vehicles' total (default 0)",
+    )
+    data.add_argument(
+        "--keep-out-of-area",
+        action="store_true",
+        help="keep vehicles registered outside WA, and points or "
+        "stations outside the planning area",
+    )
     data.add_argument("--crs", default="auto", help="'auto' (UTM zone) or EPSG:n")
     model = sub.add_argument_group("model")
     model.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    model.add_argument("--radius-km", type=float, default=5.0,
-                       help="coverage radius in km (default 5)")
-    model.add_argument("--max-iter", type=int, default=300,
-                       help="cap on Lloyd iterations (default 300)")
+    model.add_argument(
+        "--radius-km", type=float, default=5.0, help="coverage radius in km (default 5)"
+    )
+    model.add_argument(
+        "--max-iter",
+        type=int,
+        default=300,
+        help="cap on Lloyd iterations (default 300)",
+    )
     run = sub.add_argument_group("where to run (default: in memory)")
-    run.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                     help="an existing Dask scheduler")
-    run.add_argument("--workers", type=int, metavar="N",
-                     help="start a LocalCluster with N worker processes")
-    run.add_argument("--timeout", default="10s",
-                     help="how long to wait for the scheduler (default 10s)")
-    run.add_argument("--worker-timeout", default="60s",
-                     help="give up when the cluster has had no worker this long "
-                     "(default 60s)")
-    run.add_argument("--blocksize", default="64MB",
-                     help="partition size when reading on a cluster (default 64MB)")
+    run.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="start a LocalCluster with N worker processes",
+    )
+    run.add_argument(
+        "--timeout",
+        default="10s",
+        help="how long to wait for the scheduler (default 10s)",
+    )
+    run.add_argument(
+        "--worker-timeout",
+        default="60s",
+        help="give up when the cluster has had no worker this long (default 60s)",
+    )
+    run.add_argument(
+        "--blocksize",
+        default="64MB",
+        help="partition size when reading on a cluster (default 64MB)",
+    )
     sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -577,22 +663,36 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evplanner",
         description="Place EV charging stations with weighted K-Medians (L1, metres).",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log output")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     info = commands.add_parser("info", help="summarise a vehicle or station file")
-    info.add_argument("path", nargs="?",
-                      help="data file (default: the bundled vehicle data)")
-    info.add_argument("--stations", action="store_true",
-                      help="read PATH as a station file")
-    info.add_argument("--keep-out-of-area", action="store_true",
-                      help="keep vehicles registered outside WA")
+    info.add_argument(
+        "path", nargs="?", help="data file (default: the bundled vehicle data)"
+    )
+    info.add_argument(
+        "--stations", action="store_true", help="read PATH as a station file"
+    )
+    info.add_argument(
+        "--keep-out-of-area",
+        action="store_true",
+        help="keep vehicles registered outside WA",
+    )
     info.add_argument("--crs", default="auto", help="'auto' (UTM zone) or EPSG:n")
-    info.add_argument("--demand-at", default="tract", choices=("tract", "zip"),
-                      help="where vehicles' demand sits (default: tract centres)")
-    info.add_argument("--tract-fallback", default="drop", choices=("drop", "zip"),
-                      help="vehicles without a known tract: drop or ZIP centroid")
+    info.add_argument(
+        "--demand-at",
+        default="tract",
+        choices=("tract", "zip"),
+        help="where vehicles' demand sits (default: tract centres)",
+    )
+    info.add_argument(
+        "--tract-fallback",
+        default="drop",
+        choices=("drop", "zip"),
+        help="vehicles without a known tract: drop or ZIP centroid",
+    )
     info.set_defaults(func=cmd_info)
 
     solve = commands.add_parser(
@@ -601,14 +701,22 @@ def build_parser() -> argparse.ArgumentParser:
         "in memory or on a Dask cluster, and write them with their coverage.",
     )  # fmt: skip
     solve.add_argument("--k", type=int, required=True, help="number of new sites")
-    solve.add_argument("--out", required=True,
-                       help="sites file: .geojson, .parquet (GeoParquet) or .csv")
+    solve.add_argument(
+        "--out",
+        required=True,
+        help="sites file: .geojson, .parquet (GeoParquet) or .csv",
+    )
     solve.add_argument("--metrics", metavar="FILE.json", help="write metrics JSON")
-    solve.add_argument("--report", metavar="FILE.html",
-                       help="write the one-page HTML report")
-    solve.add_argument("--year", type=int, metavar="YEAR",
-                       help="plan for the demand forecast for this year "
-                       "(default: today's registrations)")
+    solve.add_argument(
+        "--report", metavar="FILE.html", help="write the one-page HTML report"
+    )
+    solve.add_argument(
+        "--year",
+        type=int,
+        metavar="YEAR",
+        help="plan for the demand forecast for this year "
+        "(default: today's registrations)",
+    )
     _add_run_options(solve)
     solve.set_defaults(func=cmd_solve)
 
@@ -617,37 +725,59 @@ def build_parser() -> argparse.ArgumentParser:
         description="Place --per-year new sites in each year on that year's forecast "
         "demand, holding today's sites and all earlier years' sites fixed.",
     )  # fmt: skip
-    stages.add_argument("--years", required=True, metavar="FIRST:LAST",
-                        help="years to plan, e.g. 2025:2030 (inclusive)")
-    stages.add_argument("--per-year", type=int, required=True, metavar="K",
-                        help="new sites per year")
-    stages.add_argument("--out", required=True,
-                        help="sites file (.csv, .geojson, .parquet) with a year "
-                        "column")
-    stages.add_argument("--metrics", metavar="FILE.json",
-                        help="each year's coverage and mean distance")
+    stages.add_argument(
+        "--years",
+        required=True,
+        metavar="FIRST:LAST",
+        help="years to plan, e.g. 2025:2030 (inclusive)",
+    )
+    stages.add_argument(
+        "--per-year", type=int, required=True, metavar="K", help="new sites per year"
+    )
+    stages.add_argument(
+        "--out",
+        required=True,
+        help="sites file (.csv, .geojson, .parquet) with a year column",
+    )
+    stages.add_argument(
+        "--metrics", metavar="FILE.json", help="each year's coverage and mean distance"
+    )
     _add_run_options(stages)
     stages.set_defaults(func=cmd_rollout)
 
     sweep = commands.add_parser(
-        "sweep", help="objective and coverage for a range of k (elbow plot)")
-    sweep.add_argument("--k", required=True, metavar="START:STOP[:STEP]",
-                       help="k values, e.g. 5:100:5 (inclusive) or 5,10,20")
+        "sweep", help="objective and coverage for a range of k (elbow plot)"
+    )
+    sweep.add_argument(
+        "--k",
+        required=True,
+        metavar="START:STOP[:STEP]",
+        help="k values, e.g. 5:100:5 (inclusive) or 5,10,20",
+    )
     sweep.add_argument("--out", required=True, help="CSV table")
     sweep.add_argument("--plot", help="PNG plot (default: --out with .png)")
     _add_run_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
     synth = commands.add_parser(
-        "synth", help="write synthetic demand shaped like the real data")
+        "synth", help="write synthetic demand shaped like the real data"
+    )
     synth.add_argument("--n", type=int, required=True, help="number of points")
     synth.add_argument("--out", required=True, help="Parquet file to write")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--input", help="vehicle file to draw from (default: bundled)")
-    synth.add_argument("--spread-m", type=float, default=3000.0,
-                       help="scatter around each location, metres (default 3000)")
-    synth.add_argument("--chunk-rows", type=int, default=1_000_000,
-                       help="rows per written chunk (default 1,000,000)")
+    synth.add_argument(
+        "--spread-m",
+        type=float,
+        default=3000.0,
+        help="scatter around each location, metres (default 3000)",
+    )
+    synth.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=1_000_000,
+        help="rows per written chunk (default 1,000,000)",
+    )
     synth.add_argument("--crs", default="auto", help="CRS of the scatter")
     synth.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     synth.set_defaults(func=cmd_synth)
@@ -657,8 +787,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _message(err: BaseException) -> str:
     """The error as one line, naming the CLI option instead of a scenario field."""
     if isinstance(err, InputError) and err.field in FIELD_OPTIONS:
-        err = InputError(err.message, path=err.path, row=err.row, column=err.column,
-                         value=err.value, field=FIELD_OPTIONS[err.field])
+        err = InputError(
+            err.message,
+            path=err.path,
+            row=err.row,
+            column=err.column,
+            value=err.value,
+            field=FIELD_OPTIONS[err.field],
+        )
     return " ".join(str(err).split())
 
 

@@ -495,7 +495,9 @@ def compare_networks(baseline: Coverage, improved: Coverage) -> pd.DataFrame:
         If the two were computed on different demand or radius.
     """
     if (baseline.n_points, baseline.total_weight, baseline.radius_m) != (
-        improved.n_points, improved.total_weight, improved.radius_m
+        improved.n_points,
+        improved.total_weight,
+        improved.radius_m,
     ):
         raise ValueError(
             "baseline and improved must be computed on the same demand and radius "

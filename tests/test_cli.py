@@ -61,16 +61,22 @@ def run(capsys, *argv):
     "argv, message",
     [
         (["--k", "0"], "--k: expected a number of new sites >= 1"),
-        (["--k", "3", "--out", "sites.txt"],
-         "--out sites.txt: unknown site file format '.txt'"),
+        (
+            ["--k", "3", "--out", "sites.txt"],
+            "--out sites.txt: unknown site file format '.txt'",
+        ),
         (["--k", "3", "--out", "nowhere/sites.csv"], "does not exist"),
         (["--k", "3", "--input", "missing.csv"], "missing.csv: file not found"),
         (["--k", "3", "--input", "nothing-*.parquet"], "no file matches"),
-        (["--k", "3", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
-         "either --scheduler or --workers"),
+        (
+            ["--k", "3", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+            "either --scheduler or --workers",
+        ),
         (["--k", "3", "--model-years", "2023:2018"], "--model-years: expected"),
-        (["--k", "3", "--ev-type", "HYDROGEN"],
-         "--ev-type: expected some of ('BEV', 'PHEV')"),
+        (
+            ["--k", "3", "--ev-type", "HYDROGEN"],
+            "--ev-type: expected some of ('BEV', 'PHEV')",
+        ),
         (["--k", "3", "--radius-km", "-1"], "--radius-km: expected a finite"),
         (["--k", "3", "--radius-km", "inf"], "--radius-km: expected a finite"),
         (["--k", "3", "--radius-km", "nan"], "--radius-km: expected a finite"),
@@ -194,7 +200,8 @@ def test_metrics_json(solved):
     assert metrics["load_report"]["demand"]["dropped"] == report.dropped
     assert metrics["load_report"]["existing"] is None and metrics["today"] is None
     assert cover["mean_distance_m"] == pytest.approx(
-        cover["objective_m"] / demand["total_weight"])
+        cover["objective_m"] / demand["total_weight"]
+    )
     assert 0 < cover["coverage_share"] < 1 and cover["radius_m"] == 5000.0
     sites = pd.read_csv(out / "sites.csv")
     assert sites["vehicles_served"].sum() == pytest.approx(demand["total_weight"])
@@ -224,14 +231,17 @@ def test_solve_filters_and_fixed_stations(capsys, tmp_path):
     assert len(sites) == 3 + len(stations)
     assert sites["kind"].tolist() == ["new"] * 3 + ["existing"] * len(stations)
     np.testing.assert_allclose(sites["lon"][3:], stations["lon"])
-    assert sites["station_id"][3:].astype(str).tolist() == stations[
-        "station_id"
-    ].astype(str).tolist()
+    assert (
+        sites["station_id"][3:].astype(str).tolist()
+        == stations["station_id"].astype(str).tolist()
+    )
     assert metrics["coverage"]["radius_m"] == 2000.0
     # Today's network alone is measured too, and the new sites improve on it.
     assert metrics["today"]["n_new_sites"] == 0
-    assert (metrics["change"]["objective_m"]["improved"]
-            <= metrics["change"]["objective_m"]["baseline"])
+    assert (
+        metrics["change"]["objective_m"]["improved"]
+        <= metrics["change"]["objective_m"]["baseline"]
+    )
     assert "3 new sites + " in out and station_report.format() in out
 
 
@@ -266,8 +276,7 @@ def test_sweep_writes_table_and_plot(capsys, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-@pytest.mark.parametrize("k", ["5:", "0:10", "a,b", "10:5:0", "1:1000000000",
-                               "1:4000"])
+@pytest.mark.parametrize("k", ["5:", "0:10", "a,b", "10:5:0", "1:1000000000", "1:4000"])
 def test_sweep_bad_k_is_refused_before_any_work(capsys, tmp_path, k):
     start = time.perf_counter()
     code, _, err = run(capsys, "sweep", "--k", k, "--out", tmp_path / "s.csv")
@@ -302,8 +311,9 @@ def test_synth_is_chunked_and_deterministic(capsys, tmp_path):
     (["--n", "10", "--out", "x.parquet", "--spread-m", "-100"], "--spread-m"),
     (["--n", "10", "--out", "x.parquet", "--spread-m", "nan"], "--spread-m"),
 ])  # fmt: skip
-def test_synth_bad_arguments_write_nothing(capsys, tmp_path, monkeypatch, argv,
-                                           message):
+def test_synth_bad_arguments_write_nothing(
+    capsys, tmp_path, monkeypatch, argv, message
+):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "synth", *argv)
     assert code == 2 and message in err
@@ -314,8 +324,9 @@ def test_synth_bad_arguments_write_nothing(capsys, tmp_path, monkeypatch, argv,
 
 
 @pytest.mark.parametrize("clash", ["input", "metrics", "existing", "report"])
-def test_an_output_never_overwrites_an_input_or_another_output(capsys, tmp_path,
-                                                               plain_csv, clash):
+def test_an_output_never_overwrites_an_input_or_another_output(
+    capsys, tmp_path, plain_csv, clash
+):
     target = tmp_path / "v.csv"
     target.write_bytes(plain_csv.read_bytes())
     before = target.read_bytes()
@@ -327,8 +338,12 @@ def test_an_output_never_overwrites_an_input_or_another_output(capsys, tmp_path,
     elif clash == "existing":
         argv += ["--existing", target]
     else:
-        argv += ["--report", target.with_suffix(".html"), "--metrics",
-                 target.with_suffix(".html")]
+        argv += [
+            "--report",
+            target.with_suffix(".html"),
+            "--metrics",
+            target.with_suffix(".html"),
+        ]
     code, _, err = run(capsys, *argv)
     assert code == 2, err
     assert "is also the input" in err or "is also the output" in err
@@ -395,16 +410,37 @@ def test_info_counts_tract_and_zip_demand(capsys):
     (["--year", "2028"], lambda m: m["demand"]["total_vehicles"] > 150_137),
 ])  # fmt: skip
 def test_demand_options(capsys, tmp_path, options, check):
-    code, _, err = run(capsys, "solve", "--k", 3, *options, "--quiet", "--out",
-                       tmp_path / "s.csv", "--metrics", tmp_path / "m.json")
+    code, _, err = run(
+        capsys,
+        "solve",
+        "--k",
+        3,
+        *options,
+        "--quiet",
+        "--out",
+        tmp_path / "s.csv",
+        "--metrics",
+        tmp_path / "m.json",
+    )
     assert code == 0, err
     assert check(json.loads((tmp_path / "m.json").read_text()))
 
 
 def test_tract_demand_with_todays_stations(capsys, tmp_path):
     """The planner's real question: new sites among today's 2,473 stations."""
-    code, _, err = run(capsys, "solve", "--k", 10, "--existing", "public", "--quiet",
-                       "--out", tmp_path / "s.csv", "--metrics", tmp_path / "m.json")
+    code, _, err = run(
+        capsys,
+        "solve",
+        "--k",
+        10,
+        "--existing",
+        "public",
+        "--quiet",
+        "--out",
+        tmp_path / "s.csv",
+        "--metrics",
+        tmp_path / "m.json",
+    )
     assert code == 0, err
     sites = pd.read_csv(tmp_path / "s.csv", dtype={"station_id": "string"})
     new, existing = sites[sites["kind"] == "new"], sites[sites["kind"] == "existing"]
@@ -423,10 +459,22 @@ def test_tract_demand_with_todays_stations(capsys, tmp_path):
 
 def test_bad_station_rows_are_counted_not_dropped_silently(capsys, tmp_path):
     stations = tmp_path / "stations.csv"
-    stations.write_text("lon,lat\n-122.33,47.61\nxx,47.5\n-122.1,\n151.21,-33.87\n"
-                        "37.62,55.75\n")  # Seattle, two bad rows, Sydney, Moscow
-    code, out, err = run(capsys, "solve", "--k", 2, "--existing", stations, "--quiet",
-                         "--out", tmp_path / "s.csv", "--metrics", tmp_path / "m.json")
+    stations.write_text(
+        "lon,lat\n-122.33,47.61\nxx,47.5\n-122.1,\n151.21,-33.87\n37.62,55.75\n"
+    )  # Seattle, two bad rows, Sydney, Moscow
+    code, out, err = run(
+        capsys,
+        "solve",
+        "--k",
+        2,
+        "--existing",
+        stations,
+        "--quiet",
+        "--out",
+        tmp_path / "s.csv",
+        "--metrics",
+        tmp_path / "m.json",
+    )
     assert code == 0, err
     report = json.loads((tmp_path / "m.json").read_text())["load_report"]["existing"]
     assert report["rows_read"] == 5 and report["rows_kept"] == 1
@@ -444,10 +492,12 @@ def test_a_crs_far_from_the_data_is_refused(capsys, tmp_path):
 
 def test_stray_points_do_not_move_the_crs(capsys, tmp_path):
     rng = np.random.default_rng(3)
-    seattle = np.column_stack([-122.33 + rng.normal(0, 0.05, 40),
-                               47.61 + rng.normal(0, 0.05, 40)])
-    frame = pd.DataFrame(np.vstack([seattle, [[0.0, 0.0], [0.0, 0.0]]]),
-                         columns=["lon", "lat"])
+    seattle = np.column_stack(
+        [-122.33 + rng.normal(0, 0.05, 40), 47.61 + rng.normal(0, 0.05, 40)]
+    )
+    frame = pd.DataFrame(
+        np.vstack([seattle, [[0.0, 0.0], [0.0, 0.0]]]), columns=["lon", "lat"]
+    )
     path = tmp_path / "points.csv"
     frame.to_csv(path, index=False)
     code, out, err = run(capsys, "solve", "--k", 2, "--input", path, "--quiet",
@@ -455,7 +505,8 @@ def test_stray_points_do_not_move_the_crs(capsys, tmp_path):
                          "--metrics", tmp_path / "m.json")  # fmt: skip
     assert code == 0, err
     assert json.loads((tmp_path / "m.json").read_text())["demand"]["crs"] == (
-        "EPSG:32610")
+        "EPSG:32610"
+    )
 
 
 def test_overflowing_weights_exit_2(capsys, tmp_path):

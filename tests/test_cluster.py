@@ -163,12 +163,22 @@ def run_cli(*argv, timeout=600) -> subprocess.CompletedProcess:
 def test_remote_scheduler_gives_the_in_memory_answer(
     loopback_cluster, demand_file, in_memory, tmp_path
 ):
-    proc = run_cli(*solve_args(tmp_path, "--input", demand_file, "--scheduler",
-                               loopback_cluster.address, "--blocksize", "500kB"))
+    proc = run_cli(
+        *solve_args(
+            tmp_path,
+            "--input",
+            demand_file,
+            "--scheduler",
+            loopback_cluster.address,
+            "--blocksize",
+            "500kB",
+        )
+    )
     assert proc.returncode == 0, proc.stderr + loopback_cluster.logs()
     got = read_answer(tmp_path)
     assert got[1]["run"]["mode"].startswith(
-        f"Dask cluster at {loopback_cluster.address}")
+        f"Dask cluster at {loopback_cluster.address}"
+    )
     assert got[1]["run"]["n_partitions"] == 8  # really chunked
     assert_same_answer(got, in_memory)
 
@@ -225,8 +235,10 @@ def test_local_cluster_aggregated_vehicles_same_answer(tmp_path):
     assert got[1]["demand"]["total_vehicles"] == want[1]["demand"]["total_vehicles"]
     # Range weights are whole miles or medians of them: sums are exact.
     assert got[1]["demand"]["total_weight"] == want[1]["demand"]["total_weight"]
-    got_report, want_report = (got[1]["load_report"]["demand"],
-                               want[1]["load_report"]["demand"])
+    got_report, want_report = (
+        got[1]["load_report"]["demand"],
+        want[1]["load_report"]["demand"],
+    )
     assert got_report["rows_kept"] == want_report["rows_kept"]
     assert got_report["dropped"] == want_report["dropped"]
     assert_same_answer(got, want)
@@ -265,8 +277,9 @@ def _solve_until_iterating(tmp_path, demand_file, cluster, *extra):
 def test_all_workers_killed_fails_fast_with_one_line(
     loopback_cluster, demand_file, tmp_path
 ):
-    proc, lines = _solve_until_iterating(tmp_path, demand_file, loopback_cluster,
-                                         "--worker-timeout", "5s")
+    proc, lines = _solve_until_iterating(
+        tmp_path, demand_file, loopback_cluster, "--worker-timeout", "5s"
+    )
     try:
         for worker in loopback_cluster.workers.values():
             os.kill(worker.pid, signal.SIGKILL)
@@ -278,8 +291,10 @@ def test_all_workers_killed_fails_fast_with_one_line(
     assert proc.returncode == 1, "".join(lines) + stderr
     assert time.monotonic() - killed_at < 60
     errors = [line for line in stderr.splitlines() if "error" in line]
-    assert errors == [f"evplanner solve: cluster error: the Dask cluster at "
-                      f"{loopback_cluster.address} has had no worker for 5 s"], stderr
+    assert errors == [
+        f"evplanner solve: cluster error: the Dask cluster at "
+        f"{loopback_cluster.address} has had no worker for 5 s"
+    ], stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "s.csv").exists()
 
@@ -296,4 +311,5 @@ def test_scheduler_stopped_fails_with_one_line(loopback_cluster, demand_file, tm
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith(
-        "evplanner solve: cluster error: lost the Dask scheduler at"), stderr
+        "evplanner solve: cluster error: lost the Dask scheduler at"
+    ), stderr

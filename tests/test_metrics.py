@@ -30,8 +30,9 @@ SITES = np.array([[0.0, 0.0], [10.0, 1.0]])
 
 @pytest.fixture
 def hand() -> M.Coverage:
-    return M.coverage(POINTS, WEIGHT, SITES, n_new_sites=1, radius_m=5.0,
-                      radii_m=[7.0, 0.0, 1.0])
+    return M.coverage(
+        POINTS, WEIGHT, SITES, n_new_sites=1, radius_m=5.0, radii_m=[7.0, 0.0, 1.0]
+    )
 
 
 def test_hand_case_assignment(hand):
@@ -112,8 +113,9 @@ def test_properties_on_random_demand(rng):
     assert c.site_weight.sum() == pytest.approx(c.total_weight)
     assert (np.diff(c.coverage_curve) >= 0).all() and c.coverage_curve[-1] <= 1
     # Adding sites never hurts (new sites only move points closer).
-    more = M.coverage(X, w, np.vstack([sites, rng.normal(0, 20_000, (5, 2))]),
-                      n_new_sites=17)
+    more = M.coverage(
+        X, w, np.vstack([sites, rng.normal(0, 20_000, (5, 2))]), n_new_sites=17
+    )
     assert more.objective_m <= c.objective_m
     assert (more.coverage_curve >= c.coverage_curve - 1e-12).all()
     table = M.compare_networks(c, more)
@@ -127,20 +129,40 @@ def test_dask_gives_the_numpy_numbers(rng, chunks):
     v = rng.integers(0, 3, size=3000).astype(float)
     sites = rng.normal(0, 20_000, size=(9, 2))
     mem = M.coverage(X, w, sites, n_new_sites=4, vehicles=v, radius_m=7_000.0)
-    chunked = M.coverage(da.from_array(X, chunks=(chunks, 2)),
-                         da.from_array(w, chunks=chunks),
-                         sites, n_new_sites=4, vehicles=da.from_array(v, chunks=chunks),
-                         radius_m=7_000.0)
+    chunked = M.coverage(
+        da.from_array(X, chunks=(chunks, 2)),
+        da.from_array(w, chunks=chunks),
+        sites,
+        n_new_sites=4,
+        vehicles=da.from_array(v, chunks=chunks),
+        radius_m=7_000.0,
+    )
     assert chunked.labels is None and chunked.distance_m is None
-    for name in ("n_points", "total_weight", "total_vehicles", "max_distance_m",
-                 "coverage_share", "median_distance_m", "p90_distance_m"):
-        assert getattr(chunked, name) == pytest.approx(getattr(mem, name),
-                                                       rel=1e-12), name
+    for name in (
+        "n_points",
+        "total_weight",
+        "total_vehicles",
+        "max_distance_m",
+        "coverage_share",
+        "median_distance_m",
+        "p90_distance_m",
+    ):
+        assert getattr(chunked, name) == pytest.approx(getattr(mem, name), rel=1e-12), (
+            name
+        )
     assert chunked.objective_m == pytest.approx(mem.objective_m, rel=1e-12)
-    for name in ("coverage_curve", "site_weight", "site_vehicles", "site_n_points",
-                 "site_mean_distance_m", "site_max_distance_m", "histogram_weight"):
-        np.testing.assert_allclose(getattr(chunked, name), getattr(mem, name),
-                                   rtol=1e-12, err_msg=name)
+    for name in (
+        "coverage_curve",
+        "site_weight",
+        "site_vehicles",
+        "site_n_points",
+        "site_mean_distance_m",
+        "site_max_distance_m",
+        "histogram_weight",
+    ):
+        np.testing.assert_allclose(
+            getattr(chunked, name), getattr(mem, name), rtol=1e-12, err_msg=name
+        )
 
 
 def test_compare_networks_rejects_different_demand(hand):

@@ -199,8 +199,11 @@ def compare_kmeans(
                          field="algorithm")  # fmt: skip
     k = scenario.new_sites
     if k > demand.n_points:
-        raise InputError(f"the demand has {demand.n_points:,} location(s), fewer than "
-                         f"the {k:,} new sites asked for", field="new_sites")
+        raise InputError(
+            f"the demand has {demand.n_points:,} location(s), fewer than "
+            f"the {k:,} new sites asked for",
+            field="new_sites",
+        )
     X, weight, seed = demand.X, demand.weight, scenario.seed
     out_pts, out_w = make_outliers(X, weight, random_state=seed)
     all_pts, all_w = np.concatenate([X, out_pts]), np.concatenate([weight, out_w])
@@ -221,10 +224,12 @@ def compare_kmeans(
             seconds = time.perf_counter() - start
             c = np.asarray(model.cluster_centers_, dtype=np.float64)
             centers[(method, case)] = c
-            on_demand = coverage(X, weight, c, n_new_sites=k,
-                                 radius_m=scenario.radius_m)
-            on_all = coverage(all_pts, all_w, c, n_new_sites=k,
-                              radius_m=scenario.radius_m)
+            on_demand = coverage(
+                X, weight, c, n_new_sites=k, radius_m=scenario.radius_m
+            )
+            on_all = coverage(
+                all_pts, all_w, c, n_new_sites=k, radius_m=scenario.radius_m
+            )
             shift = _matched_shift_m(centers[(method, "clean")], c)
             # A centre "sits on" the outliers when its nearest demand point is one.
             nearest, _ = assign_l1(c, all_pts)

@@ -204,8 +204,10 @@ def _classify(paths: list[Path], scenario: Scenario) -> tuple[bool, str]:
         kinds[path] = kind
         wanted = [(column, field) for name, (column, field) in _NEEDS.items()
                   if getattr(scenario, name)]  # fmt: skip
-        wanted += [(column, "weighting")
-                   for column in _WEIGHTING_NEEDS.get(scenario.weighting, ())]
+        wanted += [
+            (column, "weighting")
+            for column in _WEIGHTING_NEEDS.get(scenario.weighting, ())
+        ]
         for column, field in wanted:
             if column not in attributes:
                 what = ("a plain lon/lat file" if kind == "points"
@@ -329,8 +331,9 @@ def load_demand(
     if client is None:
         frames, report = [], None
         for path in paths:
-            frame, part = load_vehicles(path,
-                                        keep_out_of_area=scenario.keep_out_of_area)
+            frame, part = load_vehicles(
+                path, keep_out_of_area=scenario.keep_out_of_area
+            )
             frames.append(frame)
             report = part if report is None else report.merge(part)
         source = _source_name(paths)
@@ -415,8 +418,11 @@ def _demand_on_cluster(
                            kept_out_of_area=scenario.keep_out_of_area)  # fmt: skip
     if aggregate:
         if scenario.year is not None:
-            raise InputError("the forecast runs in memory: plan a forecast year "
-                             "without --workers or --scheduler", field="year")
+            raise InputError(
+                "the forecast runs in memory: plan a forecast year "
+                "without --workers or --scheduler",
+                field="year",
+            )
         # Vehicles are placed, filtered, weighted and summed per location on the
         # workers; only the summed locations (a few thousand) come back, exactly
         # the points the in-memory read gives, and are planned on in memory.
@@ -432,8 +438,9 @@ def _demand_on_cluster(
         raise _no_demand(source, report)
     # As in memory: the zone where most of the weight is (additive histograms).
     crs = _crs(lambda: choose_crs_dask(points, scenario.crs, weight="weight"))
-    projected = points.map_partitions(_project_partition, crs.to_wkt(),
-                                      meta=_float_frame("x_m", "y_m", "weight"))
+    projected = points.map_partitions(
+        _project_partition, crs.to_wkt(), meta=_float_frame("x_m", "y_m", "weight")
+    )
     X = projected[["x_m", "y_m"]].to_dask_array(lengths=lengths)
     weight = projected["weight"].to_dask_array(lengths=lengths)
     # Keep the arrays the solver reads (24 bytes a point), not the frames: the
@@ -443,8 +450,17 @@ def _demand_on_cluster(
     logger.info("demand %s on the cluster: %d points in %d partitions", source,
                 X.shape[0], X.numblocks[0])  # fmt: skip
     # Plain files: a point's weight is its vehicles, no second array.
-    return Demand(X=X, weight=weight, vehicles=weight, lon=None, lat=None,
-                  crs=crs, report=report, aggregated=False, source=source)
+    return Demand(
+        X=X,
+        weight=weight,
+        vehicles=weight,
+        lon=None,
+        lat=None,
+        crs=crs,
+        report=report,
+        aggregated=False,
+        source=source,
+    )
 
 
 def _wait(collection) -> None:

@@ -64,19 +64,47 @@ def static_map_png(plan: Plan, width_in: float = 7.5, height_in: float = 6.0) ->
     if demand is not None and len(demand):
         w = demand["weight"].to_numpy()
         size = 2 + 60 * np.sqrt(w / w.max())
-        ax.scatter(demand["x_m"], demand["y_m"], s=size, c=_DEMAND_COLOUR,
-                   alpha=0.35, linewidths=0, label="demand (area ~ weight)")
+        ax.scatter(
+            demand["x_m"],
+            demand["y_m"],
+            s=size,
+            c=_DEMAND_COLOUR,
+            alpha=0.35,
+            linewidths=0,
+            label="demand (area ~ weight)",
+        )
     existing = sites[sites["kind"] == "existing"]
     if len(existing):
-        ax.scatter(existing["x_m"], existing["y_m"], s=10, marker="^",
-                   c=_EXISTING_COLOUR, linewidths=0, label="existing sites")
+        ax.scatter(
+            existing["x_m"],
+            existing["y_m"],
+            s=10,
+            marker="^",
+            c=_EXISTING_COLOUR,
+            linewidths=0,
+            label="existing sites",
+        )
     new = sites[sites["kind"] == "new"]
-    ax.scatter(new["x_m"], new["y_m"], s=70, c=_NEW_COLOUR, edgecolors="black",
-               linewidths=1, label="new sites", zorder=3)
+    ax.scatter(
+        new["x_m"],
+        new["y_m"],
+        s=70,
+        c=_NEW_COLOUR,
+        edgecolors="black",
+        linewidths=1,
+        label="new sites",
+        zorder=3,
+    )
     if len(new) <= 40:
         for row in new.itertuples():
-            ax.annotate(row.site_id, (row.x_m, row.y_m), xytext=(4, 4),
-                        textcoords="offset points", fontsize=7, zorder=4)
+            ax.annotate(
+                row.site_id,
+                (row.x_m, row.y_m),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=7,
+                zorder=4,
+            )
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -87,8 +115,13 @@ def static_map_png(plan: Plan, width_in: float = 7.5, height_in: float = 6.0) ->
     bar_km = next((b for b in (500, 200, 100, 50, 20, 10, 5, 2, 1) if b <= span_km), 1)
     bx, by = x0 + 0.04 * (x1 - x0), y0 + 0.04 * (ax.get_ylim()[1] - y0)
     ax.plot([bx, bx + bar_km * 1000], [by, by], color="black", linewidth=3)
-    ax.annotate(f"{bar_km:g} km", (bx, by), xytext=(0, 5),
-                textcoords="offset points", fontsize=8)
+    ax.annotate(
+        f"{bar_km:g} km",
+        (bx, by),
+        xytext=(0, 5),
+        textcoords="offset points",
+        fontsize=8,
+    )
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     ax.set_title(f"Demand and sites ({plan.crs.name})", fontsize=10)
     buffer = io.BytesIO()
@@ -112,20 +145,36 @@ def _site_rows(plan: Plan) -> tuple[str, str]:
     sites = plan.sites
     new = sites[sites["kind"] == "new"]
     existing = sites[sites["kind"] == "existing"].sort_values(
-        "demand_served", ascending=False, kind="stable")
+        "demand_served", ascending=False, kind="stable"
+    )
     shown = existing.head(MAX_EXISTING_ROWS)
     rows = []
     for row in [*new.itertuples(), *shown.itertuples()]:
         rows.append(
-            "<tr>" + "".join(f"<td>{_e(v)}</td>" for v in (
-                row.site_id, row.kind, row.name, f"{row.lon:.5f}", f"{row.lat:.5f}",
-                f"{row.vehicles_served:,.0f}", f"{100 * row.share_of_demand:.2f}%",
-                _km(row.mean_distance_m), _km(row.max_distance_m))) + "</tr>")
+            "<tr>"
+            + "".join(
+                f"<td>{_e(v)}</td>"
+                for v in (
+                    row.site_id,
+                    row.kind,
+                    row.name,
+                    f"{row.lon:.5f}",
+                    f"{row.lat:.5f}",
+                    f"{row.vehicles_served:,.0f}",
+                    f"{100 * row.share_of_demand:.2f}%",
+                    _km(row.mean_distance_m),
+                    _km(row.max_distance_m),
+                )
+            )
+            + "</tr>"
+        )
     note = ""
     if len(existing) > len(shown):
-        note = (f"<p class='note'>Showing the {len(shown)} busiest of "
-                f"{len(existing):,} existing sites; the sites file lists all of them."
-                "</p>")
+        note = (
+            f"<p class='note'>Showing the {len(shown)} busiest of "
+            f"{len(existing):,} existing sites; the sites file lists all of them."
+            "</p>"
+        )
     return "\n".join(rows), note
 
 
@@ -158,22 +207,31 @@ def report_html(plan: Plan) -> str:
         ("New sites", f"{c.n_new_sites:,}"),
         ("Existing sites kept", f"{c.n_existing_sites:,}"),
         (f"Demand within {radius_km:g} km, with the new sites", _pct(c.coverage_share)),
-        (f"Demand within {radius_km:g} km today",
-         _pct(today.coverage_share if today else None)),
+        (
+            f"Demand within {radius_km:g} km today",
+            _pct(today.coverage_share if today else None),
+        ),
         ("Mean distance to the nearest site (L1)", _km(c.mean_distance_m)),
         ("90% of demand within", _km(c.p90_distance_m)),
         ("Vehicles planned for", f"{c.total_vehicles:,.0f}"),
     ]
-    cards = "".join(f"<div class='card'><div class='t'>{_e(t)}</div>"
-                    f"<div class='v'>{_e(v)}</div></div>" for t, v in headline)
+    cards = "".join(
+        f"<div class='card'><div class='t'>{_e(t)}</div>"
+        f"<div class='v'>{_e(v)}</div></div>"
+        for t, v in headline
+    )
     parameters = "".join(
         f"<tr><th>{_e(label)}</th><td>{_e(_value(getattr(s, name)))}</td></tr>"
-        for name, label in _PARAMETERS)
+        for name, label in _PARAMETERS
+    )
     reports = "".join(
         f"<h3>{_e(title)}</h3><pre>{_e(report.format())}</pre>"
-        for title, report in (("Demand", plan.demand_report),
-                              ("Existing sites", plan.existing_report))
-        if report is not None)
+        for title, report in (
+            ("Demand", plan.demand_report),
+            ("Existing sites", plan.existing_report),
+        )
+        if report is not None
+    )
     notes = "".join(f"<li>{_e(n)}</li>" for n in plan.notes)
     method = (
         f"Sites minimise the demand-weighted Manhattan (L1) distance from each demand "
@@ -182,8 +240,13 @@ def report_html(plan: Plan) -> str:
         f"sites held fixed. Distances are measured in metres in {_e(plan.crs.name)} "
         f"({_e(plan.crs.to_string())}). Demand weight is counted in "
         f"{_e(plan.weight_unit)}; {c.n_points:,} demand points"
-        + (" (vehicles aggregated at their published location)" if plan.aggregated
-           else "") + ".")
+        + (
+            " (vehicles aggregated at their published location)"
+            if plan.aggregated
+            else ""
+        )
+        + "."
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>evplanner plan: {c.n_new_sites} new charging sites</title>

@@ -117,8 +117,10 @@ def _today_share(plan: Plan) -> float:
     """
     from evplanner.metrics import coverage
 
-    original = plan.sites[(plan.sites["kind"] == "existing")
-                          & ~plan.sites["station_id"].str.startswith(_PLANNED)]
+    original = plan.sites[
+        (plan.sites["kind"] == "existing")
+        & ~plan.sites["station_id"].str.startswith(_PLANNED)
+    ]
     if plan.demand is None or original.empty:
         return float("nan")
     d = plan.demand
@@ -191,8 +193,7 @@ def rollout(
         paths = expand_inputs(scenario.demand)
         if len(paths) != 1:
             raise InputError("a rollout reads one vehicle file", field="demand")
-        vehicles = load_vehicles(paths[0],
-                                 keep_out_of_area=scenario.keep_out_of_area)
+        vehicles = load_vehicles(paths[0], keep_out_of_area=scenario.keep_out_of_area)
     if existing is None:
         existing = load_existing(scenario)
     fixed = existing.stations
@@ -208,9 +209,13 @@ def rollout(
         logger.info("rollout %d: %s", year, plan.summary())
         if progress is not None:
             progress(done, len(years), plan)
-    return Rollout(scenario, tuple(years), tuple(plans),
-                   _rollout_sites(plans[-1], years[-1]),
-                   datetime.now(UTC).isoformat(timespec="seconds"))
+    return Rollout(
+        scenario,
+        tuple(years),
+        tuple(plans),
+        _rollout_sites(plans[-1], years[-1]),
+        datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 def _rollout_sites(last: Plan, last_year: int) -> pd.DataFrame:
@@ -224,8 +229,9 @@ def _rollout_sites(last: Plan, last_year: int) -> pd.DataFrame:
     year[new] = last_year
     sites.loc[planned, "site_id"] = tags.to_numpy()
     sites.loc[planned, ["kind", "name", "station_id"]] = ["new", "", ""]
-    sites.loc[new, "site_id"] = [f"{last_year}-{sid}" for sid in sites.loc[new,
-                                                                           "site_id"]]
+    sites.loc[new, "site_id"] = [
+        f"{last_year}-{sid}" for sid in sites.loc[new, "site_id"]
+    ]
     sites["year"] = year
     # New sites first, by year, then today's sites.
     order = sites["kind"].map({"new": 0, "existing": 1})

@@ -64,8 +64,10 @@ def _strings(field: str, value: Any) -> tuple[str, ...]:
 
 
 def _integer(field: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        isinstance(value, float) and not value.is_integer()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not value.is_integer())
     ):
         raise _fail(field, "an integer", value)
     value = int(value)
@@ -215,8 +217,10 @@ got 0
                             "tracts)", self.demand_at)  # fmt: skip
         if self.year is not None:
             set_(self, "year", _integer("year", self.year, 1990, 2100))
-            if self.demand_at != "tract" or self.weighting != "vehicles" or (
-                self.model_years is not None
+            if (
+                self.demand_at != "tract"
+                or self.weighting != "vehicles"
+                or (self.model_years is not None)
             ):
                 raise InputError(
                     "a forecast year plans for the vehicles at tract centres: "

@@ -51,11 +51,14 @@ def _fit(scenario: Scenario, demand: Demand, existing_m: np.ndarray):
 
         if k > demand.n_points:
             raise _too_many(k, demand.n_points)
-        model = KMeans(n_clusters=k, random_state=scenario.seed,
-                       n_init=KMEANS_N_INIT).fit(demand.X, sample_weight=demand.weight)
+        model = KMeans(
+            n_clusters=k, random_state=scenario.seed, n_init=KMEANS_N_INIT
+        ).fit(demand.X, sample_weight=demand.weight)
         if len(existing_m):
-            notes.append("K-Means cannot hold existing stations fixed: it placed the "
-                         "new sites ignoring them; coverage counts both.")
+            notes.append(
+                "K-Means cannot hold existing stations fixed: it placed the "
+                "new sites ignoring them; coverage counts both."
+            )
         return np.asarray(model.cluster_centers_, "float64"), int(model.n_iter_), notes
     from evplanner.kmedians import k_medians
 
@@ -137,12 +140,24 @@ def solve(
     fitted = time.perf_counter()
     k = len(new_m)
     sites_m = np.vstack([new_m, existing_m]) if len(existing_m) else new_m
-    cover = coverage(demand.X, demand.weight, sites_m, n_new_sites=k,
-                     vehicles=demand.vehicles, radius_m=scenario.radius_m)
+    cover = coverage(
+        demand.X,
+        demand.weight,
+        sites_m,
+        n_new_sites=k,
+        vehicles=demand.vehicles,
+        radius_m=scenario.radius_m,
+    )
     today = None
     if len(existing_m):
-        today = coverage(demand.X, demand.weight, existing_m, n_new_sites=0,
-                         vehicles=demand.vehicles, radius_m=scenario.radius_m)
+        today = coverage(
+            demand.X,
+            demand.weight,
+            existing_m,
+            n_new_sites=0,
+            vehicles=demand.vehicles,
+            radius_m=scenario.radius_m,
+        )
     residents = None
     if demand.population is not None and cover.labels is not None:
         residents = np.bincount(cover.labels, weights=demand.population,

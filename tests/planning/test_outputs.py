@@ -1,5 +1,4 @@
-"""A plan's files: the CLI writes what the app downloads; atomic, complete, installable.
-"""
+"""A plan's files: the CLI writes what the app downloads; atomic and installable."""
 
 from __future__ import annotations
 
@@ -32,8 +31,18 @@ def _site_rows(html: str) -> list[str]:
 
 def test_cli_files_equal_the_app_downloads(tmp_path):
     out = tmp_path
-    args = ["solve", "--k", "7", "--existing", "dc-fast", "--quiet",
-            "--metrics", str(out / "m.json"), "--report", str(out / "r.html")]
+    args = [
+        "solve",
+        "--k",
+        "7",
+        "--existing",
+        "dc-fast",
+        "--quiet",
+        "--metrics",
+        str(out / "m.json"),
+        "--report",
+        str(out / "r.html"),
+    ]
     for ext in ("csv", "geojson", "parquet"):
         assert main([*args, "--out", str(out / f"s.{ext}")]) == 0
     state = PlannerState(store=bundled_store(), existing="dc_fast")
@@ -47,12 +56,18 @@ def test_cli_files_equal_the_app_downloads(tmp_path):
     assert (out / "s.geojson").read_bytes() == sites_bytes(plan, "geojson")
     pd.testing.assert_frame_equal(
         pd.read_parquet(out / "s.parquet"),
-        pd.read_parquet(io.BytesIO(sites_bytes(plan, "geoparquet"))))
+        pd.read_parquet(io.BytesIO(sites_bytes(plan, "geoparquet"))),
+    )
     cli_metrics = json.loads((out / "m.json").read_text())
     app_metrics = json.loads(metrics_json(plan))
     assert _without_run(cli_metrics) == _without_run(app_metrics)
-    assert set(cli_metrics["run"]) == {"mode", "n_partitions", "seconds",
-                                       "created_utc", "evplanner_version"}
+    assert set(cli_metrics["run"]) == {
+        "mode",
+        "n_partitions",
+        "seconds",
+        "created_utc",
+        "evplanner_version",
+    }
     cli_report = (out / "r.html").read_text()
     assert _site_rows(cli_report) == _site_rows(report_html(plan))
 
@@ -60,15 +75,24 @@ def test_cli_files_equal_the_app_downloads(tmp_path):
 def test_report_holds_map_numbers_table_parameters_and_sources(tmp_path):
     plan = solve(Scenario(new_sites=5, existing="public", radius_m=3000.0))
     html = report_html(plan)
-    assert re.search(r'<img id="map" [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{'
-                     r'5000,}"', html)
+    assert re.search(
+        r'<img id="map" [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{'
+        r'5000,}"',
+        html,
+    )
     assert len(re.findall(r"<tr><td>N\d", html)) == 5
     assert "Showing the 15 busiest of 2,473 existing sites" in html
     assert "Demand within 3 km, with the new sites" in html
     assert f"{100 * plan.coverage.coverage_share:.1f}%" in html
-    for fact in ("Coverage radius (m, L1)", "3000.0", "Random seed",
-                 "Washington State Department of Licensing", "2025-02-09",
-                 plan.crs.name, "rows kept: 150,137"):
+    for fact in (
+        "Coverage radius (m, L1)",
+        "3000.0",
+        "Random seed",
+        "Washington State Department of Licensing",
+        "2025-02-09",
+        plan.crs.name,
+        "rows kept: 150,137",
+    ):
         assert fact in html, fact
     assert "<script" not in html
 
@@ -88,24 +112,73 @@ def test_write_plan_is_all_or_nothing(tmp_path):
 @pytest.mark.slow
 def test_installed_wheel_finds_its_data_from_anywhere(tmp_path):
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-                    "-w", str(wheels), str(ROOT)], check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=600,
+    )
     wheel = next(wheels.glob("evplanner-*.whl"))
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet",
-                    "--target", str(site), str(wheel)], check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--quiet",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        timeout=600,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
-    code = ("import sys, evplanner; from evplanner.cli import main; "
-            "print(evplanner.__file__); sys.exit(main(sys.argv[1:]))")
-    info = subprocess.run([sys.executable, "-c", code, "info"], cwd=elsewhere,
-                          env=env, capture_output=True, text=True, timeout=600)
+    code = (
+        "import sys, evplanner; from evplanner.cli import main; "
+        "print(evplanner.__file__); sys.exit(main(sys.argv[1:]))"
+    )
+    info = subprocess.run(
+        [sys.executable, "-c", code, "info"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert info.returncode == 0, info.stderr
     assert info.stdout.startswith(str(site))  # the wheel's copy, not the repository
     assert "rows kept: 150,137" in info.stdout
-    solved = subprocess.run([sys.executable, "-c", code, "solve", "--k", "5", "--out",
-                             "sites.csv", "--quiet"], cwd=elsewhere, env=env,
-                            capture_output=True, text=True, timeout=600)
+    solved = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "solve",
+            "--k",
+            "5",
+            "--out",
+            "sites.csv",
+            "--quiet",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert solved.returncode == 0, solved.stderr
     assert len(pd.read_csv(elsewhere / "sites.csv")) == 5

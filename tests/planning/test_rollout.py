@@ -32,9 +32,10 @@ def test_each_year_places_its_sites_and_keeps_the_earlier_ones(staged):
         mine = plan.sites[plan.sites["kind"] == "new"][["lon", "lat"]].to_numpy()
         built = new[new["year"] == staged.years[i]][["lon", "lat"]].to_numpy()
         np.testing.assert_allclose(built, mine, rtol=0, atol=1e-9)
-        for later in staged.plans[i + 1:]:
-            held = later.sites[later.sites["station_id"].str.contains(
-                f"{staged.years[i]}-")][["lon", "lat"]].to_numpy()
+        for later in staged.plans[i + 1 :]:
+            held = later.sites[
+                later.sites["station_id"].str.contains(f"{staged.years[i]}-")
+            ][["lon", "lat"]].to_numpy()
             np.testing.assert_allclose(held, mine, rtol=0, atol=1e-9)
 
 
@@ -57,17 +58,46 @@ def test_bad_years_are_refused():
 
 
 def test_cli_rollout_writes_per_year_sites_and_metrics(tmp_path, capsys):
-    code = main(["rollout", "--years", "2025:2026", "--per-year", "3", "--existing",
-                 "dc-fast", "--county", "Spokane", "--out", str(tmp_path / "r.csv"),
-                 "--metrics", str(tmp_path / "r.json"), "--quiet"])
+    code = main(
+        [
+            "rollout",
+            "--years",
+            "2025:2026",
+            "--per-year",
+            "3",
+            "--existing",
+            "dc-fast",
+            "--county",
+            "Spokane",
+            "--out",
+            str(tmp_path / "r.csv"),
+            "--metrics",
+            str(tmp_path / "r.json"),
+            "--quiet",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     sites = pd.read_csv(tmp_path / "r.csv")
-    assert sites.loc[sites["kind"] == "new", "year"].tolist() == [2025.0] * 3 + [
-        2026.0] * 3
+    assert (
+        sites.loc[sites["kind"] == "new", "year"].tolist()
+        == [2025.0] * 3 + [2026.0] * 3
+    )
     assert sites.loc[sites["kind"] == "existing", "year"].isna().all()
     metrics = json.loads((tmp_path / "r.json").read_text())
     assert [y["new_sites"] for y in metrics["years"]] == [3, 3]
     assert "2026" in out
-    assert main(["rollout", "--years", "2030:2025", "--per-year", "3", "--out",
-                 str(tmp_path / "x.csv")]) == 2
+    assert (
+        main(
+            [
+                "rollout",
+                "--years",
+                "2030:2025",
+                "--per-year",
+                "3",
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        == 2
+    )

@@ -43,8 +43,9 @@ def test_plan_site_table_and_coverage_agree(plan, demand):
     assert sites["demand_points"].sum() == demand.n_points
     assert sites["share_of_demand"].sum() == pytest.approx(1.0)
     # The coverage is that of the sites in the table, recomputed independently.
-    again = coverage(demand.X, demand.weight, sites[["x_m", "y_m"]].to_numpy(),
-                     n_new_sites=6)
+    again = coverage(
+        demand.X, demand.weight, sites[["x_m", "y_m"]].to_numpy(), n_new_sites=6
+    )
     assert again.objective_m == pytest.approx(plan.coverage.objective_m, rel=1e-12)
     assert plan.demand["distance_m"].max() == plan.coverage.max_distance_m
     assert plan.crs.to_epsg() == 32610 and plan.mode == "in memory"
@@ -146,9 +147,11 @@ def test_a_local_cluster_gives_the_in_memory_plan(tmp_path):
     assert chunked.n_partitions >= 4 and chunked.demand is None
     assert chunked.mode.startswith("Dask cluster at")
     np.testing.assert_allclose(chunked.new_sites_m, memory.new_sites_m, rtol=1e-12)
-    assert chunked.coverage.objective_m == pytest.approx(memory.coverage.objective_m,
-                                                         rel=1e-12)
+    assert chunked.coverage.objective_m == pytest.approx(
+        memory.coverage.objective_m, rel=1e-12
+    )
     numeric = ["demand_served", "vehicles_served", "demand_points", "max_distance_m"]
-    pd.testing.assert_frame_equal(chunked.sites[numeric], memory.sites[numeric],
-                                  rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        chunked.sites[numeric], memory.sites[numeric], rtol=1e-12
+    )
     assert chunked.today.coverage_share == pytest.approx(memory.today.coverage_share)
