@@ -46,6 +46,8 @@ from evplanner.errors import InputError
 __all__ = [
     "DiscreteResult",
     "check_candidates",
+    "check_fixed",
+    "check_n_sites",
     "coverage_search",
     "pmedian_search",
     "site_labels",
@@ -110,6 +112,25 @@ def check_candidates(candidates, n_features: int, n_sites: int,
             f"({C.shape[0]}); expected {name} <= {C.shape[0]}"
         )
     return np.ascontiguousarray(C)
+
+
+def check_fixed(fixed_centers, n_features: int) -> np.ndarray:
+    """Existing sites as a finite float64 array of shape (n_fixed, n_features)."""
+    if fixed_centers is None:
+        return np.empty((0, n_features), dtype=np.float64)
+    F = np.asarray(fixed_centers, dtype=np.float64)
+    if F.ndim != 2 or F.shape[1] != n_features:
+        raise ValueError(
+            "fixed_centers must have shape (n_fixed, n_features) with "
+            f"n_features={n_features}, got shape {F.shape}"
+        )
+    bad = ~np.isfinite(F).all(axis=1)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"fixed_centers must be finite, got {F[r].tolist()} at row {r}"
+        )
+    return np.ascontiguousarray(F)
 
 
 # ---------------------------------------------------------------------------
