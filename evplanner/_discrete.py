@@ -376,12 +376,18 @@ class _Problem:
         return int(imp[o]), int(c_all[o]), int(j_all[o])
 
 
-def _greedy(prob, open_idx, k):
-    """Add the candidate of largest gain until ``k`` are open."""
+def _greedy(prob, open_idx, k, exclude=()):
+    """Add the candidate of largest gain until ``k`` are open.
+
+    ``exclude``: candidates not to reopen (unless nothing else is left).
+    """
     open_idx = list(open_idx)
     while len(open_idx) < k:
         tot = prob.evaluate(open_idx, with_pairs=False)
-        open_idx.append(prob.best_open(tot, open_idx))
+        banned = [c for c in exclude if c not in open_idx]
+        if prob.cand.shape[0] - len(open_idx) - len(banned) < 1:
+            banned = []
+        open_idx.append(prob.best_open(tot, open_idx + banned))
     return open_idx
 
 
@@ -406,6 +412,54 @@ def _swap_search(prob, open_idx, max_iter, min_gain, history):
                      n_swaps + 1, c, open_idx[j], imp)
         open_idx[j] = c
         n_swaps += 1
+    return open_idx, tot, n_swaps
+
+
+def _shake(prob, open_idx, k, closed_now, rng):
+    """Reopen sites up to ``k``, drawn without replacement ~ their opening gain.
+
+    One pass: the draws are made together from the gains with ``open_idx``
+    open (the sites just closed excluded), a cheap kick rather than a
+    careful choice; the swap search that follows does the careful part.
+    """
+    tot = prob.evaluate(open_idx, with_pairs=False)
+    p = np.maximum(tot.gain, 0).astype(np.float64)
+    p[np.asarray(list(open_idx) + list(closed_now), dtype=np.int64)] = 0.0
+    need = k - len(open_idx)
+    drawn = []
+    if np.count_nonzero(p) >= need:
+        drawn = rng.choice(p.shape[0], size=need, replace=False,
+                           p=p / p.sum()).tolist()
+    open_idx = list(open_idx) + [int(c) for c in drawn]
+    return _greedy(prob, open_idx, k)
+
+
+def _perturbed_search(prob, open_idx, tot, n_swaps, rounds, rng, max_iter,
+                      min_gain, history):
+    """Iterated local search: shake the local optimum, search again, keep gains.
+
+    Each round closes a random number (1 to half) of the open candidates,
+    reopens as many at random (:func:`_shake`) and runs the swap search; the
+    result replaces the current one if it is at least as good (in quanta:
+    moving across plateaus of equal value, common in coverage, is what lets
+    later rounds escape). The draws come from ``rng`` on the client, so every
+    engine and chunking shakes alike.
+    """
+    k = len(open_idx)
+    better = (lambda a, b: a >= b) if prob.sign > 0 else (lambda a, b: a <= b)
+    for r in range(rounds):
+        n_out = int(rng.integers(1, max(1, k // 2) + 1))
+        out = set(rng.choice(k, size=n_out, replace=False).tolist())
+        kept = [c for j, c in enumerate(open_idx) if j not in out]
+        trial = _shake(prob, kept, k, [open_idx[j] for j in out], rng)
+        scratch = []
+        trial, t_tot, t_swaps = _swap_search(prob, trial, max_iter, min_gain,
+                                             scratch)
+        if better(t_tot.obj, tot.obj):
+            logger.debug("round %d: %.6g -> %.6g", r, tot.value, t_tot.value)
+            open_idx, tot = trial, t_tot
+            n_swaps += t_swaps
+            history.append(tot.value)
     return open_idx, tot, n_swaps
 
 
@@ -569,13 +623,14 @@ def pmedian_search(X, w, k, cand, fixed, *, init="k-medians++", n_init=1,
 # ---------------------------------------------------------------------------
 
 
-def coverage_search(X, w, k, radius, cand, fixed, *, max_iter=300,
+def coverage_search(X, w, k, radius, cand, fixed, *, max_iter=300, n_rounds=20,
                     random_state=None):
     """Maximal covering location: ``k`` candidates maximising covered weight.
 
     A point is covered when an open site (fixed ones included) lies within
     L1 distance ``radius`` of it. Greedy (largest uncovered weight first) on
-    all points, then best-improvement swaps while one covers more.
+    all points, then best-improvement swaps while one covers more, then
+    rounds of iterated local search.
 
     Parameters
     ----------
@@ -584,10 +639,14 @@ def coverage_search(X, w, k, radius, cand, fixed, *, max_iter=300,
     radius : float
         Coverage radius, units of ``X``, ``>= 0``.
     max_iter : int
-        Cap on swaps.
+        Cap on swaps per local search.
+    n_rounds : int
+        Rounds of iterated local search after the first local optimum (see
+        :func:`_perturbed_search`).
     random_state : int, RandomState or None
         Orders the candidates for ties (equal gains): coverage problems have
-        many, and a seeded order keeps the choice reproducible.
+        many, and a seeded order keeps the choice reproducible. Also draws
+        the sites each round closes.
 
     Returns
     -------
@@ -600,13 +659,19 @@ def coverage_search(X, w, k, radius, cand, fixed, *, max_iter=300,
     eng = _engine(X, w)
     s = _summary(eng)
     qinv = dk.quantum_inverse(s["wmax"], s["n"])
-    rank = check_random_state(random_state).permutation(cand.shape[0])
+    rs = check_random_state(random_state)
+    rank = rs.permutation(cand.shape[0])
+    rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
     prob = _Problem(eng, _block_coverage, (qinv, float(radius)), cand, fixed,
                     rank, +1)
     start = _greedy(prob, [], k)
     history = []
     open_idx, tot, n_swaps = _swap_search(
         prob, start, max_iter, lambda t: 0, history
+    )
+    open_idx, tot, n_swaps = _perturbed_search(
+        prob, open_idx, tot, n_swaps, n_rounds, rng, max_iter, lambda t: 0,
+        history,
     )
     logger.info("coverage: %.6g of %.6g after %d swaps", tot.value, s["wsum"],
                 n_swaps)
