@@ -137,8 +137,7 @@ def exact(kind, X, w, C, F, k, time_limit_s, use_cache=True):
 
     sites = np.vstack([C, F])
     key = hashlib.sha256(
-        X.tobytes() + w.tobytes() + sites.tobytes()
-        + f"{kind}{k}{RADIUS_M}".encode()
+        X.tobytes() + w.tobytes() + sites.tobytes() + f"{kind}{k}{RADIUS_M}".encode()
     ).hexdigest()[:16]
     cache = json.loads(CACHE.read_text()) if use_cache and CACHE.exists() else {}
     if key in cache:
@@ -150,12 +149,17 @@ def exact(kind, X, w, C, F, k, time_limit_s, use_cache=True):
     start = time.perf_counter()
     if kind == "pmedian":
         model = PMedian.from_cost_matrix(
-            cost, w, p_facilities=k + F.shape[0],
+            cost,
+            w,
+            p_facilities=k + F.shape[0],
             predefined_facilities_arr=predefined,
         )
     else:
         model = MCLP.from_cost_matrix(
-            cost, w, service_radius=RADIUS_M, p_facilities=k + F.shape[0],
+            cost,
+            w,
+            service_radius=RADIUS_M,
+            p_facilities=k + F.shape[0],
             predefined_facilities_arr=predefined,
         )
     model = model.solve(solver)
@@ -180,16 +184,18 @@ def exact(kind, X, w, C, F, k, time_limit_s, use_cache=True):
 def ev_pmedian(X, w, C, F, k):
     from evplanner import KMedians
 
-    km = KMedians(k, candidates=C, fixed_centers=F if F.shape[0] else None,
-                  random_state=0).fit(X, sample_weight=w)
+    km = KMedians(
+        k, candidates=C, fixed_centers=F if F.shape[0] else None, random_state=0
+    ).fit(X, sample_weight=w)
     return km.center_indices_
 
 
 def ev_coverage(X, w, C, F, k):
     from evplanner import MaxCoverage
 
-    mc = MaxCoverage(k, RADIUS_M, C, fixed_centers=F if F.shape[0] else None,
-                     random_state=0).fit(X, sample_weight=w)
+    mc = MaxCoverage(
+        k, RADIUS_M, C, fixed_centers=F if F.shape[0] else None, random_state=0
+    ).fit(X, sample_weight=w)
     return mc.center_indices_
 
 
@@ -206,8 +212,10 @@ def best_time(func, repeat=3):
 def quality(args):
     rows = []
     for name, X, w, C, F, k in instances():
-        print(f"\n## {name}: {X.shape[0]} demand x {C.shape[0]} candidates, "
-              f"{F.shape[0]} existing, k = {k}  (load {load_average()})")
+        print(
+            f"\n## {name}: {X.shape[0]} demand x {C.shape[0]} candidates, "
+            f"{F.shape[0]} existing, k = {k}  (load {load_average()})"
+        )
         for kind, ev in (("pmedian", ev_pmedian), ("coverage", ev_coverage)):
             idx_opt, t_opt, solver, proven = exact(
                 kind, X, w, C, F, k, args.time_limit, not args.no_cache
@@ -236,12 +244,18 @@ def quality(args):
     worst_cv = min(r["ratio"] for r in cv)
     slowest = min(r["speedup"] for r in rows)
     unproven = [r["instance"] + "/" + r["kind"] for r in rows if not r["proven"]]
-    print(f"p-median worst ratio {worst_pm:.5f} (<= 1.005): "
-          f"{'MET' if worst_pm <= 1.005 else 'MISSED'}")
-    print(f"coverage worst ratio {worst_cv:.5f} (>= 0.99): "
-          f"{'MET' if worst_cv >= 0.99 else 'MISSED'}")
-    print(f"smallest speed-up {slowest:,.0f}x (>= 50x): "
-          f"{'MET' if slowest >= 50 else 'MISSED'}")
+    print(
+        f"p-median worst ratio {worst_pm:.5f} (<= 1.005): "
+        f"{'MET' if worst_pm <= 1.005 else 'MISSED'}"
+    )
+    print(
+        f"coverage worst ratio {worst_cv:.5f} (>= 0.99): "
+        f"{'MET' if worst_cv >= 0.99 else 'MISSED'}"
+    )
+    print(
+        f"smallest speed-up {slowest:,.0f}x (>= 50x): "
+        f"{'MET' if slowest >= 50 else 'MISSED'}"
+    )
     if unproven:
         print(f"not proven optimal (ratios against the solver's best): {unproven}")
     return rows
@@ -267,21 +281,26 @@ def scale(args):
     from evplanner import KMedians, MaxCoverage
 
     n, m, k = args.scale_n, args.scale_m, args.scale_k
-    print(f"\n## Scale: {n:,} demand x {m:,} candidates x {k} new sites "
-          f"(load {load_average()})")
+    print(
+        f"\n## Scale: {n:,} demand x {m:,} candidates x {k} new sites "
+        f"(load {load_average()})"
+    )
     X, w = synthetic_xy_m(n, seed=0)
     C = synthetic_xy_m(m, seed=12)[0]
     os.environ["NUMBA_NUM_THREADS"] = "1"
     out = {"n": n, "m": m, "k": k}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         chunk = -(-n // 10)
         Xd = da.from_array(X, chunks=(chunk, 2)).persist()
         wd = da.from_array(w, chunks=(chunk,)).persist()
         del X, w
         for label, make in (
-            ("KMedians(candidates)", lambda: KMedians(
-                k, candidates=C, random_state=0)),
+            ("KMedians(candidates)", lambda: KMedians(k, candidates=C, random_state=0)),
             ("MaxCoverage", lambda: MaxCoverage(k, RADIUS_M, C, random_state=0)),
         ):
             with PeakRSS() as rss:
@@ -289,8 +308,9 @@ def scale(args):
                 model = make().fit(Xd, sample_weight=wd)
                 seconds = time.perf_counter() - start
             workers = client.run(_worker_peak_mib)
-            value = (model.inertia_ if hasattr(model, "inertia_")
-                     else model.covered_weight_)
+            value = (
+                model.inertia_ if hasattr(model, "inertia_") else model.covered_weight_
+            )
             print(f"{label:<22s} {seconds:8.1f} s, {model.n_iter_} swaps, "
                   f"objective {value:.6e}; client peak RSS "
                   f"{mib(rss.peak_self):,.0f} MiB (baseline "
@@ -307,10 +327,15 @@ def scale(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--time-limit", type=float, default=1800,
-                        help="seconds per exact solve (a safety net)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="re-solve the exact optima")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=1800,
+        help="seconds per exact solve (a safety net)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="re-solve the exact optima"
+    )
     parser.add_argument("--scale", action="store_true", help="also the scale run")
     parser.add_argument("--scale-only", action="store_true")
     parser.add_argument("--scale-n", type=int, default=1_000_000)

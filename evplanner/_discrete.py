@@ -65,8 +65,9 @@ GREEDY_SAMPLE_SIZE = 20_000
 # ---------------------------------------------------------------------------
 
 
-def check_candidates(candidates, n_features: int, n_sites: int,
-                     name: str = "n_clusters") -> np.ndarray:
+def check_candidates(
+    candidates, n_features: int, n_sites: int, name: str = "n_clusters"
+) -> np.ndarray:
     """Candidate sites as a finite C-contiguous float64 array, or ValueError.
 
     Parameters
@@ -89,8 +90,7 @@ def check_candidates(candidates, n_features: int, n_sites: int,
         C = np.asarray(candidates, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(
-            f"candidates must be numbers of shape (n_candidates, {n_features}): "
-            f"{exc}"
+            f"candidates must be numbers of shape (n_candidates, {n_features}): {exc}"
         ) from None
     if C.ndim != 2 or C.shape[1] != n_features:
         raise ValueError(
@@ -194,8 +194,15 @@ def _engine(X, w):
 
 def _block_summary(X, w):
     n = X.shape[0]
-    out = {"n": n, "bad_x": None, "bad_w": None, "wsum": 0.0, "wmax": 0.0,
-           "lo": np.full(X.shape[1], np.inf), "hi": np.full(X.shape[1], -np.inf)}
+    out = {
+        "n": n,
+        "bad_x": None,
+        "bad_w": None,
+        "wsum": 0.0,
+        "wmax": 0.0,
+        "lo": np.full(X.shape[1], np.inf),
+        "hi": np.full(X.shape[1], -np.inf),
+    }
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
         r = int(np.flatnonzero(~finite)[0])
@@ -212,9 +219,13 @@ def _block_summary(X, w):
 
 
 def _combine_summary(a, b):
-    out = {"n": a["n"] + b["n"], "wsum": a["wsum"] + b["wsum"],
-           "wmax": max(a["wmax"], b["wmax"]),
-           "lo": np.minimum(a["lo"], b["lo"]), "hi": np.maximum(a["hi"], b["hi"])}
+    out = {
+        "n": a["n"] + b["n"],
+        "wsum": a["wsum"] + b["wsum"],
+        "wmax": max(a["wmax"], b["wmax"]),
+        "lo": np.minimum(a["lo"], b["lo"]),
+        "hi": np.maximum(a["hi"], b["hi"]),
+    }
     for key in ("bad_x", "bad_w"):
         # Rows are counted from the block's start: shift b's past a's rows.
         hits = [a[key]] if a[key] is not None else []
@@ -235,8 +246,7 @@ def _summary(eng):
     if s["bad_w"] is not None:
         row, value = s["bad_w"]
         raise InputError(
-            f"sample_weight must be finite and >= 0, got {value} at sample "
-            f"index {row}"
+            f"sample_weight must be finite and >= 0, got {value} at sample index {row}"
         )
     if s["n"] == 0:
         raise ValueError("X must have at least 1 sample, got n_samples=0")
@@ -251,8 +261,7 @@ def _summary(eng):
 def _nearest_two(X, sites, k):
     if sites.shape[0] == 0:
         n = X.shape[0]
-        return (np.full(n, k, dtype=np.int64), np.full(n, np.inf),
-                np.full(n, np.inf))
+        return (np.full(n, k, dtype=np.int64), np.full(n, np.inf), np.full(n, np.inf))
     return kern.assign2_l1(X, sites)
 
 
@@ -262,8 +271,14 @@ def _block_pmedian(X, w, sites, k, qinv, sentinel, with_pairs, grid):
         X, w, qinv, sentinel, lab1, d1, d2, k, with_pairs, grid
     )
     value = float(np.dot(w, d1)) if sites.shape[0] else np.inf
-    return {"obj": obj, "value": value, "gain": gain, "loss": loss,
-            "keys": keys, "vals": vals}
+    return {
+        "obj": obj,
+        "value": value,
+        "gain": gain,
+        "loss": loss,
+        "keys": keys,
+        "vals": vals,
+    }
 
 
 def _block_coverage(X, w, sites, k, qinv, radius, with_pairs, grid):
@@ -273,8 +288,14 @@ def _block_coverage(X, w, sites, k, qinv, radius, with_pairs, grid):
         X, wq, radius, lab1, d1, d2, k, with_pairs, grid
     )
     value = float(w[d1 <= radius].sum())
-    return {"obj": obj, "value": value, "gain": gain, "loss": loss,
-            "keys": keys, "vals": vals}
+    return {
+        "obj": obj,
+        "value": value,
+        "gain": gain,
+        "loss": loss,
+        "keys": keys,
+        "vals": vals,
+    }
 
 
 def _combine(a, b):
@@ -328,15 +349,19 @@ class _Problem:
         self.passes = 0
 
     def sites(self, open_idx):
-        return np.vstack([self.cand[np.asarray(open_idx, dtype=np.int64)],
-                          self.fixed])
+        return np.vstack([self.cand[np.asarray(open_idx, dtype=np.int64)], self.fixed])
 
     def evaluate(self, open_idx, with_pairs=True):
         """One pass over the points for the open candidates ``open_idx``."""
         k = len(open_idx)
         r = self.eng.map_reduce(
-            self.block_fn, _combine, self.sites(open_idx), k, *self.params,
-            with_pairs, self.grid,
+            self.block_fn,
+            _combine,
+            self.sites(open_idx),
+            k,
+            *self.params,
+            with_pairs,
+            self.grid,
         )
         self.passes += 1
         keys, inv = np.unique(r["keys"], return_inverse=True)
@@ -366,10 +391,12 @@ class _Problem:
         j0 = int(np.argmin(tot.loss))
         c_all = np.concatenate([cs, tot.keys // k])
         j_all = np.concatenate([np.full(cs.shape[0], j0), tot.keys % k])
-        imp = np.concatenate([
-            tot.gain[cs] - tot.loss[j0],
-            tot.gain[tot.keys // k] - tot.loss[tot.keys % k] + tot.extra,
-        ])
+        imp = np.concatenate(
+            [
+                tot.gain[cs] - tot.loss[j0],
+                tot.gain[tot.keys // k] - tot.loss[tot.keys % k] + tot.extra,
+            ]
+        )
         keep = closed[c_all]
         c_all, j_all, imp = c_all[keep], j_all[keep], imp[keep]
         o = np.lexsort((j_all, self.rank[c_all], -imp))[0]
@@ -408,8 +435,13 @@ def _swap_search(prob, open_idx, max_iter, min_gain, history):
         if move is None or move[0] <= min_gain(tot):
             break
         imp, c, j = move
-        logger.debug("swap %d: open candidate %d for %d (gain %d quanta)",
-                     n_swaps + 1, c, open_idx[j], imp)
+        logger.debug(
+            "swap %d: open candidate %d for %d (gain %d quanta)",
+            n_swaps + 1,
+            c,
+            open_idx[j],
+            imp,
+        )
         open_idx[j] = c
         n_swaps += 1
     return open_idx, tot, n_swaps
@@ -428,14 +460,14 @@ def _shake(prob, open_idx, k, closed_now, rng):
     need = k - len(open_idx)
     drawn = []
     if np.count_nonzero(p) >= need:
-        drawn = rng.choice(p.shape[0], size=need, replace=False,
-                           p=p / p.sum()).tolist()
+        drawn = rng.choice(p.shape[0], size=need, replace=False, p=p / p.sum()).tolist()
     open_idx = list(open_idx) + [int(c) for c in drawn]
     return _greedy(prob, open_idx, k)
 
 
-def _perturbed_search(prob, open_idx, tot, n_swaps, rounds, rng, max_iter,
-                      min_gain, history):
+def _perturbed_search(
+    prob, open_idx, tot, n_swaps, rounds, rng, max_iter, min_gain, history
+):
     """Iterated local search: shake the local optimum, search again, keep gains.
 
     Each round closes a random number (1 to half) of the open candidates,
@@ -453,8 +485,7 @@ def _perturbed_search(prob, open_idx, tot, n_swaps, rounds, rng, max_iter,
         kept = [c for j, c in enumerate(open_idx) if j not in out]
         trial = _shake(prob, kept, k, [open_idx[j] for j in out], rng)
         scratch = []
-        trial, t_tot, t_swaps = _swap_search(prob, trial, max_iter, min_gain,
-                                             scratch)
+        trial, t_tot, t_swaps = _swap_search(prob, trial, max_iter, min_gain, scratch)
         if better(t_tot.obj, tot.obj):
             logger.debug("round %d: %.6g -> %.6g", r, tot.value, t_tot.value)
             open_idx, tot = trial, t_tot
@@ -506,8 +537,7 @@ def _joint_extent(s, cand, fixed):
 
 def _draw(p, u):
     cum = np.cumsum(p)
-    return np.minimum(np.searchsorted(cum, u * cum[-1], side="right"),
-                      p.shape[0] - 1)
+    return np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), p.shape[0] - 1)
 
 
 def _start_sites(init, run, Xs, ws, k, cand, fixed, grid_local, rng):
@@ -532,8 +562,20 @@ def _start_sites(init, run, Xs, ws, k, cand, fixed, grid_local, rng):
     return chosen
 
 
-def pmedian_search(X, w, k, cand, fixed, *, init="k-medians++", n_init=1,
-                   max_iter=300, tol=1e-4, local_search=True, random_state=None):
+def pmedian_search(
+    X,
+    w,
+    k,
+    cand,
+    fixed,
+    *,
+    init="k-medians++",
+    n_init=1,
+    max_iter=300,
+    tol=1e-4,
+    local_search=True,
+    random_state=None,
+):
     """Discrete weighted L1 p-median: ``k`` of the candidate sites, fixed ones open.
 
     Parameters
@@ -585,8 +627,11 @@ def pmedian_search(X, w, k, cand, fixed, *, init="k-medians++", n_init=1,
     best = None
     for run, seed in enumerate(seeds):
         rng = np.random.default_rng(seed)
-        idx = (None if n <= GREEDY_SAMPLE_SIZE else
-               np.sort(rng.choice(n, size=GREEDY_SAMPLE_SIZE, replace=False)))
+        idx = (
+            None
+            if n <= GREEDY_SAMPLE_SIZE
+            else np.sort(rng.choice(n, size=GREEDY_SAMPLE_SIZE, replace=False))
+        )
         Xs, ws = eng.sample(idx)
         start = _start_sites(init, run, Xs, ws, k, cand, fixed, grid_local, rng)[:k]
         if len(start) < k:
@@ -595,27 +640,32 @@ def pmedian_search(X, w, k, cand, fixed, *, init="k-medians++", n_init=1,
             s_s = _summary(eng_s)
             q_s = dk.quantum_inverse(s_s["wmax"] * extent, s_s["n"])
             sen_s = int(np.ceil(s_s["wmax"] * extent * q_s)) + 2
-            local = _Problem(eng_s, _block_pmedian, (q_s, sen_s), cand, fixed,
-                             rank, -1)
+            local = _Problem(eng_s, _block_pmedian, (q_s, sen_s), cand, fixed, rank, -1)
             start = _greedy(local, start, k)
         history = []
         if local_search:
             open_idx, tot, n_swaps = _swap_search(
-                prob, start, max_iter,
-                lambda t: max(0.0, tol * t.obj), history,
+                prob,
+                start,
+                max_iter,
+                lambda t: max(0.0, tol * t.obj),
+                history,
             )
         else:
             open_idx, n_swaps = start, 0
             tot = prob.evaluate(open_idx, with_pairs=False)
             history.append(tot.value)
-        logger.info("run %d: objective %.6g after %d swaps", run, tot.value,
-                    n_swaps)
+        logger.info("run %d: objective %.6g after %d swaps", run, tot.value, n_swaps)
         if best is None or tot.obj < best[1].obj:
             best = (open_idx, tot, n_swaps, history)
     open_idx, tot, n_swaps, history = best
-    return DiscreteResult(np.sort(np.asarray(open_idx, dtype=np.int64)),
-                          float(tot.value), int(n_swaps), np.asarray(history),
-                          prob.passes)
+    return DiscreteResult(
+        np.sort(np.asarray(open_idx, dtype=np.int64)),
+        float(tot.value),
+        int(n_swaps),
+        np.asarray(history),
+        prob.passes,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -623,8 +673,9 @@ def pmedian_search(X, w, k, cand, fixed, *, init="k-medians++", n_init=1,
 # ---------------------------------------------------------------------------
 
 
-def coverage_search(X, w, k, radius, cand, fixed, *, max_iter=300, n_rounds=20,
-                    random_state=None):
+def coverage_search(
+    X, w, k, radius, cand, fixed, *, max_iter=300, n_rounds=20, random_state=None
+):
     """Maximal covering location: ``k`` candidates maximising covered weight.
 
     A point is covered when an open site (fixed ones included) lies within
@@ -662,22 +713,29 @@ def coverage_search(X, w, k, radius, cand, fixed, *, max_iter=300, n_rounds=20,
     rs = check_random_state(random_state)
     rank = rs.permutation(cand.shape[0])
     rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
-    prob = _Problem(eng, _block_coverage, (qinv, float(radius)), cand, fixed,
-                    rank, +1)
+    prob = _Problem(eng, _block_coverage, (qinv, float(radius)), cand, fixed, rank, +1)
     start = _greedy(prob, [], k)
     history = []
-    open_idx, tot, n_swaps = _swap_search(
-        prob, start, max_iter, lambda t: 0, history
-    )
+    open_idx, tot, n_swaps = _swap_search(prob, start, max_iter, lambda t: 0, history)
     open_idx, tot, n_swaps = _perturbed_search(
-        prob, open_idx, tot, n_swaps, n_rounds, rng, max_iter, lambda t: 0,
+        prob,
+        open_idx,
+        tot,
+        n_swaps,
+        n_rounds,
+        rng,
+        max_iter,
+        lambda t: 0,
         history,
     )
-    logger.info("coverage: %.6g of %.6g after %d swaps", tot.value, s["wsum"],
-                n_swaps)
-    res = DiscreteResult(np.sort(np.asarray(open_idx, dtype=np.int64)),
-                         float(tot.value), int(n_swaps), np.asarray(history),
-                         prob.passes)
+    logger.info("coverage: %.6g of %.6g after %d swaps", tot.value, s["wsum"], n_swaps)
+    res = DiscreteResult(
+        np.sort(np.asarray(open_idx, dtype=np.int64)),
+        float(tot.value),
+        int(n_swaps),
+        np.asarray(history),
+        prob.passes,
+    )
     return res, float(s["wsum"])
 
 
@@ -700,7 +758,10 @@ def site_labels(X, sites):
 
 def check_n_sites(n_sites, name="n_sites"):
     """``n_sites`` must be an integer >= 1."""
-    if not isinstance(n_sites, numbers.Integral) or isinstance(n_sites, bool) \
-            or n_sites < 1:
+    if (
+        not isinstance(n_sites, numbers.Integral)
+        or isinstance(n_sites, bool)
+        or n_sites < 1
+    ):
         raise ValueError(f"{name} must be an integer >= 1, got {n_sites!r}")
     return int(n_sites)

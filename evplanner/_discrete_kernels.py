@@ -104,8 +104,16 @@ def build_grid(cand: np.ndarray) -> CandidateGrid:
     start = np.zeros(nx * ny + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell, minlength=nx * ny), out=start[1:])
     return CandidateGrid(
-        cand, order, start, ax0, ax1, float(lo[ax0]),
-        float(lo[ax1]) if d > 1 else 0.0, float(h), nx, ny,
+        cand,
+        order,
+        start,
+        ax0,
+        ax1,
+        float(lo[ax0]),
+        float(lo[ax1]) if d > 1 else 0.0,
+        float(h),
+        nx,
+        ny,
     )
 
 
@@ -190,9 +198,30 @@ def _flush(acc, touched, nt, cur, k, keys, vals, nout):
 
 
 @numba.njit(cache=True)
-def _pmedian_block(X, w, qinv, sentinel, lab1, d1, d2, perm, k, with_pairs,
-                   cand, corder, cstart, ax0, ax1, lo0, lo1, h, nx, ny,
-                   gain, loss):
+def _pmedian_block(
+    X,
+    w,
+    qinv,
+    sentinel,
+    lab1,
+    d1,
+    d2,
+    perm,
+    k,
+    with_pairs,
+    cand,
+    corder,
+    cstart,
+    ax0,
+    ax1,
+    lo0,
+    lo1,
+    h,
+    nx,
+    ny,
+    gain,
+    loss,
+):
     m = cand.shape[0]
     acc = np.zeros(m, dtype=np.int64)
     touched = np.empty(m, dtype=np.int64)
@@ -305,18 +334,56 @@ def pmedian_block(X, w, qinv, sentinel, lab1, d1, d2, k, with_pairs, grid):
     loss = np.zeros(max(k, 1), dtype=np.int64)
     perm = np.argsort(lab1, kind="stable").astype(np.int64)
     obj, keys, vals = _pmedian_block(
-        X, np.ascontiguousarray(w, dtype=np.float64), float(qinv),
-        np.int64(sentinel), lab1, d1, d2, perm, int(k), bool(with_pairs),
-        grid.cand, grid.order, grid.start, grid.ax0, grid.ax1, grid.lo0,
-        grid.lo1, grid.h, grid.nx, grid.ny, gain, loss,
+        X,
+        np.ascontiguousarray(w, dtype=np.float64),
+        float(qinv),
+        np.int64(sentinel),
+        lab1,
+        d1,
+        d2,
+        perm,
+        int(k),
+        bool(with_pairs),
+        grid.cand,
+        grid.order,
+        grid.start,
+        grid.ax0,
+        grid.ax1,
+        grid.lo0,
+        grid.lo1,
+        grid.h,
+        grid.nx,
+        grid.ny,
+        gain,
+        loss,
     )
     return int(obj), gain, loss[:k], keys, vals
 
 
 @numba.njit(cache=True)
-def _coverage_block(X, wq, radius, lab1, d1, d2, perm, k, with_pairs,
-                    cand, corder, cstart, ax0, ax1, lo0, lo1, h, nx, ny,
-                    gain, loss):
+def _coverage_block(
+    X,
+    wq,
+    radius,
+    lab1,
+    d1,
+    d2,
+    perm,
+    k,
+    with_pairs,
+    cand,
+    corder,
+    cstart,
+    ax0,
+    ax1,
+    lo0,
+    lo1,
+    h,
+    nx,
+    ny,
+    gain,
+    loss,
+):
     m = cand.shape[0]
     acc = np.zeros(m, dtype=np.int64)
     touched = np.empty(m, dtype=np.int64)
@@ -409,16 +476,33 @@ def coverage_block(X, wq, radius, lab1, d1, d2, k, with_pairs, grid):
     loss = np.zeros(max(k, 1), dtype=np.int64)
     perm = np.argsort(lab1, kind="stable").astype(np.int64)
     cov, keys, vals = _coverage_block(
-        X, wq, float(radius), lab1, d1, d2, perm, int(k), bool(with_pairs),
-        grid.cand, grid.order, grid.start, grid.ax0, grid.ax1, grid.lo0,
-        grid.lo1, grid.h, grid.nx, grid.ny, gain, loss,
+        X,
+        wq,
+        float(radius),
+        lab1,
+        d1,
+        d2,
+        perm,
+        int(k),
+        bool(with_pairs),
+        grid.cand,
+        grid.order,
+        grid.start,
+        grid.ax0,
+        grid.ax1,
+        grid.lo0,
+        grid.lo1,
+        grid.h,
+        grid.nx,
+        grid.ny,
+        gain,
+        loss,
     )
     return int(cov), gain, loss[:k], keys, vals
 
 
 @numba.njit(cache=True)
-def _nearest_candidate(X, cand, corder, cstart, ax0, ax1, lo0, lo1, h, nx, ny,
-                       out):
+def _nearest_candidate(X, cand, corder, cstart, ax0, ax1, lo0, lo1, h, nx, ny, out):
     # Rings of cells outwards until the ring's distance exceeds the best.
     for i in range(X.shape[0]):
         best = np.inf
@@ -459,7 +543,17 @@ def nearest_candidate(X: np.ndarray, grid: CandidateGrid) -> np.ndarray:
     out = np.empty(X.shape[0], dtype=np.int64)
     if X.shape[0]:
         _nearest_candidate(
-            X, grid.cand, grid.order, grid.start, grid.ax0, grid.ax1, grid.lo0,
-            grid.lo1, grid.h, grid.nx, grid.ny, out,
+            X,
+            grid.cand,
+            grid.order,
+            grid.start,
+            grid.ax0,
+            grid.ax1,
+            grid.lo0,
+            grid.lo1,
+            grid.h,
+            grid.nx,
+            grid.ny,
+            out,
         )
     return out

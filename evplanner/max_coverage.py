@@ -129,9 +129,9 @@ class MaxCoverage(BaseEstimator):
     ``extra[c, j]`` the weight covered by ``j`` alone that ``c`` covers. One
     pass over the points computes all of them; a swap is made while one
     covers more. Rounds of iterated local search (``n_rounds``) then shake
-    the solution out of its local optimum. Greedy alone is within ``1 - 1/e`` of the optimum; on the
-    benchmark instances the swaps bring it to the optimum or near it (see
-    ``benchmarks/README.md``).
+    the solution out of its local optimum. Greedy alone is within ``1 - 1/e``
+    of the optimum; on the benchmark instances the search reaches the optimum
+    or comes near it (see ``benchmarks/README.md``).
 
     *Chunks.* Weights are rounded to whole quanta of a power-of-two fraction
     of ``n max(w)`` and the gains summed as integers, so every chunking of
@@ -175,8 +175,12 @@ class MaxCoverage(BaseEstimator):
     def _check_params(self):
         k = _discrete.check_n_sites(self.n_sites, "n_sites")
         r = self.radius
-        if (not isinstance(r, numbers.Real) or isinstance(r, bool)
-                or not np.isfinite(r) or r < 0):
+        if (
+            not isinstance(r, numbers.Real)
+            or isinstance(r, bool)
+            or not np.isfinite(r)
+            or r < 0
+        ):
             raise ValueError(f"radius must be a finite number >= 0, got {r!r}")
         it = self.max_iter
         if not isinstance(it, numbers.Integral) or isinstance(it, bool) or it < 0:
@@ -213,8 +217,15 @@ class MaxCoverage(BaseEstimator):
         cand = _discrete.check_candidates(self.candidates, d, k, "n_sites")
         fixed = _discrete.check_fixed(self.fixed_centers, d)
         res, total = _discrete.coverage_search(
-            X, w, k, radius, cand, fixed, max_iter=self.max_iter,
-            n_rounds=self.n_rounds, random_state=self.random_state,
+            X,
+            w,
+            k,
+            radius,
+            cand,
+            fixed,
+            max_iter=self.max_iter,
+            n_rounds=self.n_rounds,
+            random_state=self.random_state,
         )
         self.center_indices_ = res.center_indices
         self.cluster_centers_ = cand[res.center_indices]

@@ -89,8 +89,9 @@ def test_pmedian_swap_gains_are_exact(seed):
     ext = _discrete._joint_extent(s, C, F)
     qinv = dk.quantum_inverse(s["wmax"] * ext, 80)
     sentinel = int(np.ceil(s["wmax"] * ext * qinv)) + 2
-    prob = _discrete._Problem(eng, _discrete._block_pmedian, (qinv, sentinel), C,
-                              F, np.arange(15), -1)
+    prob = _discrete._Problem(
+        eng, _discrete._block_pmedian, (qinv, sentinel), C, F, np.arange(15), -1
+    )
     tot = prob.evaluate(open_idx)
     assert tot.obj == _quanta(X, w, prob.sites(open_idx), qinv)
     extra = dict(zip(tot.keys.tolist(), tot.extra.tolist(), strict=True))
@@ -115,15 +116,18 @@ def test_nearest_candidate_matches_brute_force(rng):
     C = rng.integers(0, 50, size=(300, 2)).astype(float)
     X = rng.uniform(-20, 70, size=(500, 2))
     D = np.abs(X[:, None] - C[None]).sum(2)
-    np.testing.assert_array_equal(dk.nearest_candidate(X, dk.build_grid(C)),
-                                  D.argmin(axis=1))
+    np.testing.assert_array_equal(
+        dk.nearest_candidate(X, dk.build_grid(C)), D.argmin(axis=1)
+    )
 
 
 def test_grid_on_degenerate_candidates():
     # All candidates on one line, or one point: the grid still finds them.
     X = np.array([[0.0, 0.0], [5.0, 3.0]])
-    for C in (np.array([[1.0, 2.0], [1.0, 2.0]]),
-              np.array([[0.0, 1.0], [0.0, 4.0], [0.0, 9.0]])):
+    for C in (
+        np.array([[1.0, 2.0], [1.0, 2.0]]),
+        np.array([[0.0, 1.0], [0.0, 4.0], [0.0, 9.0]]),
+    ):
         D = np.abs(X[:, None] - C[None]).sum(2)
         got = dk.nearest_candidate(X, dk.build_grid(C))
         np.testing.assert_array_equal(got, D.argmin(axis=1))
@@ -158,8 +162,9 @@ def test_result_is_swap_optimal(instance):
     # The local search stops only when no single swap lowers the objective by
     # more than tol (0 here): check every swap by brute force.
     X, w, C, F = instance
-    res = k_medians(X, 4, sample_weight=w, candidates=C, fixed_centers=F,
-                    tol=0.0, random_state=0)
+    res = k_medians(
+        X, 4, sample_weight=w, candidates=C, fixed_centers=F, tol=0.0, random_state=0
+    )
     idx = list(res.center_indices)
     base = _cost(X, w, np.vstack([C[idx], F]))
     for c in sorted(set(range(C.shape[0])) - set(idx)):
@@ -178,8 +183,16 @@ def test_reaches_brute_force_optimum_on_tiny_instances():
         C = r.normal(size=(12, 2)) * 10
         F = r.normal(size=(seed % 3, 2)) * 10
         k = 1 + seed % 3
-        res = k_medians(X, k, sample_weight=w, candidates=C, fixed_centers=F,
-                        tol=0.0, n_init=3, random_state=0)
+        res = k_medians(
+            X,
+            k,
+            sample_weight=w,
+            candidates=C,
+            fixed_centers=F,
+            tol=0.0,
+            n_init=3,
+            random_state=0,
+        )
         opt, _ = _brute_force(X, w, C, F, k)
         assert res.inertia >= opt * (1 - 1e-12)
         ratios.append(res.inertia / opt)
@@ -205,8 +218,9 @@ def test_fixed_sites_are_honoured(rng):
 @pytest.mark.parametrize("with_fixed", [False, True])
 def test_numpy_and_dask_choose_the_same_sites(instance, how, with_fixed):
     X, w, C, F = instance
-    kw = dict(candidates=C, fixed_centers=F if with_fixed else None,
-              n_init=2, random_state=5)
+    kw = dict(
+        candidates=C, fixed_centers=F if with_fixed else None, n_init=2, random_state=5
+    )
     a = KMedians(5, **kw).fit(X, sample_weight=w)
     Xd, wd = _dask(X, w, how)
     b = KMedians(5, **kw).fit(Xd, sample_weight=wd)
@@ -226,8 +240,13 @@ def test_numpy_and_dask_agree_on_the_sampled_start(monkeypatch, rng, how):
     X = rng.integers(0, 40, size=(700, 2)).astype(float)
     w = rng.gamma(2.0, 1.0, 700)
     C = rng.integers(0, 40, size=(80, 2)).astype(float)
-    kw = dict(candidates=C, fixed_centers=[[20.0, 20.0]], random_state=3,
-              n_init=2, init="k-medians++")
+    kw = dict(
+        candidates=C,
+        fixed_centers=[[20.0, 20.0]],
+        random_state=3,
+        n_init=2,
+        init="k-medians++",
+    )
     a = k_medians(X, 6, sample_weight=w, **kw)
     Xd, wd = _dask(X, w, how)
     b = k_medians(Xd, 6, sample_weight=wd, **kw)
@@ -239,8 +258,9 @@ def test_numpy_and_dask_agree_on_the_sampled_start(monkeypatch, rng, how):
 def test_other_starts(instance, init):
     X, w, C, F = instance
     start = C[[3, 3, 10]] + 1.0 if init == "array" else init
-    km = KMedians(3, candidates=C, init=start, local_search=False,
-                  random_state=0).fit(X, sample_weight=w)
+    km = KMedians(3, candidates=C, init=start, local_search=False, random_state=0).fit(
+        X, sample_weight=w
+    )
     assert np.unique(km.center_indices_).shape == (3,)
     if init == "array":
         # Rows snap to their nearest candidates; the duplicate is completed
@@ -279,12 +299,21 @@ def test_as_many_sites_as_candidates(instance):
     "candidates, n, error, match",
     [
         (np.empty((0, 2)), 1, ValueError, "at least one site, got 0"),
-        (np.zeros((3, 2)), 4, ValueError, r"n_clusters=4 exceeds the number of "
-         r"candidates \(3\)"),
+        (
+            np.zeros((3, 2)),
+            4,
+            ValueError,
+            r"n_clusters=4 exceeds the number of "
+            r"candidates \(3\)",
+        ),
         (np.zeros((5, 3)), 2, ValueError, r"n_features=2.*got shape \(5, 3\)"),
         (np.zeros(5), 2, ValueError, r"got shape \(5,\)"),
-        ([[0.0, 1.0], [np.nan, 2.0]], 1, InputError,
-         r"finite.*\[nan, 2.0\] at candidate index 1"),
+        (
+            [[0.0, 1.0], [np.nan, 2.0]],
+            1,
+            InputError,
+            r"finite.*\[nan, 2.0\] at candidate index 1",
+        ),
         ([[0.0, np.inf]], 1, InputError, "candidate index 0"),
         ([["a", "b"]], 1, ValueError, "candidates must be numbers"),
     ],
@@ -354,9 +383,12 @@ def test_candidates_on_a_real_local_cluster(instance):
     X, w, C, F = instance
     kw = dict(candidates=C, fixed_centers=F, random_state=1)
     ref = KMedians(4, **kw).fit(X, sample_weight=w)
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
         Xd, wd = _dask(X, w, "uneven")
         est = KMedians(4, **kw).fit(Xd, sample_weight=wd)
         labels = est.labels_.compute()

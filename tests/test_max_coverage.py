@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from evplanner import MaxCoverage, max_coverage
-from evplanner import _discrete
+from evplanner import MaxCoverage, _discrete, max_coverage
 from evplanner import _discrete_kernels as dk
 from evplanner.errors import InputError
 
@@ -70,8 +69,9 @@ def test_coverage_swap_gains_are_exact(seed):
     eng = _discrete._NumpyEngine(X, w)
     qinv = dk.quantum_inverse(float(w.max()), 80)
     wq = np.rint(w * qinv)
-    prob = _discrete._Problem(eng, _discrete._block_coverage, (qinv, radius), C, F,
-                              np.arange(15), 1)
+    prob = _discrete._Problem(
+        eng, _discrete._block_coverage, (qinv, radius), C, F, np.arange(15), 1
+    )
     tot = prob.evaluate(open_idx)
     assert tot.obj == _covered(X, wq, prob.sites(open_idx), radius)
     extra = dict(zip(tot.keys.tolist(), tot.extra.tolist(), strict=True))
