@@ -591,7 +591,8 @@ def pmedian_search(
         Existing sites, always open.
     init : {"k-medians++", "random"} or np.ndarray, shape (k, d)
         "k-medians++": the first run starts greedy (largest saving first, on
-        a sample of at most ``GREEDY_SAMPLE_SIZE`` points), later runs from
+        a sample of at most ``GREEDY_SAMPLE_SIZE`` points; with more points,
+        the swap search first runs on that sample too), later runs from
         D^1-sampled demand points snapped to their nearest candidates;
         "random": weighted demand points snapped likewise; an array: its
         rows snapped to their nearest candidates. Starts short of ``k``
@@ -634,22 +635,23 @@ def pmedian_search(
         )
         Xs, ws = eng.sample(idx)
         start = _start_sites(init, run, Xs, ws, k, cand, fixed, grid_local, rng)[:k]
-        if len(start) < k:
-            # Greedy completion on the sample, in memory.
+        min_gain = lambda t: max(0.0, tol * t.obj)  # noqa: E731
+        if len(start) < k or (local_search and idx is not None):
+            # On the sample, in memory: complete greedily and, if the sample
+            # is not all the points, swap to its local optimum, so that the
+            # (costly) passes over all points have few swaps left to make.
             eng_s = _NumpyEngine(np.ascontiguousarray(Xs), np.ascontiguousarray(ws))
             s_s = _summary(eng_s)
             q_s = dk.quantum_inverse(s_s["wmax"] * extent, s_s["n"])
             sen_s = int(np.ceil(s_s["wmax"] * extent * q_s)) + 2
             local = _Problem(eng_s, _block_pmedian, (q_s, sen_s), cand, fixed, rank, -1)
             start = _greedy(local, start, k)
+            if local_search and idx is not None:
+                start = _swap_search(local, start, max_iter, min_gain, [])[0]
         history = []
         if local_search:
             open_idx, tot, n_swaps = _swap_search(
-                prob,
-                start,
-                max_iter,
-                lambda t: max(0.0, tol * t.obj),
-                history,
+                prob, start, max_iter, min_gain, history
             )
         else:
             open_idx, n_swaps = start, 0

@@ -45,8 +45,10 @@ _MAX_CELLS_PER_AXIS = 2048
 class CandidateGrid(NamedTuple):
     """Candidates bucketed into a uniform grid over two of their coordinates.
 
-    ``cand[order[start[c]:start[c + 1]]]`` are the candidates in cell
-    ``c = iy * nx + ix``; ``ix`` counts cells of side ``h`` from ``lo0`` along
+    ``cand`` holds the candidates in bucket order (cell by cell, so that a
+    scan reads memory in sequence): ``cand[start[c]:start[c + 1]]`` are those
+    of cell ``c = iy * nx + ix``, and ``order[q]`` is the original index of
+    ``cand[q]``; ``ix`` counts cells of side ``h`` from ``lo0`` along
     coordinate ``ax0``, ``iy`` from ``lo1`` along ``ax1`` (``ny == 1`` and
     ``ax1 == ax0`` for one-dimensional data).
     """
@@ -104,7 +106,7 @@ def build_grid(cand: np.ndarray) -> CandidateGrid:
     start = np.zeros(nx * ny + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell, minlength=nx * ny), out=start[1:])
     return CandidateGrid(
-        cand,
+        np.ascontiguousarray(cand[order]),
         order,
         start,
         ax0,
@@ -157,12 +159,12 @@ def _cell_span(v, radius, lo, h, nc):
 
 
 @numba.njit(cache=True, inline="always")
-def _l1_capped(X, i, cand, t, cap):
+def _l1_capped(X, i, cand, q, cap):
     # Summed in coordinate order, like the assignment kernels, so a distance
     # equals theirs to the bit; stops once above `cap`.
     s = 0.0
     for c in range(X.shape[1]):
-        s += abs(X[i, c] - cand[t, c])
+        s += abs(X[i, c] - cand[q, c])
         if s > cap:
             return s
     return s
@@ -259,23 +261,23 @@ def _pmedian_block(
         ia, ib = _cell_span(x0, radius, lo0, h, nx)
         ja, jb = _cell_span(x1, radius, lo1, h, ny)
         for cy in range(ja, jb + 1):
-            for cx in range(ia, ib + 1):
-                cell = cy * nx + cx
-                for q in range(cstart[cell], cstart[cell + 1]):
-                    t = corder[q]
-                    s = _l1_capped(X, i, cand, t, radius)
-                    if not s < radius:
-                        continue
-                    a = np.int64(np.rint(wi * s * qinv))
-                    if a < c1:
-                        gain[t] += c1 - a
-                    if mov and a < c2:
-                        v = c2 - max(a, c1)
-                        if v > 0:
-                            if acc[t] == 0:
-                                touched[nt] = t
-                                nt += 1
-                            acc[t] += v
+            # Cells ia..ib of a row are contiguous in the bucket order.
+            row = cy * nx
+            for q in range(cstart[row + ia], cstart[row + ib + 1]):
+                t = corder[q]
+                s = _l1_capped(X, i, cand, q, radius)
+                if not s < radius:
+                    continue
+                a = np.int64(np.rint(wi * s * qinv))
+                if a < c1:
+                    gain[t] += c1 - a
+                if mov and a < c2:
+                    v = c2 - max(a, c1)
+                    if v > 0:
+                        if acc[t] == 0:
+                            touched[nt] = t
+                            nt += 1
+                        acc[t] += v
     if nt:
         keys, vals, nout = _flush(acc, touched, nt, cur, k, keys, vals, nout)
     return obj, keys[:nout].copy(), vals[:nout].copy()
@@ -420,20 +422,20 @@ def _coverage_block(
         ia, ib = _cell_span(x0, radius, lo0, h, nx)
         ja, jb = _cell_span(x1, radius, lo1, h, ny)
         for cy in range(ja, jb + 1):
-            for cx in range(ia, ib + 1):
-                cell = cy * nx + cx
-                for q in range(cstart[cell], cstart[cell + 1]):
-                    t = corder[q]
-                    s = _l1_capped(X, i, cand, t, radius)
-                    if s > radius:
-                        continue
-                    if single:
-                        if acc[t] == 0:
-                            touched[nt] = t
-                            nt += 1
-                        acc[t] += wi
-                    else:
-                        gain[t] += wi
+            # Cells ia..ib of a row are contiguous in the bucket order.
+            row = cy * nx
+            for q in range(cstart[row + ia], cstart[row + ib + 1]):
+                t = corder[q]
+                s = _l1_capped(X, i, cand, q, radius)
+                if s > radius:
+                    continue
+                if single:
+                    if acc[t] == 0:
+                        touched[nt] = t
+                        nt += 1
+                    acc[t] += wi
+                else:
+                    gain[t] += wi
     if nt:
         keys, vals, nout = _flush(acc, touched, nt, cur, k, keys, vals, nout)
     return covered, keys[:nout].copy(), vals[:nout].copy()
@@ -512,14 +514,14 @@ def _nearest_candidate(X, cand, corder, cstart, ax0, ax1, lo0, lo1, h, nx, ny, o
             ia, ib = _cell_span(X[i, ax0], radius, lo0, h, nx)
             ja, jb = _cell_span(X[i, ax1], radius, lo1, h, ny)
             for cy in range(ja, jb + 1):
-                for cx in range(ia, ib + 1):
-                    cell = cy * nx + cx
-                    for q in range(cstart[cell], cstart[cell + 1]):
-                        t = corder[q]
-                        s = _l1_capped(X, i, cand, t, best)
-                        if s < best or (s == best and t < best_t):
-                            best = s
-                            best_t = t
+                # Cells ia..ib of a row are contiguous in the bucket order.
+                row = cy * nx
+                for q in range(cstart[row + ia], cstart[row + ib + 1]):
+                    t = corder[q]
+                    s = _l1_capped(X, i, cand, q, best)
+                    if s < best or (s == best and t < best_t):
+                        best = s
+                        best_t = t
             whole = ia == 0 and ja == 0 and ib == nx - 1 and jb == ny - 1
             if best <= radius or whole:
                 break
