@@ -31,6 +31,7 @@ _EXPORTS = {
     "Plan": "evplanner.planning",
     "solve": "evplanner.planning",
     "sweep": "evplanner.planning",
+    "arrays_from_geodataframes": "evplanner.geoframes",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -394,3 +394,65 @@ def test_candidates_on_a_real_local_cluster(instance):
         labels = est.labels_.compute()
     np.testing.assert_array_equal(est.center_indices_, ref.center_indices_)
     np.testing.assert_array_equal(labels, ref.labels_)
+
+
+# ---------------------------------------------------------------------------
+# GeoDataFrames: the CRS must match
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def frames(instance):
+    gpd = pytest.importorskip("geopandas")
+    X, w, C, F = instance
+    demand = gpd.GeoDataFrame(
+        {"ev": w}, geometry=gpd.points_from_xy(X[:, 0], X[:, 1]), crs=32610
+    )
+    cands = gpd.GeoDataFrame(geometry=gpd.points_from_xy(C[:, 0], C[:, 1]), crs=32610)
+    fixed = gpd.GeoDataFrame(geometry=gpd.points_from_xy(F[:, 0], F[:, 1]), crs=32610)
+    return demand, cands, fixed
+
+
+def test_geodataframes_feed_both_models(instance, frames):
+    from evplanner import MaxCoverage, arrays_from_geodataframes
+
+    X, w, C, F = instance
+    Xg, wg, Cg, Fg = arrays_from_geodataframes(*frames, weight="ev")
+    np.testing.assert_array_equal(Xg, X)
+    np.testing.assert_array_equal(wg, w)
+    np.testing.assert_array_equal(Cg, C)
+    np.testing.assert_array_equal(Fg, F)
+    km = KMedians(3, candidates=Cg, fixed_centers=Fg, random_state=0)
+    assert km.fit(Xg, sample_weight=wg).center_indices_.shape == (3,)
+    mc = MaxCoverage(3, 1_000.0, Cg, fixed_centers=Fg, random_state=0)
+    assert mc.fit(Xg, sample_weight=wg).center_indices_.shape == (3,)
+
+
+def test_geodataframes_wrong_crs(frames):
+    from evplanner import arrays_from_geodataframes
+
+    demand, cands, fixed = frames
+    with pytest.raises(
+        ValueError, match="candidates has CRS EPSG:32611 but demand has EPSG:32610"
+    ):
+        arrays_from_geodataframes(demand, cands.set_crs(32611, allow_override=True))
+    with pytest.raises(ValueError, match="fixed has CRS EPSG:4326"):
+        arrays_from_geodataframes(demand, cands, fixed.to_crs(4326))
+    with pytest.raises(ValueError, match="candidates has no CRS"):
+        arrays_from_geodataframes(demand, cands.set_crs(None, allow_override=True))
+    with pytest.raises(ValueError, match="must be projected"):
+        arrays_from_geodataframes(demand.to_crs(4326), cands.to_crs(4326))
+    with pytest.raises(ValueError, match="weight column 'vehicles' not in demand"):
+        arrays_from_geodataframes(demand, cands, weight="vehicles")
+    lines = cands.copy()
+    lines.geometry = lines.buffer(1.0)
+    with pytest.raises(ValueError, match="candidates must hold Point geometries"):
+        arrays_from_geodataframes(demand, lines)
+
+
+def test_geoframes_docstring_examples():
+    pytest.importorskip("geopandas")
+    from evplanner import geoframes
+
+    result = doctest.testmod(geoframes, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
