@@ -326,7 +326,7 @@ class _Totals:
     value: float  # the objective in the units of the model (float sum)
     gain: np.ndarray  # (m,)
     loss: np.ndarray  # (k,)
-    keys: np.ndarray  # sorted distinct c * k + j
+    keys: np.ndarray  # distinct c * k + j
     extra: np.ndarray  # their summed corrections
 
 
@@ -364,9 +364,13 @@ class _Problem:
             self.grid,
         )
         self.passes += 1
-        keys, inv = np.unique(r["keys"], return_inverse=True)
-        extra = np.zeros(keys.shape[0], dtype=np.int64)
-        np.add.at(extra, inv, r["vals"])
+        if isinstance(self.eng, _NumpyEngine):
+            # One block: each pair comes out once already.
+            keys, extra = r["keys"], r["vals"]
+        else:
+            keys, inv = np.unique(r["keys"], return_inverse=True)
+            extra = np.zeros(keys.shape[0], dtype=np.int64)
+            np.add.at(extra, inv, r["vals"])
         return _Totals(r["obj"], r["value"], r["gain"], r["loss"], keys, extra)
 
     def _closed(self, open_idx):
@@ -676,7 +680,7 @@ def pmedian_search(
 
 
 def coverage_search(
-    X, w, k, radius, cand, fixed, *, max_iter=300, n_rounds=20, random_state=None
+    X, w, k, radius, cand, fixed, *, max_iter=300, n_rounds=12, random_state=None
 ):
     """Maximal covering location: ``k`` candidates maximising covered weight.
 
