@@ -253,3 +253,27 @@ def test_estimator_conventions(instance):
 def test_docstring_examples():
     result = doctest.testmod(max_coverage)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_max_coverage_on_a_real_local_cluster(instance):
+    distributed = pytest.importorskip("distributed")
+    X, w, C, F = instance
+    ref = MaxCoverage(4, 1_000.0, C, fixed_centers=F, random_state=3).fit(
+        X, sample_weight=w
+    )
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        Xd, wd = _dask(X, w, "uneven")
+        est = MaxCoverage(4, 1_000.0, C, fixed_centers=F, random_state=3).fit(
+            Xd, sample_weight=wd
+        )
+        labels = est.labels_.compute()
+    np.testing.assert_array_equal(est.center_indices_, ref.center_indices_)
+    assert est.covered_weight_ == pytest.approx(ref.covered_weight_, rel=1e-12)
+    np.testing.assert_array_equal(labels, ref.labels_)
