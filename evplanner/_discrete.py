@@ -680,7 +680,7 @@ def pmedian_search(
 
 
 def coverage_search(
-    X, w, k, radius, cand, fixed, *, max_iter=300, n_rounds=12, random_state=None
+    X, w, k, radius, cand, fixed, *, max_iter=300, n_rounds=30, random_state=None
 ):
     """Maximal covering location: ``k`` candidates maximising covered weight.
 

@@ -87,7 +87,7 @@ class MaxCoverage(BaseEstimator):
         Existing sites: always open, they cover too.
     max_iter : int, default 300
         Cap on swaps per local search.
-    n_rounds : int, default 12
+    n_rounds : int, default 30
         Rounds of iterated local search after the first local optimum: close
         a random number (1 to half) of the new sites, reopen as many drawn
         in proportion to the uncovered weight they would cover, swap to a
@@ -161,7 +161,7 @@ class MaxCoverage(BaseEstimator):
         *,
         fixed_centers: np.ndarray | None = None,
         max_iter: int = 300,
-        n_rounds: int = 12,
+        n_rounds: int = 30,
         random_state: int | np.random.RandomState | None = None,
     ):
         self.n_sites = n_sites
