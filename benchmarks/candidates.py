@@ -366,7 +366,7 @@ def main(argv=None):
     parser.add_argument(
         "--time-limit",
         type=float,
-        default=1800,
+        default=600,
         help="seconds per exact solve (a safety net)",
     )
     parser.add_argument(
