@@ -2,9 +2,10 @@
 
 The layout follows the data flow: :mod:`evplanner.data` (files in, load reports) ->
 :mod:`evplanner.projection` and :mod:`evplanner.demand` (metres, weighted demand
-points) -> :mod:`evplanner.kmedians` (the model) -> :mod:`evplanner.metrics`
-(coverage) -> :mod:`evplanner.app` and :mod:`evplanner.cli` (entry points);
-:mod:`evplanner.forecast` turns the demand into demand for a target year.
+points) -> :mod:`evplanner.kmedians` and :mod:`evplanner.max_coverage` (the
+models) -> :mod:`evplanner.metrics` (coverage) -> :mod:`evplanner.app` and
+:mod:`evplanner.cli` (entry points); :mod:`evplanner.forecast` turns the demand
+into demand for a target year.
 """
 
 from importlib import import_module
@@ -25,10 +26,12 @@ _EXPORTS = {
     "choose_crs": "evplanner.projection",
     "KMedians": "evplanner.kmedians",
     "k_medians": "evplanner.kmedians",
+    "MaxCoverage": "evplanner.max_coverage",
     "Scenario": "evplanner.planning",
     "Plan": "evplanner.planning",
     "solve": "evplanner.planning",
     "sweep": "evplanner.planning",
+    "arrays_from_geodataframes": "evplanner.geoframes",
 }
 
 __all__ = sorted(_EXPORTS)

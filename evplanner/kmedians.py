@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from evplanner import _discrete
 from evplanner import _kernels as kern
 from evplanner._chunked import tree_reduce
 from evplanner.errors import InputError
@@ -868,6 +869,9 @@ class KMediansResult(NamedTuple):
         Lloyd median updates of the best run (all phases).
     inertia_history : np.ndarray
         Objective after every accepted step of the best run; non-increasing.
+    center_indices : np.ndarray, shape (n_clusters,), int64, or None
+        With ``candidates``: the rows of ``candidates`` chosen (ascending),
+        so that ``centers == candidates[center_indices]``; else None.
     """
 
     centers: np.ndarray
@@ -875,6 +879,7 @@ class KMediansResult(NamedTuple):
     inertia: float
     n_iter: int
     inertia_history: np.ndarray
+    center_indices: np.ndarray | None = None
 
 
 def k_medians(
@@ -889,6 +894,7 @@ def k_medians(
     tol: float = 1e-4,
     local_search: bool = True,
     n_swap_candidates: int = 100,
+    candidates: np.ndarray | None = None,
     random_state: int | np.random.RandomState | None = None,
 ) -> KMediansResult:
     """Weighted K-Medians (L1 p-median heuristic) on NumPy or Dask arrays.
@@ -919,6 +925,7 @@ def k_medians(
     max_iter : int
         Cap on Lloyd iterations per Lloyd phase (the local search restarts
         Lloyd after every accepted swap).
+        With ``candidates``: cap on swaps per run.
     tol : float
         Stop Lloyd when one iteration lowers the objective by at most
         ``tol`` times the objective; swaps must gain more than that too.
@@ -928,7 +935,13 @@ def k_medians(
     n_swap_candidates : int
         Candidate sites per swap round: every distinct demand point if there
         are at most this many, else the most costly points plus a weighted
-        random sample of demand points (this many in total).
+        random sample of demand points (this many in total). Not used with
+        ``candidates`` (every candidate is weighed in each swap).
+    candidates : np.ndarray, shape (n_candidates, n_features), optional
+        Candidate sites (for example parcels or car parks, same units as
+        ``X``): the new sites are then chosen among them (the discrete L1
+        p-median), see *Candidate sites* below. ``n_clusters`` may not
+        exceed ``n_candidates``.
     random_state : int, RandomState or None
         Seeds the initialisation and the candidate sample.
 
@@ -974,6 +987,20 @@ def k_medians(
 
     *Empty clusters* (no positive weight) move to the most costly points.
 
+    *Candidate sites.* With ``candidates`` the centres are rows of it, the
+    rest of the model unchanged (fixed centres open, weighted L1 cost). The
+    first run starts greedy (each step opens the candidate that saves most,
+    on a chunk-invariant sample of at most 20,000 points), further runs
+    (``n_init``; "auto" is 1 here) from D^1-sampled demand points snapped to
+    their nearest candidates; ``init`` arrays are snapped likewise. Then
+    best-improvement swaps (one open site for one candidate) while a swap
+    lowers the objective by more than ``tol`` times it, at most
+    ``max_iter`` swaps. Every pass over the points yields the exact gain of
+    every swap from each point's nearest and second-nearest open site
+    (fast interchange, Whitaker 1983, Resende and Werneck 2003), as integer
+    sums that add over chunks: NumPy and Dask choose the same candidates.
+    See :mod:`evplanner._discrete`.
+
     *Memory.* With Dask input the client only ever holds a bounded sample of
     points (at most ``INIT_SAMPLE_SIZE`` rows, for initialisation and swap
     candidates), per-cluster histograms, and the (value, weight) pairs of the
@@ -996,6 +1023,11 @@ def k_medians(
     d = X.shape[1]
     fixed = _to_fixed(fixed_centers, d)
     init = _to_init(init, n_clusters, d)
+    if candidates is not None:
+        return _k_medians_candidates(
+            X, w, n_clusters, candidates, fixed, init, n_init, max_iter, tol,
+            local_search, random_state,
+        )
     r = min(X.shape[0], n_clusters + n_swap_candidates)
     engine_cls = _DaskEngine if isinstance(X, da.Array) else _NumpyEngine
     eng = engine_cls(X, w, n_clusters, r)
@@ -1055,6 +1087,27 @@ def k_medians(
     )
 
 
+def _k_medians_candidates(X, w, n_clusters, candidates, fixed, init, n_init,
+                          max_iter, tol, local_search, random_state):
+    """The discrete p-median over candidate sites (see :func:`k_medians`)."""
+    cand = _discrete.check_candidates(candidates, X.shape[1], n_clusters)
+    if isinstance(init, np.ndarray) or n_init == "auto":
+        runs = 1
+    else:
+        runs = int(n_init)
+    res = _discrete.pmedian_search(
+        X, w, n_clusters, cand, fixed, init=init, n_init=runs,
+        max_iter=max_iter, tol=tol, local_search=local_search,
+        random_state=random_state,
+    )
+    centers = cand[res.center_indices]
+    labels = _discrete.site_labels(X, np.vstack([centers, fixed]))
+    return KMediansResult(
+        centers, labels, res.objective, res.n_iter, res.history,
+        res.center_indices,
+    )
+
+
 # ---------------------------------------------------------------------------
 # Estimator
 # ---------------------------------------------------------------------------
@@ -1077,6 +1130,9 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     n_swap_candidates : int, default 100
     fixed_centers : np.ndarray, shape (n_fixed, n_features), optional
         Existing sites that stay where they are.
+    candidates : np.ndarray, shape (n_candidates, n_features), optional
+        Candidate sites: the new sites are chosen among them (discrete
+        p-median; see :func:`k_medians`).
     random_state : int, RandomState or None
 
     Attributes
@@ -1095,7 +1151,10 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     inertia_history_ : np.ndarray
         Objective after each accepted step of the best run (non-increasing).
     n_iter_ : int
-        Lloyd median updates of the best run.
+        Lloyd median updates of the best run (with ``candidates``: swaps).
+    center_indices_ : np.ndarray, shape (n_clusters,), int64, or None
+        With ``candidates``: the rows of ``candidates`` opened (ascending);
+        ``cluster_centers_ == candidates[center_indices_]``. Else None.
     n_features_in_ : int
 
     Examples
@@ -1118,6 +1177,7 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         local_search: bool = True,
         n_swap_candidates: int = 100,
         fixed_centers: np.ndarray | None = None,
+        candidates: np.ndarray | None = None,
         random_state: int | np.random.RandomState | None = None,
     ):
         self.n_clusters = n_clusters
@@ -1128,6 +1188,7 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         self.local_search = local_search
         self.n_swap_candidates = n_swap_candidates
         self.fixed_centers = fixed_centers
+        self.candidates = candidates
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -1181,6 +1242,7 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
             tol=self.tol,
             local_search=self.local_search,
             n_swap_candidates=self.n_swap_candidates,
+            candidates=self.candidates,
             random_state=self.random_state,
         )
         self.cluster_centers_ = res.centers
@@ -1189,6 +1251,7 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         self.inertia_ = res.inertia
         self.inertia_history_ = res.inertia_history
         self.n_iter_ = res.n_iter
+        self.center_indices_ = res.center_indices
         return self
 
     def _all_centers(self):
