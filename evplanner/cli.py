@@ -32,6 +32,7 @@ FIELD_OPTIONS = {
     "utilities": "--utility", "legislative_districts": "--district",
     "demand_at": "--demand-at", "tract_fallback": "--tract-fallback",
     "residents_share": "--residents-share", "year": "--year",
+    "candidates": "--candidates", "objective": "--objective", "snap": "--snap",
     "weighting": "--weighting", "existing": "--existing",
     "radius_m": "--radius-km", "seed": "--seed", "max_iter": "--max-iter",
     "crs": "--crs", "algorithm": "--algorithm",
@@ -211,9 +212,21 @@ def _scenario(args: argparse.Namespace, new_sites: int):
         demand_at=args.demand_at, tract_fallback=args.tract_fallback,
         weighting=args.weighting, residents_share=args.residents_share,
         year=getattr(args, "year", None), keep_out_of_area=args.keep_out_of_area,
-        existing=_existing(args), radius_m=args.radius_km * 1000.0, seed=args.seed,
-        max_iter=args.max_iter, crs=args.crs,
+        existing=_existing(args), radius_m=args.radius_km * 1000.0,
+        candidates=_candidates(args), objective=args.objective, snap=args.snap,
+        seed=args.seed, max_iter=args.max_iter, crs=args.crs,
     )  # fmt: skip
+
+
+def _candidates(args: argparse.Namespace) -> str:
+    """``--candidates``: none, tracts, stations or a file of candidate points."""
+    value = args.candidates or "none"
+    if value in ("none", "tracts", "stations"):
+        return value
+    if not Path(value).is_file():
+        raise InputError("file not found (--candidates: none, tracts, stations or a "
+                         "CSV/GeoJSON/GeoParquet file of points)", path=value)
+    return value
 
 
 def _utilities(values: list[str] | None) -> list[str]:
@@ -238,8 +251,11 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
         if args.existing not in (None, "none", "public", "dc-fast", "dc_fast")
         else None
     )
+    candidates = args.candidates if args.candidates not in (
+        None, "none", "tracts", "stations") else None
     return {"--input": args.input or str(BUNDLED_VEHICLES),
-            "--existing": existing or str(BUNDLED_STATIONS)}  # fmt: skip
+            "--existing": existing or str(BUNDLED_STATIONS),
+            "--candidates": candidates}  # fmt: skip
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
@@ -619,6 +635,19 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--crs", default="auto", help="'auto' (UTM zone) or EPSG:n")
     model = sub.add_argument_group("model")
+    model.add_argument(
+        "--candidates", metavar="none|tracts|stations|FILE",
+        help="where new sites may go: anywhere (default), census-tract centres with "
+        "residents, today's public stations, or a CSV/GeoJSON/GeoParquet file of "
+        "points (optional name, max_ports)",
+    )  # fmt: skip
+    model.add_argument("--objective", default="median",
+                       choices=("median", "coverage"),
+                       help="minimise the mean L1 distance (default) or maximise "
+                       "the demand within --radius-km (needs --candidates)")
+    model.add_argument("--snap", action="store_true",
+                       help="with --candidates: place sites freely, then move each to "
+                       "its nearest candidate")
     model.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     model.add_argument(
         "--radius-km", type=float, default=5.0, help="coverage radius in km (default 5)"

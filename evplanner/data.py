@@ -50,6 +50,7 @@ __all__ = [
     "attribute_columns",
     "build_bundled_data",
     "check_total_weight",
+    "load_candidates",
     "load_stations",
     "load_tracts",
     "load_vehicles",
@@ -796,6 +797,144 @@ def _refuse_bad_stations(
         path=path,
         row=first + 1,
     )
+
+
+#: Most candidate sites one file may hold (the discrete search handles 10,000
+#: candidates on a million demand points; a larger file is more likely a mistake).
+MAX_CANDIDATES = 100_000
+#: Output columns of :func:`load_candidates`, in order.
+CANDIDATE_COLUMNS = ["candidate_id", "name", "lon", "lat", "max_ports"]
+INVALID_MAX_PORTS = "invalid max_ports"
+
+
+def _read_geo_points(path: Path) -> pd.DataFrame:
+    """A GeoJSON or GeoParquet file of points as a frame with lon/lat (EPSG:4326)."""
+    import geopandas as gpd
+
+    try:
+        frame = (gpd.read_parquet(path) if _is_parquet(path)
+                 else gpd.read_file(path))  # fmt: skip
+    except Exception as err:  # noqa: BLE001  (pyogrio/pyarrow raise many types)
+        raise InputError(f"not a readable GeoJSON/GeoParquet file ({err})",
+                         path=path) from None  # fmt: skip
+    if frame.crs is None:
+        raise InputError("the points have no CRS; expected EPSG:4326 (lon/lat) or a "
+                         "CRS to convert them from", path=path)  # fmt: skip
+    not_points = (frame.geometry.geom_type != "Point").to_numpy()
+    if not_points.any():
+        row = int(np.flatnonzero(not_points)[0])
+        raise InputError("expected Point geometries", path=path, row=row + 1,
+                         value=str(frame.geometry.geom_type.iloc[row]))  # fmt: skip
+    frame = frame.to_crs(4326)
+    out = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    out["lon"], out["lat"] = frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy()
+    return out
+
+
+def load_candidates(
+    path: str | Path,
+    *,
+    keep_out_of_area: bool = False,
+    strict: bool = False,
+    max_rows: int = MAX_CANDIDATES,
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Load candidate sites: the real places where new sites may go.
+
+    Parameters
+    ----------
+    path : str or Path
+        A CSV or Parquet file with lon/lat columns, or a GeoJSON or GeoParquet file
+        of points (any CRS, converted to EPSG:4326; a file without a CRS is
+        refused). Optional columns: ``name`` and ``max_ports`` (the most ports the
+        place can take, a whole number >= 0).
+    keep_out_of_area : bool
+        Keep candidates outside the planning area (counted either way).
+    strict : bool
+        Refuse the whole file if any row is not a usable candidate (the app's
+        uploads), instead of leaving those rows out (counted in the report).
+    max_rows : int
+        Most rows accepted, checked before any row is cleaned.
+
+    Returns
+    -------
+    candidates : pandas.DataFrame
+        Columns :data:`CANDIDATE_COLUMNS` (``max_ports`` NaN where not given).
+    report : LoadReport
+        Rows read, kept and dropped by reason (bad coordinates, out of area,
+        :data:`INVALID_MAX_PORTS`).
+
+    Raises
+    ------
+    InputError
+        A missing or unreadable file, no lon/lat, too many rows, no CRS, a
+        geometry that is not a point, or (``strict``) any bad row.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "lots.csv"
+    >>> _ = path.write_text("name,lon,lat,max_ports\\nLot A,-122.3,47.6,8\\n"
+    ...                     "Lot B,-122.2,47.5,x\\n")
+    >>> sites, report = load_candidates(path)
+    >>> sites[["name", "max_ports"]].values.tolist(), report.dropped
+    ([['Lot A', 8.0]], {'invalid max_ports': 1})
+    """
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    geo = suffix in (".geojson", ".json") or (
+        _is_parquet(path) and b"geo" in _parquet_metadata_keys(path))
+    frame = _read_geo_points(path) if geo else _read_table(path)
+    if len(frame) > max_rows:
+        raise InputError(f"{len(frame):,} candidate sites, more than the "
+                         f"{max_rows:,} accepted", path=path)  # fmt: skip
+    if len(frame) == 0:
+        raise InputError("no candidate sites in the file", path=path)
+    sites, report = _clean_station_frame(frame.reset_index(drop=True), path,
+                                         keep_out_of_area, strict)  # fmt: skip
+    report.kind = "candidates"
+    max_ports = np.full(len(sites), np.nan)
+    column = _find_column(frame.columns, ("max_ports", "ports"))
+    if column is not None:
+        kept = _kept_rows(frame, sites)
+        raw = frame[column].iloc[kept].astype("string").fillna("").str.strip()
+        value = _number(raw)
+        bad = (raw != "").to_numpy(bool) & ~(
+            np.isfinite(value) & (value >= 0) & (value == np.round(value)))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            if strict:
+                raise InputError("expected a whole number >= 0", path=path,
+                                 row=int(kept[first]) + 1, column=column,
+                                 value=raw.iloc[first])  # fmt: skip
+            report.dropped[INVALID_MAX_PORTS] = int(bad.sum())
+            report.examples[INVALID_MAX_PORTS] = (
+                f"row {int(kept[first]) + 1}: {raw.iloc[first]!r}")
+        max_ports = np.where(raw == "", np.nan, value)
+        sites, max_ports = sites.loc[~bad].reset_index(drop=True), max_ports[~bad]
+        report.rows_kept = len(sites)
+    out = pd.DataFrame({"candidate_id": sites["station_id"], "name": sites["name"],
+                        "lon": sites["lon"], "lat": sites["lat"],
+                        "max_ports": max_ports})  # fmt: skip
+    logger.info("loaded %s: %d candidate sites", path, len(out))
+    return out[CANDIDATE_COLUMNS], report
+
+
+def _parquet_metadata_keys(path: Path) -> bytes:
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    return b" ".join(metadata)
+
+
+def _kept_rows(frame: pd.DataFrame, sites: pd.DataFrame) -> np.ndarray:
+    """Positions in ``frame`` of the rows the cleaning kept (by their site id)."""
+    ids = sites["station_id"].astype(str).to_numpy()
+    if "station_id" in frame.columns:
+        lookup = {str(v): i for i, v in enumerate(frame["station_id"])}
+        return np.array([lookup[i] for i in ids], dtype=np.int64)
+    # Rows without ids are numbered 1..n by the cleaning.
+    return ids.astype(np.int64) - 1
 
 
 def load_stations(

@@ -30,6 +30,7 @@ SITE_COLUMNS = [
     "site_id", "lon", "lat", "vehicles_served", "mean_distance_m", "max_distance_m",
 ]  # fmt: skip
 METRIC_KEYS = {"schema", "scenario", "demand", "existing", "coverage", "today",
+               "candidates",
                "change", "fit", "load_report", "notes", "run"}  # fmt: skip
 
 

@@ -59,9 +59,11 @@ from evplanner.planning.scenario import Scenario
 from evplanner.projection import choose_crs, choose_crs_dask, to_metres
 
 __all__ = [
+    "CandidateSites",
     "Demand",
     "ExistingSites",
     "expand_inputs",
+    "load_candidates",
     "load_demand",
     "load_existing",
 ]
@@ -574,3 +576,100 @@ def load_existing(
         raise InputError(f"no usable station rows ({report.rows_read:,} read, "
                          f"dropped: {report.dropped})", path=path)  # fmt: skip
     return ExistingSites(frame.reset_index(drop=True), report, str(path))
+
+
+# --------------------------------------------------------------------------------------
+# Candidate sites
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateSites:
+    """The real places where new sites may go.
+
+    Attributes
+    ----------
+    sites : pandas.DataFrame
+        :data:`evplanner.data.CANDIDATE_COLUMNS`: ``candidate_id``, ``name``,
+        ``lon``, ``lat`` (degrees), ``max_ports`` (NaN when not given).
+    report : LoadReport or None
+        What reading their file kept and dropped (None for built-in sets).
+    source : str
+    """
+
+    sites: pd.DataFrame
+    report: LoadReport | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def metres(self, crs: pyproj.CRS) -> np.ndarray:
+        """``x_m, y_m`` in ``crs``, shape (c, 2)."""
+        x_m, y_m = to_metres(self.sites["lon"], self.sites["lat"], crs)
+        return np.column_stack([x_m, y_m])
+
+
+def load_candidates(
+    scenario: Scenario,
+    *,
+    stations: tuple[pd.DataFrame, LoadReport] | None = None,
+    uploaded: CandidateSites | None = None,
+) -> CandidateSites | None:
+    """The scenario's candidate sites (None when sites may go anywhere).
+
+    Parameters
+    ----------
+    scenario : Scenario
+    stations : (pandas.DataFrame, LoadReport), optional
+        The bundled public stations, already loaded.
+    uploaded : CandidateSites, optional
+        The candidates of an ``"upload:..."`` scenario.
+
+    Raises
+    ------
+    InputError
+        An unreadable candidate file, or one without a usable row.
+    """
+    from evplanner.data import load_candidates as read_candidates
+    from evplanner.data import load_tracts
+
+    kind = scenario.candidates_kind
+    if kind == "none":
+        return None
+    if kind == "upload":
+        if uploaded is None:
+            raise InputError(f"no uploaded candidate list given for "
+                             f"{scenario.candidates!r}", field="candidates")
+        return uploaded
+    if kind == "tracts":
+        tracts = load_tracts()
+        keep = tracts["population"] > 0  # tracts with residents: on land
+        if scenario.counties:
+            wanted = {c.lower() for c in scenario.counties}
+            keep &= tracts["county"].str.lower().isin(wanted).fillna(False)
+        chosen = tracts[keep.to_numpy(bool)]
+        sites = pd.DataFrame({
+            "candidate_id": chosen["tract_id"].to_numpy(),
+            "name": ("tract " + chosen["tract_id"].astype(str)).to_numpy(),
+            "lon": chosen["lon"].to_numpy(), "lat": chosen["lat"].to_numpy(),
+            "max_ports": np.nan,
+        })  # fmt: skip
+        source = ("census-tract centres of population with residents (U.S. "
+                  "Census Bureau, 2020)")  # fmt: skip
+        return CandidateSites(sites.reset_index(drop=True), None, source)
+    if kind == "stations":
+        frame, _ = stations if stations is not None else load_stations(
+            BUNDLED_STATIONS)  # fmt: skip
+        sites = pd.DataFrame({
+            "candidate_id": frame["station_id"].to_numpy(),
+            "name": frame["name"].to_numpy(), "lon": frame["lon"].to_numpy(),
+            "lat": frame["lat"].to_numpy(), "max_ports": np.nan,
+        })  # fmt: skip
+        return CandidateSites(sites, None, PUBLIC_STATIONS_SOURCE)
+    path = Path(scenario.candidates)
+    sites, report = read_candidates(path, keep_out_of_area=scenario.keep_out_of_area)
+    if sites.empty:
+        raise InputError(f"no usable candidate rows ({report.rows_read:,} read, "
+                         f"dropped: {report.dropped})", path=path)  # fmt: skip
+    return CandidateSites(sites, report, str(path))

@@ -32,6 +32,7 @@ SITE_COLUMNS = (
     "kind",  # "new" or "existing"
     "name",  # station name ("" for new sites)
     "station_id",  # AFDC (or the file's) station id; empty for new sites
+    "candidate_id",  # the candidate a new site was placed at (with candidates)
     "lon",
     "lat",
     "x_m",  # metres in the plan's projected CRS
@@ -101,6 +102,7 @@ def site_table(
         "kind": ["new"] * k + ["existing"] * m,
         "name": [""] * k + names,
         "station_id": [""] * k + station_ids,
+        "candidate_id": [""] * (k + m),
         "lon": lon,
         "lat": lat,
         "x_m": np.concatenate([new_sites_m[:, 0], x_e]),
@@ -156,6 +158,14 @@ class Plan:
         In-memory plans only: one row per demand point, ``lon``, ``lat``, ``x_m``,
         ``y_m``, ``weight``, ``vehicles``, ``site`` (its row in ``sites``) and
         ``distance_m`` (L1 to that site). None when the demand lived on a cluster.
+    candidates : dict or None
+        With candidate sites: ``source``, ``n_candidates``, ``objective``,
+        ``snap`` and, for the median objective, ``discrete_objective_m`` (chosen
+        among the candidates), ``free_objective_m`` (sites anywhere),
+        ``snapped_objective_m`` (the free sites moved to their nearest candidates),
+        ``snap_cost_share`` and ``snapped_duplicates``.
+    chosen_candidates : numpy.ndarray or None
+        Rows of the candidate table the new sites are at.
     """
 
     scenario: Scenario
@@ -176,6 +186,8 @@ class Plan:
     notes: tuple[str, ...] = ()
     created_utc: str = ""
     demand: pd.DataFrame | None = field(default=None, repr=False)
+    candidates: dict | None = field(default=None, repr=False)
+    chosen_candidates: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_new_sites(self) -> int:
@@ -235,6 +247,7 @@ class Plan:
             "change": change,
             "fit": {"algorithm": self.scenario.algorithm, "n_iter": self.n_iter,
                     "objective_m": c.objective_m},
+            "candidates": self.candidates,
             "load_report": {
                 "demand": None if self.demand_report is None
                 else self.demand_report.to_dict(),

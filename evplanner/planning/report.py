@@ -182,7 +182,16 @@ _PARAMETERS = (
     ("new_sites", "New sites placed"),
     ("existing", "Existing sites held fixed"),
     ("radius_m", "Coverage radius (m, L1)"),
+    ("candidates", "Candidate sites"),
+    ("objective", "Objective"),
+    ("snap", "Free sites moved to their nearest candidate"),
     ("weighting", "Demand weighting"),
+    ("residents_share", "Share of residents in the demand blend"),
+    ("demand_at", "Demand placed at"),
+    ("tract_fallback", "Vehicles without a known tract"),
+    ("year", "Forecast year (empty: today's registrations)"),
+    ("utilities", "Electric utilities (empty: all)"),
+    ("legislative_districts", "Legislative districts (empty: all)"),
     ("counties", "Counties (empty: all)"),
     ("ev_types", "EV types (empty: all)"),
     ("model_years", "Model years (empty: all)"),
@@ -233,20 +242,32 @@ def report_html(plan: Plan) -> str:
         if report is not None
     )
     notes = "".join(f"<li>{_e(n)}</li>" for n in plan.notes)
+    candidates = ("" if plan.candidates is None else
+                  f"<li>Candidate sites: {_e(_describe(plan.candidates['source']))} "
+                  f"({plan.candidates['n_candidates']:,})</li>")  # fmt: skip
+    if plan.demand_report is not None and "tract" in s.demand_at:
+        candidates += ("<li>Census tracts: U.S. Census Bureau, 2020 Centers of "
+                       "Population by Census Tract (population and centre of "
+                       "population of Washington's 1,784 tracts)</li>")
+    if s.objective == "coverage":
+        goal = (f"Sites maximise the demand within {radius_km:g} km (L1) of a site "
+                f"(maximal coverage)")  # fmt: skip
+    else:
+        goal = ("Sites minimise the demand-weighted Manhattan (L1) distance from each "
+                "demand point to its nearest site (weighted K-Medians, the "
+                "rectilinear p-median)")  # fmt: skip
+    where = "" if plan.candidates is None else (
+        ", chosen among candidate sites" + (" (free sites moved to their nearest "
+                                            "candidate)" if s.snap else ""))
+    placed = {"tract": "at their 2020 census tract's centre of population",
+              "zip": "at their published ZIP-code centroid"}[s.demand_at]
     method = (
-        f"Sites minimise the demand-weighted Manhattan (L1) distance from each demand "
-        f"point to its nearest site (weighted K-Medians, the rectilinear p-median; "
-        f"algorithm <code>{_e(s.algorithm)}</code>, seed {s.seed}), with the existing "
-        f"sites held fixed. Distances are measured in metres in {_e(plan.crs.name)} "
-        f"({_e(plan.crs.to_string())}). Demand weight is counted in "
-        f"{_e(plan.weight_unit)}; {c.n_points:,} demand points"
-        + (
-            " (vehicles aggregated at their published location)"
-            if plan.aggregated
-            else ""
-        )
-        + "."
-    )
+        f"{goal}{where}; algorithm <code>{_e(s.algorithm)}</code>, seed {s.seed}; "
+        f"the existing sites are held fixed. Distances are measured in metres in "
+        f"{_e(plan.crs.name)} ({_e(plan.crs.to_string())}). Demand weight is "
+        f"counted in {_e(plan.weight_unit)}; {c.n_points:,} demand points"
+        + (f" (vehicles placed {placed})" if plan.aggregated else "") + "."
+    )  # fmt: skip
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>evplanner plan: {c.n_new_sites} new charging sites</title>
@@ -279,7 +300,8 @@ img {{ max-width: 100%; border: 1px solid #ddd; }}
 <table id="parameters">{parameters}</table>
 <h2>Data sources</h2>
 <ul><li>Demand: {_e(_describe(plan.demand_source))}</li>
-<li>Existing sites: {_e(_describe(plan.existing_source))}</li></ul>
+<li>Existing sites: {_e(_describe(plan.existing_source))}</li>
+{candidates}</ul>
 {reports}
 <p class="note">Run: {_e(plan.mode)}, {plan.timings.get("total", 0):.1f} s.</p>
 </body></html>

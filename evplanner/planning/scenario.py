@@ -17,9 +17,11 @@ from evplanner.errors import InputError
 
 __all__ = [
     "ALGORITHMS",
+    "CANDIDATE_CHOICES",
     "DEMAND_AT",
     "EXISTING_CHOICES",
     "EV_TYPES",
+    "OBJECTIVES",
     "TRACT_FALLBACKS",
     "WEIGHTINGS",
     "Scenario",
@@ -33,6 +35,13 @@ WEIGHTINGS = ("vehicles", "bev", "range", "residents")
 DEMAND_AT = ("tract", "zip")
 #: What happens to a vehicle whose census tract is missing or unknown.
 TRACT_FALLBACKS = ("drop", "zip")
+#: Named candidate sets: none (sites anywhere), tract centres of population with
+#: residents (on land), today's public stations (expand there); anything else is a
+#: file of candidate points, or an upload.
+CANDIDATE_CHOICES = ("none", "tracts", "stations")
+#: What the new sites optimise: the demand-weighted mean L1 distance (p-median), or
+#: the demand within the coverage radius (maximal coverage, among candidates).
+OBJECTIVES = ("median", "coverage")
 #: Siting algorithms: weighted K-Medians (the L1 p-median), or scikit-learn's K-Means
 #: for comparison (it cannot hold existing sites fixed).
 ALGORITHMS = ("kmedians", "kmeans")
@@ -127,6 +136,19 @@ class Scenario:
         export or lon/lat CSV), or ``"upload:<id>"`` for a list the caller loaded.
     radius_m : float
         Coverage radius in metres (L1 distance): demand within it counts as covered.
+    candidates : str
+        Where new sites may go: ``"none"`` (anywhere: K-Medians' medians),
+        ``"tracts"`` (census-tract centres of population with residents, on land),
+        ``"stations"`` (today's public stations: expand there), a file of candidate
+        points (CSV, GeoJSON or GeoParquet; optional ``name`` and ``max_ports``), or
+        ``"upload:<id>"`` for a list the caller loaded.
+    objective : {"median", "coverage"}
+        Minimise the demand-weighted mean L1 distance (p-median), or maximise the
+        demand within ``radius_m`` of a site (maximal coverage; needs candidates).
+    snap : bool
+        With candidates and the median objective: place the sites freely, then move
+        each to its nearest candidate (the plan reports what this costs against
+        choosing among the candidates, which is the default).
     algorithm : {"kmedians", "kmeans"}
         Weighted K-Medians, or K-Means for comparison.
     seed : int
@@ -164,6 +186,9 @@ got 0
     keep_out_of_area: bool = False
     existing: str = "none"
     radius_m: float = 5_000.0
+    candidates: str = "none"
+    objective: str = "median"
+    snap: bool = False
     algorithm: str = "kmedians"
     seed: int = 0
     max_iter: int = 300
@@ -240,6 +265,22 @@ got 0
         set_(self, "radius_m", radius)
         if self.algorithm not in ALGORITHMS:
             raise _fail("algorithm", f"one of {ALGORITHMS}", self.algorithm)
+        if not isinstance(self.candidates, str) or not self.candidates.strip():
+            raise _fail("candidates", f"one of {CANDIDATE_CHOICES}, a file of "
+                        "candidate points or an upload", self.candidates)  # fmt: skip
+        if self.objective not in OBJECTIVES:
+            raise _fail("objective", f"one of {OBJECTIVES}", self.objective)
+        set_(self, "snap", bool(self.snap))
+        no_candidates = self.candidates == "none"
+        if self.objective == "coverage" and no_candidates:
+            raise _fail("candidates", "a candidate set for the coverage objective",
+                        self.candidates)  # fmt: skip
+        if self.snap and (no_candidates or self.objective != "median"):
+            raise _fail("snap", "False unless there are candidates and the median "
+                        "objective", self.snap)  # fmt: skip
+        if self.algorithm == "kmeans" and not no_candidates:
+            raise _fail("algorithm", "'kmedians' with candidate sites",
+                        self.algorithm)  # fmt: skip
         set_(self, "seed", _integer("seed", self.seed, 0, 2**32 - 1))
         set_(self, "max_iter", _integer("max_iter", self.max_iter, 1))
         if not isinstance(self.crs, str) or not self.crs.strip():
@@ -254,6 +295,13 @@ got 0
         return "upload" if self.existing.startswith(UPLOAD_PREFIX) else "file"
 
     @property
+    def candidates_kind(self) -> str:
+        """``"none"``, ``"tracts"``, ``"stations"``, ``"upload"`` or ``"file"``."""
+        if self.candidates in CANDIDATE_CHOICES:
+            return self.candidates
+        return "upload" if self.candidates.startswith(UPLOAD_PREFIX) else "file"
+
+    @property
     def demand_key(self) -> tuple:
         """The fields that define the demand points (a cache key)."""
         return (self.demand, self.counties, self.ev_types, self.model_years,
@@ -264,8 +312,10 @@ got 0
     @property
     def sites_key(self) -> tuple:
         """The fields the site locations depend on (all but the radius)."""
-        return (self.demand_key, self.existing, self.new_sites, self.algorithm,
-                self.seed, self.max_iter)  # fmt: skip
+        key = (self.demand_key, self.existing, self.new_sites, self.algorithm,
+               self.seed, self.max_iter, self.candidates, self.objective, self.snap)
+        # The coverage objective places sites by the radius too.
+        return key + ((self.radius_m,) if self.objective == "coverage" else ())
 
     def replace(self, **changes: Any) -> Scenario:
         """A copy with ``changes`` applied (and validated)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -18,8 +19,10 @@ import pandas as pd
 from evplanner.errors import InputError
 from evplanner.metrics import coverage
 from evplanner.planning.inputs import (
+    CandidateSites,
     Demand,
     ExistingSites,
+    load_candidates,
     load_demand,
     load_existing,
 )
@@ -39,36 +42,55 @@ SWEEP_COLUMNS = ("new_sites", "objective_m", "mean_distance_m", "median_distance
 KMEANS_N_INIT = 4
 
 
-def _fit(scenario: Scenario, demand: Demand, existing_m: np.ndarray):
-    """The new sites (metres, shape (k, 2)), Lloyd iterations and notes."""
+@dataclass
+class _Fit:
+    """What a fit found: the new sites (metres, (k, 2)) and how it got there."""
+
+    centers_m: np.ndarray
+    n_iter: int
+    notes: list[str] = field(default_factory=list)
+    chosen: np.ndarray | None = None  # candidate rows of the new sites
+    candidates: dict | None = None  # the candidate summary of the plan
+
+
+def _fit(scenario: Scenario, demand: Demand, existing_m: np.ndarray,
+         candidates: CandidateSites | None) -> _Fit:  # fmt: skip
+    """The new sites: K-Means, K-Medians, or among candidates (either objective)."""
     k = scenario.new_sites
-    notes: list[str] = []
+    if k > demand.n_points:
+        raise _too_many(k, demand.n_points)
+    fixed = existing_m if len(existing_m) else None
     if scenario.algorithm == "kmeans":
         if demand.is_dask:
             raise InputError("K-Means runs in memory only; use kmedians on a cluster",
                              field="algorithm")  # fmt: skip
         from sklearn.cluster import KMeans
 
-        if k > demand.n_points:
-            raise _too_many(k, demand.n_points)
         model = KMeans(
             n_clusters=k, random_state=scenario.seed, n_init=KMEANS_N_INIT
         ).fit(demand.X, sample_weight=demand.weight)
-        if len(existing_m):
+        notes = []
+        if fixed is not None:
             notes.append(
                 "K-Means cannot hold existing stations fixed: it placed the "
                 "new sites ignoring them; coverage counts both."
             )
-        return np.asarray(model.cluster_centers_, "float64"), int(model.n_iter_), notes
+        return _Fit(np.asarray(model.cluster_centers_, "float64"),
+                    int(model.n_iter_), notes)  # fmt: skip
+    if candidates is None:
+        free = _k_medians(scenario, demand, fixed)
+        return _Fit(free.centers, int(free.n_iter))
+    return _fit_candidates(scenario, demand, fixed, candidates)
+
+
+def _k_medians(scenario: Scenario, demand: Demand, fixed, candidates_m=None):
     from evplanner.kmedians import k_medians
 
-    if k > demand.n_points:
-        raise _too_many(k, demand.n_points)
     try:
-        result = k_medians(
-            demand.X, k, sample_weight=demand.weight,
-            fixed_centers=existing_m if len(existing_m) else None,
-            random_state=scenario.seed, max_iter=scenario.max_iter,
+        return k_medians(
+            demand.X, scenario.new_sites, sample_weight=demand.weight,
+            fixed_centers=fixed, random_state=scenario.seed,
+            max_iter=scenario.max_iter, candidates=candidates_m,
         )  # fmt: skip
     except InputError:
         raise
@@ -76,8 +98,59 @@ def _fit(scenario: Scenario, demand: Demand, existing_m: np.ndarray):
         if "exceeds the number of distinct points" in str(err):
             raise InputError(str(err).replace("n_clusters", "new sites"),
                              field="new_sites") from None  # fmt: skip
+        if candidates_m is not None and "candidates" in str(err):
+            raise InputError(str(err), field="candidates") from None
         raise
-    return result.centers, int(result.n_iter), notes
+
+
+def _fit_candidates(scenario: Scenario, demand: Demand, fixed,
+                    candidates: CandidateSites) -> _Fit:  # fmt: skip
+    """New sites chosen among candidates; for the median objective also the free
+    solution moved to its nearest candidates ("snap"), to report what that costs."""
+    from evplanner._kernels import assign_l1
+
+    C = candidates.metres(demand.crs)
+    summary = {"source": candidates.source, "n_candidates": len(candidates),
+               "objective": scenario.objective, "snap": scenario.snap}
+    if len(candidates) < scenario.new_sites:
+        raise InputError(f"{len(candidates):,} candidate sites, fewer than the "
+                         f"{scenario.new_sites:,} new sites asked for",
+                         field="candidates")  # fmt: skip
+    if scenario.objective == "coverage":
+        from evplanner.max_coverage import MaxCoverage
+
+        model = MaxCoverage(
+            n_sites=scenario.new_sites, radius=scenario.radius_m, candidates=C,
+            fixed_centers=fixed, max_iter=scenario.max_iter,
+            random_state=scenario.seed,
+        ).fit(demand.X, sample_weight=demand.weight)  # fmt: skip
+        chosen = np.asarray(model.center_indices_)
+        return _Fit(C[chosen], int(model.n_iter_), chosen=chosen, candidates=summary)
+    discrete = _k_medians(scenario, demand, fixed, C)
+    free = _k_medians(scenario, demand, fixed)
+    # Each freely placed site moved to its nearest candidate (two may share one).
+    snapped, _ = assign_l1(np.ascontiguousarray(free.centers), C)
+    sites_m = C[snapped] if fixed is None else np.vstack([C[snapped], fixed])
+    snapped_objective = coverage(demand.X, demand.weight, sites_m,
+                                 n_new_sites=len(snapped)).objective_m
+    summary.update({
+        "discrete_objective_m": discrete.inertia,
+        "snapped_objective_m": snapped_objective,
+        "free_objective_m": free.inertia,
+        "snap_cost_share": snapped_objective / discrete.inertia - 1.0,
+        "snapped_duplicates": int(len(snapped) - len(np.unique(snapped))),
+    })  # fmt: skip
+    notes = [
+        f"Moving the freely placed sites to their nearest candidates (snap) gives an "
+        f"objective {100 * summary['snap_cost_share']:+.1f}% against choosing among "
+        f"the candidates."
+    ]
+    if scenario.snap:
+        return _Fit(C[snapped], int(free.n_iter), notes, chosen=snapped,
+                    candidates=summary)  # fmt: skip
+    chosen = np.asarray(discrete.center_indices)
+    return _Fit(discrete.centers, int(discrete.n_iter), notes, chosen=chosen,
+                candidates=summary)  # fmt: skip
 
 
 def _too_many(k: int, n_points: int) -> InputError:
@@ -94,6 +167,7 @@ def solve(
     client=None,
     demand: Demand | None = None,
     existing: ExistingSites | None = None,
+    candidates: CandidateSites | None = None,
     previous: Plan | None = None,
     blocksize: str | int = "64MB",
 ) -> Plan:
@@ -108,6 +182,8 @@ def solve(
         The scenario's demand, already loaded (:func:`load_demand`).
     existing : ExistingSites, optional
         Its existing sites, already loaded (:func:`load_existing`).
+    candidates : CandidateSites, optional
+        Its candidate sites, already loaded (:func:`load_candidates`).
     previous : Plan, optional
         An earlier plan: when it differs only in the coverage radius, its sites are
         reused and only the metrics are recomputed.
@@ -129,14 +205,18 @@ def solve(
         demand = load_demand(scenario, client=client, blocksize=blocksize)
     if existing is None:
         existing = load_existing(scenario)
+    if candidates is None:
+        candidates = load_candidates(scenario)
     existing_m = existing.metres(demand.crs)
     loaded = time.perf_counter()
     reuse = (previous is not None and previous.scenario.sites_key == scenario.sites_key
              and previous.crs == demand.crs)  # fmt: skip
     if reuse:
-        new_m, n_iter, notes = previous.new_sites_m, 0, list(previous.notes)
+        fit = _Fit(previous.new_sites_m, 0, list(previous.notes),
+                   previous.chosen_candidates, previous.candidates)  # fmt: skip
     else:
-        new_m, n_iter, notes = _fit(scenario, demand, existing_m)
+        fit = _fit(scenario, demand, existing_m, candidates)
+    new_m, n_iter, notes = fit.centers_m, fit.n_iter, fit.notes
     fitted = time.perf_counter()
     k = len(new_m)
     sites_m = np.vstack([new_m, existing_m]) if len(existing_m) else new_m
@@ -163,6 +243,9 @@ def solve(
         residents = np.bincount(cover.labels, weights=demand.population,
                                 minlength=cover.n_sites)  # fmt: skip
     sites = site_table(cover, new_m, existing.stations, demand.crs, residents)
+    if fit.chosen is not None:
+        sites.loc[: k - 1, "candidate_id"] = (
+            candidates.sites["candidate_id"].astype(str).to_numpy()[fit.chosen])
     points = None
     if not demand.is_dask:
         points = pd.DataFrame({
@@ -181,6 +264,7 @@ def solve(
                  "metrics": done - fitted, "total": done - start},
         mode=_mode(client), n_partitions=demand.n_partitions, notes=tuple(notes),
         created_utc=datetime.now(UTC).isoformat(timespec="seconds"), demand=points,
+        candidates=fit.candidates, chosen_candidates=fit.chosen,
     )  # fmt: skip
     logger.info("solved: %s (%.2f s)", plan.summary(), done - start)
     return plan
