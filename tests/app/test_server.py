@@ -98,5 +98,5 @@ def test_panel_serve_gets_page_without_errors(tmp_path):
     assert "<title>evplanner" in html
     assert "bokeh" in html.lower() and "docs_json" in html
     log = log_path.read_text()
-    assert "solved k=7" in log  # the session solved on the bundled data
+    assert "solved: 7 new sites" in log  # the session solved on the bundled data
     assert log_errors(log_path) == [], log
