@@ -37,7 +37,7 @@ chromium:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-test: $(VENV)/.installed chromium
+test: lint chromium
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed

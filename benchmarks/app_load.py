@@ -52,8 +52,13 @@ REPO_DIR = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
 APP = REPO_DIR / "apps" / "planner.py"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 TARGET_S = 1.0
 TIMEOUT_MS = 180_000
 # Distinct k per session and round, all <= 15 so that the table's first page (15
@@ -87,8 +92,9 @@ def cpu_seconds(server_pid: int) -> tuple[float, float]:
     server = psutil.Process(server_pid)
     server_procs = [server, *server.children(recursive=True)]
     server_pids = {p.pid for p in server_procs}
-    others = [p for p in psutil.Process().children(recursive=True)
-              if p.pid not in server_pids]
+    others = [
+        p for p in psutil.Process().children(recursive=True) if p.pid not in server_pids
+    ]
     return total(server_procs), total([psutil.Process(), *others])
 
 
@@ -104,12 +110,29 @@ def free_port() -> int:
 
 
 def start_server(port: int, log_path: Path, procs: int = 1) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "panel", "serve", str(APP), "--port", str(port),
-           "--address", "127.0.0.1", "--allow-websocket-origin",
-           f"127.0.0.1:{port}", "--num-procs", str(procs)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "panel",
+        "serve",
+        str(APP),
+        "--port",
+        str(port),
+        "--address",
+        "127.0.0.1",
+        "--allow-websocket-origin",
+        f"127.0.0.1:{port}",
+        "--num-procs",
+        str(procs),
+    ]
     log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until killed
-    return subprocess.Popen(cmd, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO_DIR,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 async def wait_for_server(port: int, proc: subprocess.Popen, timeout_s=180.0):
@@ -175,7 +198,8 @@ class Session:
     async def open(self) -> float:
         t0 = time.perf_counter()
         self.context = await self.browser.new_context(
-            viewport={"width": 1400, "height": 1000})
+            viewport={"width": 1400, "height": 1000}
+        )
         self.page = page = await self.context.new_page()
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         await page.route("**/*", self._offline)
@@ -253,18 +277,29 @@ class BokehSession:
         doc = self.session.document
         # The k slider (integer steps, unlike the radius slider), the status line
         # and the sites table's data source.
-        self.slider = next(m for m in doc.models
-                           if isinstance(m, Slider) and m.step == 1)
-        self.status = next(m for m in doc.models
-                           if "Solved:" in str(getattr(m, "text", "")))
-        self.table = next(m for m in doc.models if isinstance(m, ColumnDataSource)
-                          and "site_id" in m.data and "share_pct" in m.data)
+        self.slider = next(
+            m for m in doc.models if isinstance(m, Slider) and m.step == 1
+        )
+        self.status = next(
+            m for m in doc.models if "Solved:" in str(getattr(m, "text", ""))
+        )
+        self.table = next(
+            m
+            for m in doc.models
+            if isinstance(m, ColumnDataSource)
+            and "site_id" in m.data
+            and "share_pct" in m.data
+        )
         self.k = int(self.slider.value)
         # The map's new sites (the existing stations' source has the same
         # columns, and no rows here).
-        self.map_sites = next(m for m in doc.models if isinstance(m, ColumnDataSource)
-                              and "size" in m.data
-                              and len(m.data["site_id"]) == self.k)
+        self.map_sites = next(
+            m
+            for m in doc.models
+            if isinstance(m, ColumnDataSource)
+            and "size" in m.data
+            and len(m.data["site_id"]) == self.k
+        )
         return time.perf_counter() - t0
 
     async def prepare(self, k: int):
@@ -277,8 +312,11 @@ class BokehSession:
         want = f"Solved: {k} new sites (k={k})"
 
         def shown() -> bool:
-            return (want in self.status.text and len(self.table.data["site_id"]) == k
-                    and len(self.map_sites.data["site_id"]) == k)
+            return (
+                want in self.status.text
+                and len(self.table.data["site_id"]) == k
+                and len(self.map_sites.data["site_id"]) == k
+            )
 
         t0 = time.perf_counter()
         self.slider.value = k  # sent to the server as a widget change
@@ -310,9 +348,9 @@ async def wait_until_quiet(server_pid: int, max_s: float = 60.0) -> float:
     return time.perf_counter() - t0
 
 
-async def measure(client: str, url: str, server_pid: int, args, browser=None
-                  ) -> dict:
+async def measure(client: str, url: str, server_pid: int, args, browser=None) -> dict:
     """The single-session reference, then the concurrent rounds, for one client."""
+
     def new_session():
         return Session(browser, url) if client == "browser" else BokehSession(url)
 
@@ -331,42 +369,57 @@ async def measure(client: str, url: str, server_pid: int, args, browser=None
     await solo.close()
     out["solo_latency_s"] = solo_times
     reference = statistics.median(solo_times)
-    print(f"[{client}] single session: k change -> updated sites, median "
-          f"{reference:.3f} s of {[round(t, 3) for t in solo_times]}; CPU per "
-          f"change: server {out['solo_server_cpu_per_change_s']:.2f} s, client "
-          f"{out['solo_client_cpu_per_change_s']:.2f} s")
+    print(
+        f"[{client}] single session: k change -> updated sites, median "
+        f"{reference:.3f} s of {[round(t, 3) for t in solo_times]}; CPU per "
+        f"change: server {out['solo_server_cpu_per_change_s']:.2f} s, client "
+        f"{out['solo_client_cpu_per_change_s']:.2f} s"
+    )
 
     sessions = [new_session() for _ in range(args.sessions)]
     t0 = time.perf_counter()
     opens = await asyncio.gather(*(s.open() for s in sessions))
     out["open_all_s"], out["open_s"] = time.perf_counter() - t0, opens
     out["settle_s"] = await wait_until_quiet(server_pid)
-    print(f"[{client}] {args.sessions} sessions opened at once in "
-          f"{out['open_all_s']:.1f} s (slowest {max(opens):.1f} s); quiet after "
-          f"{out['settle_s']:.1f} s more")
+    print(
+        f"[{client}] {args.sessions} sessions opened at once in "
+        f"{out['open_all_s']:.1f} s (slowest {max(opens):.1f} s); quiet after "
+        f"{out['settle_s']:.1f} s more"
+    )
 
     rounds = []
     for r in range(args.rounds):
         ks = K_ROUNDS[r % len(K_ROUNDS)][: args.sessions]
         ks += [3 + (i % 12) for i in range(len(ks), args.sessions)]
-        ks = [k if k != s.k else (k % 15) + 1 for k, s in zip(ks, sessions,
-                                                             strict=True)]
-        await asyncio.gather(*(s.prepare(k) for s, k in zip(sessions, ks,
-                                                            strict=True)))
+        ks = [
+            k if k != s.k else (k % 15) + 1 for k, s in zip(ks, sessions, strict=True)
+        ]
+        await asyncio.gather(*(s.prepare(k) for s, k in zip(sessions, ks, strict=True)))
         cpu0 = cpu_seconds(server_pid)
         latencies = await asyncio.gather(*(s.commit_and_wait() for s in sessions))
         cpu1 = cpu_seconds(server_pid)
         server_cpu, client_cpu = (b - a for a, b in zip(cpu0, cpu1, strict=True))
         solves = await asyncio.gather(*(s.server_solve_s() for s in sessions))
-        rounds.append({"k": ks, "latency_s": latencies, "server_solve_s": solves,
-                       "server_cpu_s": server_cpu, "client_cpu_s": client_cpu})
+        rounds.append(
+            {
+                "k": ks,
+                "latency_s": latencies,
+                "server_solve_s": solves,
+                "server_cpu_s": server_cpu,
+                "client_cpu_s": client_cpu,
+            }
+        )
         print(f"[{client}] round {r + 1}: k={ks}")
         print("  latency (s): " + " ".join(f"{t:.3f}" for t in latencies))
-        print(f"  slowest {max(latencies):.3f} s, median "
-              f"{statistics.median(latencies):.3f} s; solve (wall, incl. waiting "
-              f"for the compute lock) max {max(solves):.3f} s")
-        print(f"  CPU used during the round: server {server_cpu:.1f} s, clients "
-              f"({len(sessions)} sessions) {client_cpu:.1f} s")
+        print(
+            f"  slowest {max(latencies):.3f} s, median "
+            f"{statistics.median(latencies):.3f} s; solve (wall, incl. waiting "
+            f"for the compute lock) max {max(solves):.3f} s"
+        )
+        print(
+            f"  CPU used during the round: server {server_cpu:.1f} s, clients "
+            f"({len(sessions)} sessions) {client_cpu:.1f} s"
+        )
         await asyncio.sleep(1.0)
     out["errors"] = [e for s in sessions for e in s.errors]
     for s in sessions:
@@ -384,9 +437,13 @@ async def run(args) -> dict:
     proc = start_server(port, log_path, args.procs)
     url = f"http://127.0.0.1:{port}/planner"
     clients = ["bokeh", "browser"] if args.client == "both" else [args.client]
-    result: dict = {"sessions": args.sessions, "procs": args.procs,
-                    "target_s": TARGET_S, "load_before": os.getloadavg(),
-                    "results": []}
+    result: dict = {
+        "sessions": args.sessions,
+        "procs": args.procs,
+        "target_s": TARGET_S,
+        "load_before": os.getloadavg(),
+        "results": [],
+    }
     try:
         await wait_for_server(port, proc)
         for client in clients:
@@ -396,10 +453,12 @@ async def run(args) -> dict:
             from playwright.async_api import async_playwright
 
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM,
-                                                   args=CHROMIUM_ARGS)
+                browser = await pw.chromium.launch(
+                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
+                )
                 result["results"].append(
-                    await measure(client, url, proc.pid, args, browser))
+                    await measure(client, url, proc.pid, args, browser)
+                )
                 await browser.close()
     finally:
         import psutil
@@ -423,12 +482,17 @@ async def run(args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--client", choices=["both", "browser", "bokeh"],
-                        default="both")
+    parser.add_argument(
+        "--client", choices=["both", "browser", "bokeh"], default="both"
+    )
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--procs", type=int, default=1,
-                        help="server processes (panel serve --num-procs)")
+    parser.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="server processes (panel serve --num-procs)",
+    )
     args = parser.parse_args(argv)
     if args.client != "bokeh" and not Path(CHROMIUM).exists():
         print(f"needs Debian chromium at {CHROMIUM}", file=sys.stderr)
@@ -439,10 +503,12 @@ def main(argv=None) -> int:
     for out in result["results"]:
         slowest = out["slowest_s"]
         verdict = "met" if slowest < TARGET_S else "MISSED"
-        print(f"[{out['client']}] slowest widget change -> updated sites with "
-              f"{args.sessions} concurrent sessions: {slowest:.3f} s (target < "
-              f"{TARGET_S:.1f} s: {verdict}); {out['ratio_to_single_session']:.2f}x "
-              f"the single-session median")
+        print(
+            f"[{out['client']}] slowest widget change -> updated sites with "
+            f"{args.sessions} concurrent sessions: {slowest:.3f} s (target < "
+            f"{TARGET_S:.1f} s: {verdict}); {out['ratio_to_single_session']:.2f}x "
+            f"the single-session median"
+        )
         if out["errors"]:
             print(f"[{out['client']}] page errors: {out['errors']}")
     (OUT_DIR / "app_load.json").write_text(json.dumps(result, indent=1))

@@ -182,8 +182,9 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=10,
-                        help="iterations for the multi-iteration fits")
+    parser.add_argument(
+        "--iters", type=int, default=10, help="iterations for the multi-iteration fits"
+    )
     parser.add_argument("--loop-n", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

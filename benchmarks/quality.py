@@ -111,9 +111,9 @@ def pmedian_optimum(X, w, k, *, use_cache=True, time_limit_s=None):
     from spopt.locate import PMedian
 
     cost = np.abs(X[:, None, :] - X[None, :, :]).sum(axis=2)
-    key = hashlib.sha256(
-        cost.tobytes() + w.tobytes() + str(k).encode()
-    ).hexdigest()[:16]
+    key = hashlib.sha256(cost.tobytes() + w.tobytes() + str(k).encode()).hexdigest()[
+        :16
+    ]
     cache = json.loads(CACHE.read_text()) if use_cache and CACHE.exists() else {}
     if key in cache and cache[key].get("proven", True):
         hit = cache[key]
@@ -256,12 +256,23 @@ def methods(n_default: int) -> list:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3,
-                        help="seeds per randomised method (mean and worst shown)")
-    parser.add_argument("--cbc-limit", type=float, default=600.0,
-                        help="seconds per CBC solve before giving up on a proof")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="re-solve the p-median optima even if cached")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="seeds per randomised method (mean and worst shown)",
+    )
+    parser.add_argument(
+        "--cbc-limit",
+        type=float,
+        default=600.0,
+        help="seconds per CBC solve before giving up on a proof",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-solve the p-median optima even if cached",
+    )
     args = parser.parse_args(argv)
 
     print("# Solution quality: weighted L1 objective / exact p-median optimum")
@@ -318,14 +329,18 @@ def main(argv=None):
             # Per instance, k and seed: evplanner's objective <= pyclustering's.
             runs = [
                 (r["instance"], r["k"], s, a, b)
-                for r in rows if pyc in r
+                for r in rows
+                if pyc in r
                 for s, (a, b) in enumerate(
                     zip(r[ev]["objectives"], r[pyc]["objectives"], strict=True)
                 )
             ]
             losses = [(i, k, s) for i, k, s, a, b in runs if a > b * (1 + 1e-9)]
-            verdict = ("MET" if not losses
-                       else f"MISSED in {len(losses)} of {len(runs)} runs {losses}")
+            verdict = (
+                "MET"
+                if not losses
+                else f"MISSED in {len(losses)} of {len(runs)} runs {losses}"
+            )
             print(f"{ev} no worse than {pyc} (same seeds): {verdict}")
     save_json("quality", {"args": vars(args), "n_default": n_default, "rows": rows})
 

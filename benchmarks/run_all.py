@@ -52,8 +52,12 @@ def run(script: Path) -> tuple[int, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="script names (with or without .py) to run")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="script names (with or without .py) to run",
+    )
     parser.add_argument("--list", action="store_true", help="list and exit")
     args = parser.parse_args(argv)
 
@@ -62,8 +66,9 @@ def main(argv=None) -> int:
         wanted = {name.removesuffix(".py") for name in args.only}
         unknown = wanted - {p.stem for p in chosen}
         if unknown:
-            parser.error(f"no benchmark named {sorted(unknown)}; "
-                         f"have {[p.stem for p in chosen]}")
+            parser.error(
+                f"no benchmark named {sorted(unknown)}; have {[p.stem for p in chosen]}"
+            )
         chosen = [p for p in chosen if p.stem in wanted]
     if args.list:
         print("\n".join(p.stem for p in chosen))

@@ -129,8 +129,11 @@ def run_size(args, n: int, label: str) -> dict:
             client.register_plugin(PeakRSS())
             cluster_s = time.perf_counter() - start
             t0 = time.perf_counter()
-            demand = load_demand(Scenario(new_sites=args.k, demand=[str(path)]),
-                                 client=client, blocksize=args.blocksize)
+            demand = load_demand(
+                Scenario(new_sites=args.k, demand=[str(path)]),
+                client=client,
+                blocksize=args.blocksize,
+            )
             load_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             solution = k_medians(
@@ -139,8 +142,13 @@ def run_size(args, n: int, label: str) -> dict:
                 n_init=args.n_init,
             )  # fmt: skip
             fit_s = time.perf_counter() - t0
-            summary = coverage(demand.X, demand.weight, solution.centers,
-                               n_new_sites=args.k, vehicles=demand.vehicles)
+            summary = coverage(
+                demand.X,
+                demand.weight,
+                solution.centers,
+                n_new_sites=args.k,
+                vehicles=demand.vehicles,
+            )
             summary_s = time.perf_counter() - t0 - fit_s
             workers = client.run(_peaks)
             n_chunks = demand.X.numblocks[0]
@@ -181,9 +189,7 @@ def run_size(args, n: int, label: str) -> dict:
         "load_average": list(os.getloadavg()),
     }
     peaks = ", ".join(f"{v:,.0f}" for v in result["worker_peak_rss_mib"].values())
-    managed = ", ".join(
-        f"{v:,.0f}" for v in result["worker_peak_managed_mib"].values()
-    )
+    managed = ", ".join(f"{v:,.0f}" for v in result["worker_peak_managed_mib"].values())
     print(
         f"chunks: {n_chunks} x <= {chunk_rows:,} rows; cluster start {cluster_s:.1f} s"
         f"\nread + clean + project + persist: {load_s:.1f} s"
@@ -205,15 +211,24 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["10M", "50M"])
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--max-iter", type=int, default=10,
-                        help="cap on Lloyd iterations (default 10)")
-    parser.add_argument("--local-search", action="store_true",
-                        help="also run the swap local search (many more passes)")
-    parser.add_argument("--blocksize", default="24MB",
-                        help="partition size (default 24MB = 1M rows)")
+    parser.add_argument(
+        "--max-iter", type=int, default=10, help="cap on Lloyd iterations (default 10)"
+    )
+    parser.add_argument(
+        "--local-search",
+        action="store_true",
+        help="also run the swap local search (many more passes)",
+    )
+    parser.add_argument(
+        "--blocksize", default="24MB", help="partition size (default 24MB = 1M rows)"
+    )
     parser.add_argument("--chunk-rows", type=int, default=1_000_000)
-    parser.add_argument("--n-init", type=int, default=1,
-                        help="K-Medians runs from different seeds (default 1)")
+    parser.add_argument(
+        "--n-init",
+        type=int,
+        default=1,
+        help="K-Medians runs from different seeds (default 1)",
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -59,8 +59,11 @@ class _Kernel:
     def __init__(self, py_func):
         self.parallel = numba.njit(parallel=True, cache=True)(py_func)
         twin = types.FunctionType(
-            py_func.__code__, py_func.__globals__, py_func.__name__ + "_serial",
-            py_func.__defaults__, py_func.__closure__,
+            py_func.__code__,
+            py_func.__globals__,
+            py_func.__name__ + "_serial",
+            py_func.__defaults__,
+            py_func.__closure__,
         )
         twin.__qualname__ = py_func.__qualname__ + "_serial"
         self.serial = numba.njit(cache=True)(twin)
@@ -91,8 +94,9 @@ def _l1_capped(X, i, centers, j, cap):
 
 
 @numba.njit(cache=True, inline="always")
-def _search(X, i, centers, order, key, axis, best, best_j, second, track_second,
-            want_bound):
+def _search(
+    X, i, centers, order, key, axis, best, best_j, second, track_second, want_bound
+):
     # Centres are sorted along `axis`; |x_axis - c_axis| is a lower bound of
     # the L1 distance. Scan right, then left, from the point's own position
     # and stop each scan once that gap exceeds the pruning radius (the best
@@ -253,8 +257,7 @@ def assign2_l1(
     dist2 = np.empty(n, dtype=np.float64)
     if n:
         order, key, axis = _sorted_axis(centers)
-        _assign2_l1(n, X, centers, order, key, axis, labels, dist1, dist2,
-                    bool(exact))
+        _assign2_l1(n, X, centers, order, key, axis, labels, dist1, dist2, bool(exact))
     return labels, dist1, dist2
 
 
@@ -511,8 +514,14 @@ def cluster_lower_medians(
     out = np.empty((k, X.shape[1]), dtype=np.float64)
     wsum = np.zeros(k, dtype=np.float64)
     _cluster_lower_medians(
-        X.shape[0], X, np.ascontiguousarray(w, dtype=np.float64), labels, n_labels, k,
-        out, wsum,
+        X.shape[0],
+        X,
+        np.ascontiguousarray(w, dtype=np.float64),
+        labels,
+        n_labels,
+        k,
+        out,
+        wsum,
     )
     return out, wsum
 
@@ -592,8 +601,9 @@ def cluster_histograms(
 
 
 @numba.njit(cache=True)
-def _target_scan(X, w, labels, lut, ta, tb, edges, inv, gather, hw, hn, hmin, hmax,
-                 gcount):
+def _target_scan(
+    X, w, labels, lut, ta, tb, edges, inv, gather, hw, hn, hmin, hmax, gcount
+):
     # One pass over the rows for all targets. Target t = lut[j, c] is cluster
     # j, coordinate c, values in [ta[t], tb[t]); gathered targets are only
     # counted here, the others are sub-binned by edges[t].
@@ -685,8 +695,22 @@ def target_stats(
     hmin = np.full((nt, nb1 - 1), np.inf)
     hmax = np.full((nt, nb1 - 1), -np.inf)
     gcount = np.zeros(nt, dtype=np.int64)
-    _target_scan(X, w, labels, lut, ta, tb, np.ascontiguousarray(edges), inv, gather,
-                 hw, hn, hmin, hmax, gcount)
+    _target_scan(
+        X,
+        w,
+        labels,
+        lut,
+        ta,
+        tb,
+        np.ascontiguousarray(edges),
+        inv,
+        gather,
+        hw,
+        hn,
+        hmin,
+        hmax,
+        gcount,
+    )
     start = np.concatenate([[0], np.cumsum(gcount)]).astype(np.int64)
     vals = np.empty(start[-1])
     ws = np.empty(start[-1])
@@ -775,9 +799,13 @@ def swap_costs(
             X.shape[0],
             np.ascontiguousarray(X, dtype=np.float64),
             np.ascontiguousarray(w, dtype=np.float64),
-            labels, dist1, dist2,
+            labels,
+            dist1,
+            dist2,
             np.ascontiguousarray(cands, dtype=np.float64),
-            k, base, corr,
+            k,
+            base,
+            corr,
         )
     return base, corr
 
@@ -788,8 +816,24 @@ def swap_costs(
 
 
 @_Kernel
-def _assign_bounded(X, centers, order, key, axis, labels, lower, movers, m1, i1, m2,
-                    exact, new_labels, new_dist, new_lower, kept):
+def _assign_bounded(
+    X,
+    centers,
+    order,
+    key,
+    axis,
+    labels,
+    lower,
+    movers,
+    m1,
+    i1,
+    m2,
+    exact,
+    new_labels,
+    new_dist,
+    new_lower,
+    kept,
+):
     k = key.shape[0]
     d = X.shape[1]
     for i in numba.prange(X.shape[0]):
@@ -902,8 +946,25 @@ def assign_bounded(
     kept = np.empty(n, dtype=np.bool_)
     if n:
         order, key, axis = _sorted_axis(centers)
-        _assign_bounded(n, X, centers, order, key, axis, labels, lower, movers, m1,
-                        i1, m2, bool(exact), new_labels, new_dist, new_lower, kept)
+        _assign_bounded(
+            n,
+            X,
+            centers,
+            order,
+            key,
+            axis,
+            labels,
+            lower,
+            movers,
+            m1,
+            i1,
+            m2,
+            bool(exact),
+            new_labels,
+            new_dist,
+            new_lower,
+            kept,
+        )
     if return_kept:
         return new_labels, new_dist, new_lower, kept
     return new_labels, new_dist, new_lower

@@ -224,8 +224,11 @@ def _candidates(args: argparse.Namespace) -> str:
     if value in ("none", "tracts", "stations"):
         return value
     if not Path(value).is_file():
-        raise InputError("file not found (--candidates: none, tracts, stations or a "
-                         "CSV/GeoJSON/GeoParquet file of points)", path=value)
+        raise InputError(
+            "file not found (--candidates: none, tracts, stations or a "
+            "CSV/GeoJSON/GeoParquet file of points)",
+            path=value,
+        )
     return value
 
 
@@ -251,8 +254,11 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
         if args.existing not in (None, "none", "public", "dc-fast", "dc_fast")
         else None
     )
-    candidates = args.candidates if args.candidates not in (
-        None, "none", "tracts", "stations") else None
+    candidates = (
+        args.candidates
+        if args.candidates not in (None, "none", "tracts", "stations")
+        else None
+    )
     return {"--input": args.input or str(BUNDLED_VEHICLES),
             "--existing": existing or str(BUNDLED_STATIONS),
             "--candidates": candidates}  # fmt: skip
@@ -641,13 +647,19 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
         "residents, today's public stations, or a CSV/GeoJSON/GeoParquet file of "
         "points (optional name, max_ports)",
     )  # fmt: skip
-    model.add_argument("--objective", default="median",
-                       choices=("median", "coverage"),
-                       help="minimise the mean L1 distance (default) or maximise "
-                       "the demand within --radius-km (needs --candidates)")
-    model.add_argument("--snap", action="store_true",
-                       help="with --candidates: place sites freely, then move each to "
-                       "its nearest candidate")
+    model.add_argument(
+        "--objective",
+        default="median",
+        choices=("median", "coverage"),
+        help="minimise the mean L1 distance (default) or maximise "
+        "the demand within --radius-km (needs --candidates)",
+    )
+    model.add_argument(
+        "--snap",
+        action="store_true",
+        help="with --candidates: place sites freely, then move each to "
+        "its nearest candidate",
+    )
     model.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     model.add_argument(
         "--radius-km", type=float, default=5.0, help="coverage radius in km (default 5)"

@@ -883,7 +883,8 @@ def load_candidates(
     _check_file(path)
     suffix = path.suffix.lower()
     geo = suffix in (".geojson", ".json") or (
-        _is_parquet(path) and b"geo" in _parquet_metadata_keys(path))
+        _is_parquet(path) and b"geo" in _parquet_metadata_keys(path)
+    )
     frame = _read_geo_points(path) if geo else _read_table(path)
     if len(frame) > max_rows:
         raise InputError(f"{len(frame):,} candidate sites, more than the "
@@ -900,7 +901,8 @@ def load_candidates(
         raw = frame[column].iloc[kept].astype("string").fillna("").str.strip()
         value = _number(raw)
         bad = (raw != "").to_numpy(bool) & ~(
-            np.isfinite(value) & (value >= 0) & (value == np.round(value)))
+            np.isfinite(value) & (value >= 0) & (value == np.round(value))
+        )
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             if strict:
@@ -909,7 +911,8 @@ def load_candidates(
                                  value=raw.iloc[first])  # fmt: skip
             report.dropped[INVALID_MAX_PORTS] = int(bad.sum())
             report.examples[INVALID_MAX_PORTS] = (
-                f"row {int(kept[first]) + 1}: {raw.iloc[first]!r}")
+                f"row {int(kept[first]) + 1}: {raw.iloc[first]!r}"
+            )
         max_ports = np.where(raw == "", np.nan, value)
         sites, max_ports = sites.loc[~bad].reset_index(drop=True), max_ports[~bad]
         report.rows_kept = len(sites)

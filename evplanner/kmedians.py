@@ -78,8 +78,11 @@ def _check_params(n_clusters, init, n_init, max_iter, tol, n_swap_candidates):
             )
     if not (
         n_init == "auto"
-        or (isinstance(n_init, numbers.Integral) and not isinstance(n_init, bool)
-            and n_init >= 1)
+        or (
+            isinstance(n_init, numbers.Integral)
+            and not isinstance(n_init, bool)
+            and n_init >= 1
+        )
     ):
         raise ValueError(f"n_init must be 'auto' or an integer >= 1, got {n_init!r}")
     if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
@@ -231,8 +234,7 @@ def _raise_bad_input(s):
     if s["bad_w"] is not None:
         row, value = s["bad_w"]
         raise InputError(
-            f"sample_weight must be finite and >= 0, got {value} at sample "
-            f"index {row}"
+            f"sample_weight must be finite and >= 0, got {value} at sample index {row}"
         )
     if s["n"] == 0:
         raise ValueError("X must have at least 1 sample, got n_samples=0")
@@ -348,8 +350,10 @@ def _sort_top(X, cost, gidx, r):
 
 def _merge_top(a, b, r):
     return _sort_top(
-        np.vstack([a[0], b[0]]), np.concatenate([a[1], b[1]]),
-        np.concatenate([a[2], b[2]]), r,
+        np.vstack([a[0], b[0]]),
+        np.concatenate([a[1], b[1]]),
+        np.concatenate([a[2], b[2]]),
+        r,
     )
 
 
@@ -392,8 +396,12 @@ def _assign_carrying(X, centers, prev):
     step = max(1, n // _POLICY_SAMPLE)
     Xs = X[::step]
     kept = kern.assign_bounded(
-        Xs, centers, old, np.ascontiguousarray(labels[::step]),
-        np.ascontiguousarray(lower[::step]), return_kept=True,
+        Xs,
+        centers,
+        old,
+        np.ascontiguousarray(labels[::step]),
+        np.ascontiguousarray(lower[::step]),
+        return_kept=True,
     )[3]
     _, d1, d2 = kern.assign2_l1(Xs, centers)
     # The next move is unknown; this one (beyond the centres measured
@@ -445,10 +453,12 @@ def _block_targets(X, w, state, lut, ta, tb, sub_edges, gather):
 
 def _combine_targets(a, b):
     return {
-        "values": [np.concatenate(v) for v in zip(a["values"], b["values"],
-                                                  strict=True)],
-        "weights": [np.concatenate(v) for v in zip(a["weights"], b["weights"],
-                                                   strict=True)],
+        "values": [
+            np.concatenate(v) for v in zip(a["values"], b["values"], strict=True)
+        ],
+        "weights": [
+            np.concatenate(v) for v in zip(a["weights"], b["weights"], strict=True)
+        ],
         "hist_w": a["hist_w"] + b["hist_w"],
         "hist_n": a["hist_n"] + b["hist_n"],
         "hist_min": np.minimum(a["hist_min"], b["hist_min"]),
@@ -509,7 +519,9 @@ class _NumpyEngine:
         self._bounds = (centers.copy(), labels, lower)
         cost = self.w * dist
         return _State(
-            centers, float(np.sum(cost)), _top_costs(self.X, cost, 0, self.r),
+            centers,
+            float(np.sum(cost)),
+            _top_costs(self.X, cost, 0, self.r),
             {"labels": labels},
         )
 
@@ -573,7 +585,9 @@ class _DaskEngine:
 
     def summary(self, limit):
         s = self._reduce(
-            _summary, lambda a, b: _combine_summary(a, b, limit), limit,
+            _summary,
+            lambda a, b: _combine_summary(a, b, limit),
+            limit,
             with_offset=True,
         )
         if "lo" in s and s["n"]:
@@ -581,8 +595,10 @@ class _DaskEngine:
             # the maximum so that bin b is exactly edges[b] <= x < edges[b+1].
             top = np.nextafter(s["hi"], np.inf)
             self.edges = np.stack(
-                [np.linspace(lo, hi, self.n_bins + 1) for lo, hi in
-                 zip(s["lo"], top, strict=True)]
+                [
+                    np.linspace(lo, hi, self.n_bins + 1)
+                    for lo, hi in zip(s["lo"], top, strict=True)
+                ]
             )
         return s
 
@@ -598,8 +614,7 @@ class _DaskEngine:
             dask.delayed(_block_assign_stats, nout=2)(
                 xb, wb, off, pb, centers, self.k, self.edges, r
             )
-            for xb, wb, off, pb in zip(self._xb, self._wb, self._off, prev,
-                                       strict=True)
+            for xb, wb, off, pb in zip(self._xb, self._wb, self._off, prev, strict=True)
         ]
         root = tree_reduce(
             [p[0] for p in parts], lambda a, b: _combine_assign_stats(a, b, r)
@@ -618,9 +633,7 @@ class _DaskEngine:
         return self._reduce(_block_swap, _combine_swap, centers, self.k, cands)
 
     def labels(self, centers):
-        return self.X.map_blocks(
-            _block_labels, centers, dtype=np.int64, drop_axis=1
-        )
+        return self.X.map_blocks(_block_labels, centers, dtype=np.int64, drop_axis=1)
 
     def final_labels(self, st):
         # Lazy, like the input: the per-block labels held on the workers
@@ -675,12 +688,20 @@ def _chunked_medians(eng, st):
         lut = np.full((k, d), -1, dtype=np.int64)
         lut[tgt["j"], tgt["c"]] = np.arange(tgt["j"].shape[0])
         sub_edges = np.stack(
-            [np.linspace(a, bnd, eng.n_bins + 1) for a, bnd in
-             zip(tgt["a"], tgt["b"], strict=True)]
+            [
+                np.linspace(a, bnd, eng.n_bins + 1)
+                for a, bnd in zip(tgt["a"], tgt["b"], strict=True)
+            ]
         )
         res = eng._reduce(
-            _block_targets, _combine_targets, lut, tgt["a"], tgt["b"],
-            sub_edges, gather, per_block=st.extra["states"],
+            _block_targets,
+            _combine_targets,
+            lut,
+            tgt["a"],
+            tgt["b"],
+            sub_edges,
+            gather,
+            per_block=st.extra["states"],
         )
         keep = []
         for t in range(tgt["j"].shape[0]):
@@ -1025,8 +1046,17 @@ def k_medians(
     init = _to_init(init, n_clusters, d)
     if candidates is not None:
         return _k_medians_candidates(
-            X, w, n_clusters, candidates, fixed, init, n_init, max_iter, tol,
-            local_search, random_state,
+            X,
+            w,
+            n_clusters,
+            candidates,
+            fixed,
+            init,
+            n_init,
+            max_iter,
+            tol,
+            local_search,
+            random_state,
         )
     r = min(X.shape[0], n_clusters + n_swap_candidates)
     engine_cls = _DaskEngine if isinstance(X, da.Array) else _NumpyEngine
@@ -1049,9 +1079,7 @@ def k_medians(
         runs = 10 if init == "random" else 3
     else:
         runs = int(n_init)
-    seeds = check_random_state(random_state).randint(
-        np.iinfo(np.int32).max, size=runs
-    )
+    seeds = check_random_state(random_state).randint(np.iinfo(np.int32).max, size=runs)
     params = {
         "max_iter": max_iter,
         "tol": tol,
@@ -1076,8 +1104,9 @@ def k_medians(
                 eng, centers, fixed, st, distinct, pool, params, history
             )
             n_iter += more
-        logger.info("run %d: objective %.6g after %d iterations", run, st.objective,
-                    n_iter)
+        logger.info(
+            "run %d: objective %.6g after %d iterations", run, st.objective, n_iter
+        )
         if best is None or st.objective < best[1].objective:
             best = (centers, st, n_iter, history)
     centers, st, n_iter, history = best
@@ -1087,8 +1116,19 @@ def k_medians(
     )
 
 
-def _k_medians_candidates(X, w, n_clusters, candidates, fixed, init, n_init,
-                          max_iter, tol, local_search, random_state):
+def _k_medians_candidates(
+    X,
+    w,
+    n_clusters,
+    candidates,
+    fixed,
+    init,
+    n_init,
+    max_iter,
+    tol,
+    local_search,
+    random_state,
+):
     """The discrete p-median over candidate sites (see :func:`k_medians`)."""
     cand = _discrete.check_candidates(candidates, X.shape[1], n_clusters)
     if isinstance(init, np.ndarray) or n_init == "auto":
@@ -1096,14 +1136,26 @@ def _k_medians_candidates(X, w, n_clusters, candidates, fixed, init, n_init,
     else:
         runs = int(n_init)
     res = _discrete.pmedian_search(
-        X, w, n_clusters, cand, fixed, init=init, n_init=runs,
-        max_iter=max_iter, tol=tol, local_search=local_search,
+        X,
+        w,
+        n_clusters,
+        cand,
+        fixed,
+        init=init,
+        n_init=runs,
+        max_iter=max_iter,
+        tol=tol,
+        local_search=local_search,
         random_state=random_state,
     )
     centers = cand[res.center_indices]
     labels = _discrete.site_labels(X, np.vstack([centers, fixed]))
     return KMediansResult(
-        centers, labels, res.objective, res.n_iter, res.history,
+        centers,
+        labels,
+        res.objective,
+        res.n_iter,
+        res.history,
         res.center_indices,
     )
 
@@ -1209,7 +1261,10 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
                 )
             return X
         X = validate_data(
-            self, X, reset=reset, dtype=[np.float64, np.float32],
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
             ensure_all_finite=reset is False,
         )
         return np.ascontiguousarray(X, dtype=np.float64)
@@ -1293,7 +1348,9 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         C = self._all_centers()
         if isinstance(X, da.Array):
             return X.map_blocks(
-                kern.l1_distances, C, dtype=np.float64,
+                kern.l1_distances,
+                C,
+                dtype=np.float64,
                 chunks=(X.chunks[0], (C.shape[0],)),
             )
         return kern.l1_distances(X, C)

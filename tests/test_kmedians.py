@@ -53,8 +53,9 @@ def _threads():
 def outlier_points(clustered_points):
     """The shared clustered points plus three far outliers (heavy weights)."""
     X, w = clustered_points
-    X = np.vstack([X, [[60_000.0, -40_000.0], [-50_000.0, 45_000.0],
-                       [70_000.0, 70_000.0]]])
+    X = np.vstack(
+        [X, [[60_000.0, -40_000.0], [-50_000.0, 45_000.0], [70_000.0, 70_000.0]]]
+    )
     w = np.concatenate([w, [4.0, 5.0, 3.0]])
     return X, w
 
@@ -147,8 +148,10 @@ def test_weighted_lower_median_definition():
     # sorted: 1(2) 3(0) 3(1) 5(1) 9(2); total 6, half 3: C(1)=2, C(3)=3 -> 3
     assert kern.weighted_lower_median(v, w) == 3.0
     # Zero-weight values are never the median while the total is positive.
-    assert kern.weighted_lower_median(np.array([0.0, 1.0, 2.0]),
-                                      np.array([0.0, 1.0, 1.0])) == 1.0
+    assert (
+        kern.weighted_lower_median(np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 1.0]))
+        == 1.0
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -161,8 +164,7 @@ def _assert_same(r_np, r_da):
     assert r_da.inertia == pytest.approx(r_np.inertia, rel=1e-12)
     np.testing.assert_array_equal(r_da.labels.compute(), r_np.labels)
     assert r_da.n_iter == r_np.n_iter
-    np.testing.assert_allclose(r_da.inertia_history, r_np.inertia_history,
-                               rtol=1e-12)
+    np.testing.assert_allclose(r_da.inertia_history, r_np.inertia_history, rtol=1e-12)
 
 
 @pytest.mark.parametrize("how", CHUNKINGS)
@@ -191,8 +193,12 @@ def test_numpy_and_dask_agree_sampled_init_and_refinement(
     monkeypatch.setattr(km, "_GATHER_BUDGET", budget)
     X = np.vstack([rng.normal(0, 3, (400, 2)).round(), rng.normal(40, 9, (300, 2))])
     w = rng.gamma(2.0, 1.0, len(X))
-    kw = dict(sample_weight=w, random_state=3, n_swap_candidates=20,
-              fixed_centers=[[40.0, 0.0]])
+    kw = dict(
+        sample_weight=w,
+        random_state=3,
+        n_swap_candidates=20,
+        fixed_centers=[[40.0, 0.0]],
+    )
     r_np = k_medians(X, 4, **kw)
     Xd, wd = _dask(X, w, how)
     r_da = k_medians(Xd, 4, **{**kw, "sample_weight": wd})
@@ -271,10 +277,11 @@ def test_local_search_reaches_the_brute_force_optimum():
 
 def test_local_search_does_not_hurt_and_helps_with_outliers(outlier_points):
     X, w = outlier_points
-    plain = [k_medians(X, 5, sample_weight=w, random_state=s,
-                       local_search=False).inertia for s in range(4)]
-    swap = [k_medians(X, 5, sample_weight=w, random_state=s).inertia
-            for s in range(4)]
+    plain = [
+        k_medians(X, 5, sample_weight=w, random_state=s, local_search=False).inertia
+        for s in range(4)
+    ]
+    swap = [k_medians(X, 5, sample_weight=w, random_state=s).inertia for s in range(4)]
     assert all(b <= a * (1 + 1e-12) for a, b in zip(plain, swap, strict=True))
     assert min(swap) < min(plain) or max(swap) < max(plain)
 
@@ -336,8 +343,7 @@ def test_reseeding_picks_the_most_costly_points():
     X = np.array([[0.0, 0.0], [1.0, 0.0], [100.0, 0.0], [50.0, 0.0]])
     w = np.array([1.0, 1.0, 1.0, 1.0])
     init = np.array([[0.0, 0.0], [-1e6, 0.0]])
-    res = k_medians(X, 2, sample_weight=w, init=init, max_iter=1,
-                    local_search=False)
+    res = k_medians(X, 2, sample_weight=w, init=init, max_iter=1, local_search=False)
     # After one update the empty centre moved to the worst-served point.
     assert [100.0, 0.0] in res.centers.tolist()
 
@@ -352,8 +358,11 @@ def test_identical_points():
     Xd = da.from_array(X, chunks=30)
     resd = k_medians(Xd, 2, random_state=0)
     np.testing.assert_array_equal(resd.centers, res.centers)
-    with pytest.raises(ValueError, match=r"n_clusters=3 exceeds the number of "
-                       r"distinct points with positive weight \(2"):
+    with pytest.raises(
+        ValueError,
+        match=r"n_clusters=3 exceeds the number of "
+        r"distinct points with positive weight \(2",
+    ):
         k_medians(X, 3)
 
 
@@ -398,14 +407,17 @@ def test_integer_and_pandas_input(outlier_points):
         ({"n_clusters": 0}, r"n_clusters must be an integer >= 1, got 0"),
         ({"n_clusters": 2.5}, r"n_clusters must be an integer >= 1, got 2\.5"),
         ({"init": "kmeans"}, r"init must be 'k-medians\+\+', 'random' or an array"),
-        ({"init": np.zeros((2, 2))},
-         r"init array must have shape \(n_clusters, n_features\) = \(3, 2\), "
-         r"got \(2, 2\)"),
-        ({"init": np.zeros((3, 3))},
-         r"= \(3, 2\), got \(3, 3\)"),
-        ({"fixed_centers": np.zeros((2, 3))},
-         r"fixed_centers must have shape \(n_fixed, n_features\) with "
-         r"n_features=2, got shape \(2, 3\)"),
+        (
+            {"init": np.zeros((2, 2))},
+            r"init array must have shape \(n_clusters, n_features\) = \(3, 2\), "
+            r"got \(2, 2\)",
+        ),
+        ({"init": np.zeros((3, 3))}, r"= \(3, 2\), got \(3, 3\)"),
+        (
+            {"fixed_centers": np.zeros((2, 3))},
+            r"fixed_centers must have shape \(n_fixed, n_features\) with "
+            r"n_features=2, got shape \(2, 3\)",
+        ),
         ({"fixed_centers": [[np.nan, 0.0]]}, r"fixed_centers must be finite"),
         ({"n_init": 0}, r"n_init must be 'auto' or an integer >= 1, got 0"),
         ({"max_iter": 0}, r"max_iter must be an integer >= 1, got 0"),
@@ -422,8 +434,11 @@ def test_parameter_errors(outlier_points, kwargs, match):
 
 def test_too_many_clusters():
     X = np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [2.0, 2.0]])
-    with pytest.raises(ValueError, match=r"n_clusters=4 exceeds .* \(3, "
-                       r"n_samples=4\); expected n_clusters <= 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"n_clusters=4 exceeds .* \(3, "
+        r"n_samples=4\); expected n_clusters <= 3",
+    ):
         k_medians(X, 4)
     # Zero-weight points do not count as places to put a site.
     with pytest.raises(ValueError, match=r"positive weight \(2"):
@@ -440,8 +455,11 @@ def test_non_finite_coordinates(outlier_points, bad, dask_input):
     X = X.copy()
     X[123, 1] = bad
     Xin = da.from_array(X, chunks=50) if dask_input else X
-    with pytest.raises(InputError, match=r"X must contain only finite coordinates "
-                       r"\(no NaN or inf\), got .* at sample index 123"):
+    with pytest.raises(
+        InputError,
+        match=r"X must contain only finite coordinates "
+        r"\(no NaN or inf\), got .* at sample index 123",
+    ):
         k_medians(Xin, 3)
 
 
@@ -452,24 +470,36 @@ def test_weight_errors(outlier_points, dask_input):
 
     def run(weights):
         if dask_input:
-            return k_medians(da.from_array(X, chunks=40), 3,
-                             sample_weight=da.from_array(weights, chunks=70))
+            return k_medians(
+                da.from_array(X, chunks=40),
+                3,
+                sample_weight=da.from_array(weights, chunks=70),
+            )
         return k_medians(X, 3, sample_weight=weights)
 
     neg = w.copy()
     neg[77] = -1.0
-    with pytest.raises(InputError, match=r"sample_weight must be finite and >= 0, "
-                       r"got -1\.0 at sample index 77"):
+    with pytest.raises(
+        InputError,
+        match=r"sample_weight must be finite and >= 0, "
+        r"got -1\.0 at sample index 77",
+    ):
         run(neg)
     nanw = w.copy()
     nanw[5] = np.nan
     with pytest.raises(InputError, match=r"got nan at sample index 5"):
         run(nanw)
-    with pytest.raises(ValueError, match=r"sample_weight must not be all zero: "
-                       r"expected a positive total weight, got 0\.0"):
+    with pytest.raises(
+        ValueError,
+        match=r"sample_weight must not be all zero: "
+        r"expected a positive total weight, got 0\.0",
+    ):
         run(np.zeros(n))
-    with pytest.raises(ValueError, match=rf"sample_weight must have shape "
-                       rf"\(n_samples,\) = \({n},\), got \({n - 1},\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"sample_weight must have shape "
+        rf"\(n_samples,\) = \({n},\), got \({n - 1},\)",
+    ):
         run(w[:-1])
 
 
@@ -503,16 +533,17 @@ def _expected_failed_checks(estimator):
         # weight 3 exactly equivalent to 3 consecutive copies (tested above in
         # test_weight_equals_repetition) but, like scikit-learn's own KMeans,
         # not to copies in shuffled order.
-        "check_sample_weight_equivalence_on_dense_data":
-            "random init depends on row order; equivalence holds for ordered "
-            "repeats (test_weight_equals_repetition)",
+        "check_sample_weight_equivalence_on_dense_data": "random init depends on row order; equivalence holds for ordered "
+        "repeats (test_weight_equals_repetition)",
     }
     if estimator.n_clusters > 4:
         # These checks fit on 4 distinct points; issue 3 requires a ValueError
         # when n_clusters exceeds the number of distinct points (scikit-learn's
         # KMeans only warns). The n_clusters=3 instance runs them and passes.
-        for name in ("check_sample_weights_shape",
-                     "check_sample_weights_not_overwritten"):
+        for name in (
+            "check_sample_weights_shape",
+            "check_sample_weights_not_overwritten",
+        ):
             failed[name] = "n_clusters=8 > 4 distinct points must raise"
     return failed
 
@@ -535,9 +566,12 @@ def test_dask_path_on_a_real_local_cluster(outlier_points):
     # One run, few passes: each compute round-trips through the scheduler.
     kw = dict(n_init=1, n_swap_candidates=10, random_state=11)
     r_np = k_medians(X, 4, sample_weight=w, **kw)
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
         Xd, wd = _dask(X, w, "uneven")
         est = KMedians(4, **kw).fit(Xd, sample_weight=wd)
         labels = est.labels_.compute()
@@ -592,7 +626,10 @@ def test_threaded_use_with_numba_workqueue_layer(tmp_path):
     )
     env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
     out = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True,
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -611,8 +648,15 @@ def test_final_labels_are_those_of_the_final_centres(outlier_points, local_searc
         "k-medians++",
     ]
     for init in inits:
-        res = k_medians(X, 4, sample_weight=w, fixed_centers=fixed, init=init,
-                        local_search=local_search, random_state=3)
+        res = k_medians(
+            X,
+            4,
+            sample_weight=w,
+            fixed_centers=fixed,
+            init=init,
+            local_search=local_search,
+            random_state=3,
+        )
         fresh, dist = kern.assign_l1(X, np.vstack([res.centers, fixed]))
         np.testing.assert_array_equal(res.labels, fresh)
         assert res.inertia == pytest.approx(float(np.sum(w * dist)), rel=1e-12)
@@ -622,8 +666,12 @@ def test_serial_and_parallel_kernels_agree(monkeypatch, rng):
     # Small inputs run the single-threaded compilation of each kernel; it
     # must give bit-identical results to the parallel one.
     n, k = 3_000, 12
-    X = np.vstack([rng.normal(c, 700.0, size=(n // 3, 2)) for c in
-                   ([0.0, 0.0], [8_000.0, 1_000.0], [2_000.0, 9_000.0])])
+    X = np.vstack(
+        [
+            rng.normal(c, 700.0, size=(n // 3, 2))
+            for c in ([0.0, 0.0], [8_000.0, 1_000.0], [2_000.0, 9_000.0])
+        ]
+    )
     w = rng.integers(1, 6, size=X.shape[0]).astype(float)
     C = X[rng.choice(X.shape[0], k, replace=False)]
     C2 = C + rng.normal(0, 300.0, size=C.shape)
@@ -634,11 +682,22 @@ def test_serial_and_parallel_kernels_agree(monkeypatch, rng):
         med = kern.cluster_lower_medians(X, w, labels, k, k - 2)
         bounded = kern.assign_bounded(X, C2, C, labels, d2)
         swaps = kern.swap_costs(X, w, labels, d1, d2, cands, k - 2)
-        fit = k_medians(X, 5, sample_weight=w, n_init=2, n_swap_candidates=30,
-                        random_state=1)
-        return [*kern.assign_l1(X, C), labels, d1, d2, *med, *bounded, *swaps,
-                kern.l1_distances(X, C), fit.centers, fit.labels,
-                np.array([fit.inertia])]
+        fit = k_medians(
+            X, 5, sample_weight=w, n_init=2, n_swap_candidates=30, random_state=1
+        )
+        return [
+            *kern.assign_l1(X, C),
+            labels,
+            d1,
+            d2,
+            *med,
+            *bounded,
+            *swaps,
+            kern.l1_distances(X, C),
+            fit.centers,
+            fit.labels,
+            np.array([fit.inertia]),
+        ]
 
     monkeypatch.setattr(kern, "SERIAL_MAX_ROWS", 0)
     parallel = everything()
@@ -652,11 +711,16 @@ def test_small_inputs_use_the_serial_kernels(monkeypatch, outlier_points):
     # Below the row threshold no parallel kernel is launched at all.
     X, w = outlier_points
     calls = []
-    for name in ("_assign_l1", "_assign2_l1", "_assign_bounded",
-                 "_cluster_lower_medians", "_swap_costs", "_l1_distances"):
+    for name in (
+        "_assign_l1",
+        "_assign2_l1",
+        "_assign_bounded",
+        "_cluster_lower_medians",
+        "_swap_costs",
+        "_l1_distances",
+    ):
         kernel = getattr(kern, name)
-        monkeypatch.setattr(kernel, "parallel",
-                            lambda *a, _n=name: calls.append(_n))
+        monkeypatch.setattr(kernel, "parallel", lambda *a, _n=name: calls.append(_n))
     k_medians(X, 4, sample_weight=w, random_state=0)
     assert X.shape[0] < kern.SERIAL_MAX_ROWS
     assert calls == []
@@ -702,8 +766,12 @@ def test_assignment_policy_is_exact_on_large_inputs(rng):
     # plain searches from a sample; every choice must give the labels of a
     # full search, and the fit must match one with the choices disabled.
     n = km._POLICY_MIN_ROWS + 5_000
-    X = np.vstack([rng.normal(c, 900.0, size=(n // 4, 2)) for c in
-                   ([0, 0], [9_000, 0], [0, 9_000], [40_000, 40_000])])
+    X = np.vstack(
+        [
+            rng.normal(c, 900.0, size=(n // 4, 2))
+            for c in ([0, 0], [9_000, 0], [0, 9_000], [40_000, 40_000])
+        ]
+    )
     C = X[rng.choice(X.shape[0], 20, replace=False)]
     prev = None
     for _ in range(5):

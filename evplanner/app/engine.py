@@ -179,8 +179,9 @@ class DataStore:
             self._memo[key] = demand
         return demand
 
-    def existing(self, scenario: Scenario,
-                 uploaded: ExistingSites | None = None) -> ExistingSites:
+    def existing(
+        self, scenario: Scenario, uploaded: ExistingSites | None = None
+    ) -> ExistingSites:
         """The scenario's existing sites, from the store (or the upload)."""
         return load_existing(scenario, stations=self.stations, uploaded=uploaded)
 
@@ -348,8 +349,12 @@ def solve(store: DataStore, scenario: Scenario,
     demand = store.demand(scenario)
     existing = store.existing(scenario, uploaded)
     with _COMPUTE_LOCK:
-        plan = plan_solve(scenario, demand=demand, existing=existing,
-                          previous=previous.plan if previous else None)
+        plan = plan_solve(
+            scenario,
+            demand=demand,
+            existing=existing,
+            previous=previous.plan if previous else None,
+        )
     return Solution.from_plan(plan)
 
 
@@ -366,8 +371,9 @@ def sweep(store: DataStore, scenario: Scenario, new_sites,
         return plan_sweep(scenario, counts, demand=demand, existing=existing)
 
 
-def compare(store: DataStore,
-            scenario: Scenario) -> tuple[KMeansComparison, dict[str, pd.DataFrame]]:
+def compare(
+    store: DataStore, scenario: Scenario
+) -> tuple[KMeansComparison, dict[str, pd.DataFrame]]:
     """K-Medians against K-Means on the scenario's demand (no existing sites).
 
     Returns

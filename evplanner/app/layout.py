@@ -37,9 +37,17 @@ log = logging.getLogger(__name__)
 
 TITLE = "evplanner: where should the next EV charging stations go?"
 
-_TABLE_COLUMNS = {"site_id": "site", "kind": "kind", "name": "name", "lon": "lon",
-                  "lat": "lat", "vehicles": "vehicles", "share_pct": "share %",
-                  "mean_km": "mean km", "max_km": "max km"}
+_TABLE_COLUMNS = {
+    "site_id": "site",
+    "kind": "kind",
+    "name": "name",
+    "lon": "lon",
+    "lat": "lat",
+    "vehicles": "vehicles",
+    "share_pct": "share %",
+    "mean_km": "mean km",
+    "max_km": "max km",
+}
 
 
 def _hv_pane(obj, **params) -> pn.pane.HoloViews:
@@ -66,8 +74,11 @@ def headline_html(values: dict, radius_km: float) -> str:
     r = values.get("radius_km", radius_km)
     figures = [
         ("New sites", values.get("sites"), "{:.0f}"),
-        (f"Demand within {r:g} km (with new sites)", values.get("covered_pct"),
-         "{:.1f}%"),
+        (
+            f"Demand within {r:g} km (with new sites)",
+            values.get("covered_pct"),
+            "{:.1f}%",
+        ),
         (f"Today's network within {r:g} km", values.get("baseline_pct"), "{:.1f}%"),
         ("Vehicles covered", values.get("covered"), "{:,.0f}"),
         ("Mean distance (km, L1)", values.get("mean_km"), "{:.2f}"),
@@ -78,7 +89,8 @@ def headline_html(values: dict, radius_km: float) -> str:
         f'<div><div style="{style["title"]}">{html.escape(title)}</div>'
         f'<div style="{style["value"]}">{"–" if v is None else fmt.format(v)}'
         "</div></div>"
-        for title, v, fmt in figures)
+        for title, v, fmt in figures
+    )
     return f'<div style="{style["block"]}">{cells}</div>'
 
 
@@ -102,9 +114,11 @@ def alert_html(text: str, level: str = "warning") -> str:
     '[log in](http://x.example) &lt;b&gt;</div>'
     """
     background, colour, border = _ALERT_COLOURS.get(level, _ALERT_COLOURS["warning"])
-    return (f'<div role="alert" class="evp-alert" style="background:{background};'
-            f"color:{colour};border:1px solid {border};border-radius:6px;"
-            f'padding:10px 14px;font-size:14px">{html.escape(text)}</div>')
+    return (
+        f'<div role="alert" class="evp-alert" style="background:{background};'
+        f"color:{colour};border:1px solid {border};border-radius:6px;"
+        f'padding:10px 14px;font-size:14px">{html.escape(text)}</div>'
+    )
 
 
 def report_bytes(plan) -> bytes:
@@ -115,8 +129,10 @@ def report_bytes(plan) -> bytes:
 def load_report_text(store: DataStore) -> str:
     """The data load reports (rows read, kept, dropped by reason) as plain text."""
     parts = []
-    for title, report in (("Vehicles", store.vehicles_report),
-                          ("Existing public stations", store.stations_report)):
+    for title, report in (
+        ("Vehicles", store.vehicles_report),
+        ("Existing public stations", store.stations_report),
+    ):
         parts.append(f"{title}\n{'=' * len(title)}\n{report.format()}\n")
     return "\n".join(parts)
 
@@ -124,8 +140,10 @@ def load_report_text(store: DataStore) -> str:
 def _status_html(busy: bool, status: str) -> str:
     """The status line: a light (amber while busy, green when idle) and the text."""
     colour, word = ("#e69f00", "busy") if busy else ("#2c6e49", "idle")
-    return (f'<span title="{word}" aria-label="{word}" style="color:{colour}">'
-            f'&#9679;</span> <span class="status-text">{html.escape(status)}</span>')
+    return (
+        f'<span title="{word}" aria-label="{word}" style="color:{colour}">'
+        f'&#9679;</span> <span class="status-text">{html.escape(status)}</span>'
+    )
 
 
 class PlannerApp(param.Parameterized):
@@ -173,8 +191,13 @@ class PlannerApp(param.Parameterized):
         # the visible rows and replacing its data costs the browser a fraction of
         # a Tabulator update (benchmarks/README.md, web app load).
         self.table = pn.widgets.DataFrame(
-            value=self._table_frame(s.solution), disabled=True, show_index=False,
-            height=480, sizing_mode="stretch_width", titles=_TABLE_COLUMNS)
+            value=self._table_frame(s.solution),
+            disabled=True,
+            show_index=False,
+            height=480,
+            sizing_mode="stretch_width",
+            titles=_TABLE_COLUMNS,
+        )
         self.table.param.watch(self._on_table_select, "selection")
         s.param.watch(self._on_solution, "solution")
         s.param.watch(self._on_selected, "selected_site")
@@ -217,8 +240,11 @@ class PlannerApp(param.Parameterized):
             self.table.selection = [int(rows[0])]
 
     def _on_status(self, *events):
-        in_document(partial(self.status_text.show,
-                            _status_html(self.state.busy, self.state.status)))
+        in_document(
+            partial(
+                self.status_text.show, _status_html(self.state.busy, self.state.status)
+            )
+        )
 
     def _on_solution(self, event):
         self.map.show(event.new, self.state.selected_site)
@@ -230,19 +256,34 @@ class PlannerApp(param.Parameterized):
     @staticmethod
     def _table_frame(solution: Solution | None) -> pd.DataFrame:
         if solution is None:
-            return pd.DataFrame({c: pd.Series(dtype="object" if c in (
-                "site_id", "kind", "name") else "float64")
-                for c in _TABLE_COLUMNS})
+            return pd.DataFrame(
+                {
+                    c: pd.Series(
+                        dtype="object"
+                        if c in ("site_id", "kind", "name")
+                        else "float64"
+                    )
+                    for c in _TABLE_COLUMNS
+                }
+            )
         t = solution.sites.assign(share_pct=solution.sites["share"] * 100)
         return t[list(_TABLE_COLUMNS)].round(
-            {"lon": 5, "lat": 5, "share_pct": 2, "mean_km": 2, "max_km": 2,
-             "vehicles": 0})
+            {
+                "lon": 5,
+                "lat": 5,
+                "share_pct": 2,
+                "mean_km": 2,
+                "max_km": 2,
+                "vehicles": 0,
+            }
+        )
 
     # --- views ------------------------------------------------------------------------
     @param.depends("state.sweep")
     def elbow_view(self):
         return views.elbow_plot(self.state.sweep, self.state.k).opts(
-            hv.opts.Curve(responsive=True, height=300))
+            hv.opts.Curve(responsive=True, height=300)
+        )
 
     @param.depends("state.comparison")
     def comparison_view(self):
@@ -251,7 +292,8 @@ class PlannerApp(param.Parameterized):
             return pn.pane.Markdown(
                 "Press **Compare K-Medians vs K-Means** to fit both on the same "
                 "demand (existing stations left out) and judge them by the L1 "
-                "objective and coverage, with and without far outliers.")
+                "objective and coverage, with and without far outliers."
+            )
         comparison, sites = comp
         sol = self.state.solution
         points = views.demand_points(sol)
@@ -262,21 +304,46 @@ class PlannerApp(param.Parameterized):
         maps = []
         for method, label in (("kmedians", "K-Medians"), ("kmeans", "K-Means")):
             row = comparison.row(method, "clean")
-            title = (f"{label}: mean {row['mean_distance_m'] / 1000:.1f} km, "
-                     f"{row['coverage_share'] * 100:.1f}% within radius")
-            maps.append(_hv_pane(
-                views.comparison_map(points, sites[method], title, self.map.basemap,
-                                     self.state.store.web_extent())
-                .opts(hv.opts.Overlay(responsive=True, height=380, xaxis=None,
-                                      yaxis=None)),
-                sizing_mode="stretch_width"))
-        cols = ["method", "case", "objective_vkm", "mean_km", "coverage_pct",
-                "shift_mean_m", "n_centers_on_outliers"]
-        return pn.Column(pn.Row(*maps, sizing_mode="stretch_width"),
-                         pn.widgets.DataFrame(table[cols].round(2), disabled=True,
-                                              show_index=False, height=200,
-                                              sizing_mode="stretch_width"),
-                         sizing_mode="stretch_width")
+            title = (
+                f"{label}: mean {row['mean_distance_m'] / 1000:.1f} km, "
+                f"{row['coverage_share'] * 100:.1f}% within radius"
+            )
+            maps.append(
+                _hv_pane(
+                    views.comparison_map(
+                        points,
+                        sites[method],
+                        title,
+                        self.map.basemap,
+                        self.state.store.web_extent(),
+                    ).opts(
+                        hv.opts.Overlay(
+                            responsive=True, height=380, xaxis=None, yaxis=None
+                        )
+                    ),
+                    sizing_mode="stretch_width",
+                )
+            )
+        cols = [
+            "method",
+            "case",
+            "objective_vkm",
+            "mean_km",
+            "coverage_pct",
+            "shift_mean_m",
+            "n_centers_on_outliers",
+        ]
+        return pn.Column(
+            pn.Row(*maps, sizing_mode="stretch_width"),
+            pn.widgets.DataFrame(
+                table[cols].round(2),
+                disabled=True,
+                show_index=False,
+                height=200,
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+        )
 
     # --- headline numbers -------------------------------------------------------------
     def _indicator_values(self, solution: Solution | None) -> dict:
@@ -303,9 +370,11 @@ class PlannerApp(param.Parameterized):
         s = self.state
         W = pn.widgets
         # Not from_param: value and filename must reach the state together.
-        upload = W.FileInput(accept=".csv,text/csv", multiple=False,
-                             label="Upload stations CSV (lon, lat; max "
-                             f"{MAX_UPLOAD_BYTES / 1e6:g} MB)")
+        upload = W.FileInput(
+            accept=".csv,text/csv",
+            multiple=False,
+            label=f"Upload stations CSV (lon, lat; max {MAX_UPLOAD_BYTES / 1e6:g} MB)",
+        )
 
         def on_upload(*events):
             # value and filename arrive as one batch of events (one each) when
@@ -315,10 +384,15 @@ class PlannerApp(param.Parameterized):
 
         upload.param.watch(on_upload, ["value", "filename"])
         return pn.Column(
-            W.RadioButtonGroup.from_param(s.param.quick_k, color="primary",
-                                          variant="outline", label="Quick pick k"),
-            W.EditableIntSlider.from_param(s.param.k, start=1, end=100,
-                                           fixed_start=1, fixed_end=K_MAX),
+            W.RadioButtonGroup.from_param(
+                s.param.quick_k,
+                color="primary",
+                variant="outline",
+                label="Quick pick k",
+            ),
+            W.EditableIntSlider.from_param(
+                s.param.k, start=1, end=100, fixed_start=1, fixed_end=K_MAX
+            ),
             W.Select.from_param(s.param.algorithm),
             W.FloatSlider.from_param(s.param.radius_km),
             pn.layout.Divider(),
@@ -326,8 +400,9 @@ class PlannerApp(param.Parameterized):
             upload,
             pn.layout.Divider(),
             W.MultiChoice.from_param(s.param.counties, placeholder="All counties"),
-            W.CheckButtonGroup.from_param(s.param.ev_types, color="primary",
-                                          variant="outline"),
+            W.CheckButtonGroup.from_param(
+                s.param.ev_types, color="primary", variant="outline"
+            ),
             W.IntRangeSlider.from_param(s.param.model_years),
             W.Select.from_param(s.param.weighting),
             W.IntInput.from_param(s.param.seed),
@@ -352,69 +427,117 @@ class PlannerApp(param.Parameterized):
                 if s.solution is None:
                     return io.BytesIO(b"")
                 return io.BytesIO(render(s.solution.plan))
+
             return callback
 
         def button(render, filename, label):
             return pn.widgets.FileDownload(
-                callback=file(render), filename=filename, label=label,
-                color="success", variant="outline")
+                callback=file(render),
+                filename=filename,
+                label=label,
+                color="success",
+                variant="outline",
+            )
 
         return [
             button(report_bytes, "evplanner_report.html", "Report (HTML)"),
-            button(partial(sites_bytes, fmt="csv"), "evplanner_sites.csv",
-                   "Sites (CSV)"),
-            button(partial(sites_bytes, fmt="geojson"), "evplanner_sites.geojson",
-                   "Sites (GeoJSON)"),
-            button(partial(sites_bytes, fmt="geoparquet"), "evplanner_sites.parquet",
-                   "Sites (GeoParquet)"),
+            button(
+                partial(sites_bytes, fmt="csv"), "evplanner_sites.csv", "Sites (CSV)"
+            ),
+            button(
+                partial(sites_bytes, fmt="geojson"),
+                "evplanner_sites.geojson",
+                "Sites (GeoJSON)",
+            ),
+            button(
+                partial(sites_bytes, fmt="geoparquet"),
+                "evplanner_sites.parquet",
+                "Sites (GeoParquet)",
+            ),
             button(metrics_json, "evplanner_metrics.json", "Metrics (JSON)"),
             pn.widgets.FileDownload(
                 callback=lambda: io.StringIO(load_report_text(s.store)),
-                filename="evplanner_load_report.txt", label="Data load report",
-                color="success", variant="outline"),
+                filename="evplanner_load_report.txt",
+                label="Data load report",
+                color="success",
+                variant="outline",
+            ),
         ]
 
     # --- page ---------------------------------------------------------------------
     def main(self) -> pn.Column:
         s = self.state
-        alert = pn.pane.HTML(pn.bind(alert_html, s.param.message,
-                                     s.param.message_level),
-                             visible=pn.bind(bool, s.param.message),
-                             sizing_mode="stretch_width", name="message")
-        status = pn.pane.Bokeh(self.status_text.div, name="status", margin=(6, 10),
-                               sizing_mode="stretch_width")
-        headline = pn.pane.Bokeh(self.headline.div, name="indicators",
-                                 sizing_mode="stretch_width")
+        alert = pn.pane.HTML(
+            pn.bind(alert_html, s.param.message, s.param.message_level),
+            visible=pn.bind(bool, s.param.message),
+            sizing_mode="stretch_width",
+            name="message",
+        )
+        status = pn.pane.Bokeh(
+            self.status_text.div,
+            name="status",
+            margin=(6, 10),
+            sizing_mode="stretch_width",
+        )
+        headline = pn.pane.Bokeh(
+            self.headline.div, name="indicators", sizing_mode="stretch_width"
+        )
         report = pn.pane.Str(load_report_text(s.store), name="load report")
         plots = pn.Tabs(
-            ("Distance", pn.pane.Bokeh(self.histogram.figure, height=320,
-                                       sizing_mode="stretch_width")),
-            ("Site loads", _hv_pane(
-                self._bars.opts(responsive=True, height=320, framewise=True))),
-            ("Coverage vs radius", _hv_pane(self._coverage.opts(
-                hv.opts.Overlay(responsive=True, height=320),
-                hv.opts.Curve(framewise=True)))),
+            (
+                "Distance",
+                pn.pane.Bokeh(
+                    self.histogram.figure, height=320, sizing_mode="stretch_width"
+                ),
+            ),
+            (
+                "Site loads",
+                _hv_pane(self._bars.opts(responsive=True, height=320, framewise=True)),
+            ),
+            (
+                "Coverage vs radius",
+                _hv_pane(
+                    self._coverage.opts(
+                        hv.opts.Overlay(responsive=True, height=320),
+                        hv.opts.Curve(framewise=True),
+                    )
+                ),
+            ),
             ("Elbow (choose k)", _hv_pane(self.elbow_view)),
-            ("K-Medians vs K-Means", pn.panel(self.comparison_view,
-                                              sizing_mode="stretch_width")),
+            (
+                "K-Medians vs K-Means",
+                pn.panel(self.comparison_view, sizing_mode="stretch_width"),
+            ),
             ("Data load report", report),
-            sizing_mode="stretch_width", dynamic=False,
+            sizing_mode="stretch_width",
+            dynamic=False,
         )
         return pn.Column(
-            alert, status, headline,
-            pn.Row(pn.pane.Bokeh(self.map.figure, height=600, name="map",
-                                 sizing_mode="stretch_width"),
-                   pn.Column(self.table, width=520),
-                   sizing_mode="stretch_width"),
+            alert,
+            status,
+            headline,
+            pn.Row(
+                pn.pane.Bokeh(
+                    self.map.figure, height=600, name="map", sizing_mode="stretch_width"
+                ),
+                pn.Column(self.table, width=520),
+                sizing_mode="stretch_width",
+            ),
             plots,
             sizing_mode="stretch_width",
         )
 
     def template(self) -> pn.template.FastListTemplate:
         return pn.template.FastListTemplate(
-            title=TITLE, sidebar=[self.controls()], main=[self.main()],
-            sidebar_width=340, accent="#2c6e49", header_background="#2c6e49",
-            main_layout=None, busy_indicator=None)
+            title=TITLE,
+            sidebar=[self.controls()],
+            main=[self.main()],
+            sidebar_width=340,
+            accent="#2c6e49",
+            header_background="#2c6e49",
+            main_layout=None,
+            busy_indicator=None,
+        )
 
 
 def create_app(store: DataStore | None = None) -> pn.template.FastListTemplate:

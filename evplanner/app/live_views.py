@@ -47,8 +47,14 @@ from holoviews.element import tiles as hv_tiles
 from evplanner.app import views
 from evplanner.app.engine import Solution
 
-__all__ = ["BASEMAPS", "LAYERS", "DemandMap", "DistanceHistogram", "LiveText",
-           "shade_demand"]
+__all__ = [
+    "BASEMAPS",
+    "LAYERS",
+    "DemandMap",
+    "DistanceHistogram",
+    "LiveText",
+    "shade_demand",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +76,27 @@ MAX_GRID_PX = 1200
 
 #: Columns of a site data source taken from ``Solution.sites``, and all of them
 #: with the display colour and marker size added.
-_SOLUTION_COLUMNS = ["x_web", "y_web", "site_id", "kind", "name", "lon", "lat",
-                     "vehicles", "mean_km", "max_km"]
+_SOLUTION_COLUMNS = [
+    "x_web",
+    "y_web",
+    "site_id",
+    "kind",
+    "name",
+    "lon",
+    "lat",
+    "vehicles",
+    "mean_km",
+    "max_km",
+]
 _SITE_COLUMNS = [*_SOLUTION_COLUMNS, "colour", "size"]
 _TEXT_COLUMNS = ("site_id", "kind", "name", "colour")
-_SITE_TOOLTIPS = [("site", "@site_id"), ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
-                  ("vehicles served", "@vehicles{0,0}"),
-                  ("mean distance", "@mean_km{0.0} km"),
-                  ("max distance", "@max_km{0.0} km")]
+_SITE_TOOLTIPS = [
+    ("site", "@site_id"),
+    ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
+    ("vehicles served", "@vehicles{0,0}"),
+    ("mean distance", "@mean_km{0.0} km"),
+    ("max distance", "@max_km{0.0} km"),
+]
 _STATION_TOOLTIPS = [("station", "@site_id @name"), *_SITE_TOOLTIPS[1:]]
 #: Size (screen pixels) of a new site's marker, and of the selected one.
 SITE_SIZE_PX, SELECTED_SIZE_PX = 14.0, 26.0
@@ -86,8 +105,9 @@ SITE_SIZE_PX, SELECTED_SIZE_PX = 14.0, 26.0
 # --------------------------------------------------------------------------------------
 # Pure functions: demand -> image, solution -> glyph data
 # --------------------------------------------------------------------------------------
-def grid_shape(x_range, y_range, height_px: int = PLOT_HEIGHT_PX,
-               pixel_ratio: float = PIXEL_RATIO) -> tuple[int, int]:
+def grid_shape(
+    x_range, y_range, height_px: int = PLOT_HEIGHT_PX, pixel_ratio: float = PIXEL_RATIO
+) -> tuple[int, int]:
     """(width, height) in cells of the aggregation grid for a view.
 
     The height follows the plot; the width keeps cells square in metres.
@@ -98,8 +118,9 @@ def grid_shape(x_range, y_range, height_px: int = PLOT_HEIGHT_PX,
     return min(max(width, 2), MAX_GRID_PX), height
 
 
-def shade_demand(frame: pd.DataFrame, x_range, y_range, width: int, height: int,
-                 by_site: bool = True) -> np.ndarray:
+def shade_demand(
+    frame: pd.DataFrame, x_range, y_range, width: int, height: int, by_site: bool = True
+) -> np.ndarray:
     """Datashade demand points into an RGBA image for Bokeh's ``image_rgba``.
 
     Parameters
@@ -132,19 +153,29 @@ def shade_demand(frame: pd.DataFrame, x_range, y_range, width: int, height: int,
     if len(frame) == 0:
         return np.zeros((height, width), dtype=np.uint32)
     if not by_site:
-        canvas = ds.Canvas(plot_width=width, plot_height=height,
-                           x_range=tuple(x_range), y_range=tuple(y_range))
+        canvas = ds.Canvas(
+            plot_width=width,
+            plot_height=height,
+            x_range=tuple(x_range),
+            y_range=tuple(y_range),
+        )
         agg = canvas.points(frame, "x_web", "y_web", agg=ds.sum("weight"))
         img = tf.shade(agg, cmap=colorcet.fire[40:], how="eq_hist", min_alpha=90)
     else:
         if len(frame) <= SPARSE_MAX_POINTS:
-            cells, sums = _sparse_categorical_sums(frame, x_range, y_range, width,
-                                                   height)
+            cells, sums = _sparse_categorical_sums(
+                frame, x_range, y_range, width, height
+            )
         else:
-            canvas = ds.Canvas(plot_width=width, plot_height=height,
-                               x_range=tuple(x_range), y_range=tuple(y_range))
-            agg = canvas.points(frame, "x_web", "y_web",
-                                agg=ds.by("colour", ds.sum("weight"))).data
+            canvas = ds.Canvas(
+                plot_width=width,
+                plot_height=height,
+                x_range=tuple(x_range),
+                y_range=tuple(y_range),
+            )
+            agg = canvas.points(
+                frame, "x_web", "y_web", agg=ds.by("colour", ds.sum("weight"))
+            ).data
             # fmax ignores NaN: NaN only where every category is (empty pixel).
             filled = ~np.isnan(np.fmax.reduce(agg, axis=2))
             cells = np.flatnonzero(filled)
@@ -159,8 +190,9 @@ def shade_demand(frame: pd.DataFrame, x_range, y_range, width: int, height: int,
 SPARSE_MAX_POINTS = 200_000
 
 
-def pixel_cells(x: np.ndarray, y: np.ndarray, x_range, y_range, width: int,
-                height: int) -> np.ndarray:
+def pixel_cells(
+    x: np.ndarray, y: np.ndarray, x_range, y_range, width: int, height: int
+) -> np.ndarray:
     """Flat grid cell (``row * width + col``, row 0 at the bottom) of each point.
 
     Datashader's mapping for points: scale ``n / (end - start)``, translate
@@ -183,8 +215,14 @@ def pixel_cells(x: np.ndarray, y: np.ndarray, x_range, y_range, width: int,
 def _sparse_categorical_sums(frame, x_range, y_range, width, height):
     """Filled cells and their (cells, colours) weight sums (NaN where none)."""
     n_cats = len(frame["colour"].cat.categories)
-    cells = pixel_cells(frame["x_web"].to_numpy("f8"), frame["y_web"].to_numpy("f8"),
-                        x_range, y_range, width, height)
+    cells = pixel_cells(
+        frame["x_web"].to_numpy("f8"),
+        frame["y_web"].to_numpy("f8"),
+        x_range,
+        y_range,
+        width,
+        height,
+    )
     ok = cells >= 0
     key = cells[ok] * n_cats + frame["colour"].cat.codes.to_numpy()[ok]
     keys, index = np.unique(key, return_inverse=True)
@@ -195,8 +233,9 @@ def _sparse_categorical_sums(frame, x_range, y_range, width, height):
     return filled, sums
 
 
-def _shade_cells(cells: np.ndarray, sums: np.ndarray, width: int, height: int
-                 ) -> tf.Image:
+def _shade_cells(
+    cells: np.ndarray, sums: np.ndarray, width: int, height: int
+) -> tf.Image:
     """Categorical ``tf.shade`` of the filled cells only, put back on the grid.
 
     Empty cells neither get a colour nor enter the alpha scaling, so shading a
@@ -205,26 +244,37 @@ def _shade_cells(cells: np.ndarray, sums: np.ndarray, width: int, height: int
     values = np.zeros(height * width, dtype=np.uint32)
     if len(cells):
         strip = xr.DataArray(
-            sums[np.newaxis], dims=("y", "x", "colour"),
-            coords={"y": [0.0], "x": np.arange(len(cells), dtype="f8"),
-                    "colour": list(views.COLOUR_KEY)})
-        values[cells] = tf.shade(strip, color_key=views.COLOUR_KEY,
-                                 min_alpha=90).data[0]
-    return tf.Image(values.reshape(height, width), dims=("y", "x"),
-                    coords={"y": np.arange(height, dtype="f8"),
-                            "x": np.arange(width, dtype="f8")})
+            sums[np.newaxis],
+            dims=("y", "x", "colour"),
+            coords={
+                "y": [0.0],
+                "x": np.arange(len(cells), dtype="f8"),
+                "colour": list(views.COLOUR_KEY),
+            },
+        )
+        values[cells] = tf.shade(strip, color_key=views.COLOUR_KEY, min_alpha=90).data[
+            0
+        ]
+    return tf.Image(
+        values.reshape(height, width),
+        dims=("y", "x"),
+        coords={"y": np.arange(height, dtype="f8"), "x": np.arange(width, dtype="f8")},
+    )
 
 
-def site_data(solution: Solution | None, kind: str,
-              selected_site: str | None = None) -> dict:
+def site_data(
+    solution: Solution | None, kind: str, selected_site: str | None = None
+) -> dict:
     """Columns of a site data source: ``"new"`` or ``"existing"`` sites.
 
     Plain NumPy columns straight from ``solution.sites`` (a data-frame copy per
     solve costs more than the rest of the update).
     """
     if solution is None:
-        return {c: np.zeros(0, dtype=object if c in _TEXT_COLUMNS else "f8")
-                for c in _SITE_COLUMNS}
+        return {
+            c: np.zeros(0, dtype=object if c in _TEXT_COLUMNS else "f8")
+            for c in _SITE_COLUMNS
+        }
     sites = solution.sites
     mask = (sites["kind"] == kind).to_numpy()
     data = {c: sites[c].to_numpy()[mask] for c in _SOLUTION_COLUMNS}
@@ -283,8 +333,9 @@ class DemandMap(param.Parameterized):
     """
 
     basemap = param.Selector(default="CartoLight", objects=BASEMAPS, label="Basemap")
-    layer = param.Selector(default=LAYERS[0], objects=list(LAYERS),
-                           label="Demand shown as")
+    layer = param.Selector(
+        default=LAYERS[0], objects=list(LAYERS), label="Demand shown as"
+    )
     tapped_site = param.String(default=None, allow_None=True)
 
     def __init__(self, extent, **params):
@@ -302,35 +353,68 @@ class DemandMap(param.Parameterized):
     def _build_figure(self):
         (x0, x1), (y0, y1) = self._x_range, self._y_range
         fig = figure(
-            x_range=Range1d(x0, x1), y_range=Range1d(y0, y1), height=PLOT_HEIGHT_PX,
-            sizing_mode="stretch_width", match_aspect=True, x_axis_type=None,
-            y_axis_type=None, tools="pan,wheel_zoom,box_zoom,reset,save",
-            active_scroll="wheel_zoom", output_backend="canvas",
-            title="Demand and sites", toolbar_location="above")
+            x_range=Range1d(x0, x1),
+            y_range=Range1d(y0, y1),
+            height=PLOT_HEIGHT_PX,
+            sizing_mode="stretch_width",
+            match_aspect=True,
+            x_axis_type=None,
+            y_axis_type=None,
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            active_scroll="wheel_zoom",
+            output_backend="canvas",
+            title="Demand and sites",
+            toolbar_location="above",
+        )
         fig.grid.visible = False
         self._tiles = fig.add_tile(_tile_source(self.basemap), alpha=0.75)
         self._tiles.visible = self.basemap != "none"
         self._image = ColumnDataSource(self._image_data())
-        fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh",
-                       source=self._image)
+        fig.image_rgba(
+            image="image", x="x", y="y", dw="dw", dh="dh", source=self._image
+        )
         self._highlight = ColumnDataSource(highlight_data(None, None))
-        fig.scatter("x_web", "y_web", source=self._highlight, size=9,
-                    fill_color=None, line_color=views.HIGHLIGHT_COLOUR, line_width=2)
+        fig.scatter(
+            "x_web",
+            "y_web",
+            source=self._highlight,
+            size=9,
+            fill_color=None,
+            line_color=views.HIGHLIGHT_COLOUR,
+            line_width=2,
+        )
         self._existing = ColumnDataSource(site_data(None, "existing"))
-        existing = fig.scatter("x_web", "y_web", source=self._existing, size=7,
-                               marker="triangle", fill_color=views.EXISTING_COLOUR,
-                               line_color="#424242", legend_label="existing")
+        existing = fig.scatter(
+            "x_web",
+            "y_web",
+            source=self._existing,
+            size=7,
+            marker="triangle",
+            fill_color=views.EXISTING_COLOUR,
+            line_color="#424242",
+            legend_label="existing",
+        )
         self._new = ColumnDataSource(site_data(None, "new"))
-        new = fig.scatter("x_web", "y_web", source=self._new, size="size",
-                          fill_color="colour", line_color="black", line_width=2,
-                          nonselection_fill_alpha=1.0, nonselection_line_alpha=1.0,
-                          selection_line_color=views.HIGHLIGHT_COLOUR,
-                          legend_label="new sites")
+        new = fig.scatter(
+            "x_web",
+            "y_web",
+            source=self._new,
+            size="size",
+            fill_color="colour",
+            line_color="black",
+            line_width=2,
+            nonselection_fill_alpha=1.0,
+            nonselection_line_alpha=1.0,
+            selection_line_color=views.HIGHLIGHT_COLOUR,
+            legend_label="new sites",
+        )
         fig.legend.location = "top_left"
         fig.legend.background_fill_alpha = 0.7
-        fig.add_tools(HoverTool(renderers=[new], tooltips=_SITE_TOOLTIPS),
-                      HoverTool(renderers=[existing], tooltips=_STATION_TOOLTIPS),
-                      TapTool(renderers=[new]))
+        fig.add_tools(
+            HoverTool(renderers=[new], tooltips=_SITE_TOOLTIPS),
+            HoverTool(renderers=[existing], tooltips=_STATION_TOOLTIPS),
+            TapTool(renderers=[new]),
+        )
         self._new.selected.on_change("indices", self._on_tap)
         fig.on_event(RangesUpdate, self._on_ranges)
         return fig
@@ -358,11 +442,22 @@ class DemandMap(param.Parameterized):
 
     def _image_data(self) -> dict:
         width, height = grid_shape(self._x_range, self._y_range)
-        image = shade_demand(self._frame, self._x_range, self._y_range, width,
-                             height, by_site=self.layer == LAYERS[0])
+        image = shade_demand(
+            self._frame,
+            self._x_range,
+            self._y_range,
+            width,
+            height,
+            by_site=self.layer == LAYERS[0],
+        )
         (x0, x1), (y0, y1) = self._x_range, self._y_range
-        return {"image": [image], "x": [x0], "y": [y0], "dw": [x1 - x0],
-                "dh": [y1 - y0]}
+        return {
+            "image": [image],
+            "x": [x0],
+            "y": [y0],
+            "dw": [x1 - x0],
+            "dh": [y1 - y0],
+        }
 
     def _render_demand(self):
         self._image.data = self._image_data()
@@ -402,18 +497,41 @@ class DistanceHistogram:
 
     def __init__(self, height_px: int = 320):
         self._bars = ColumnDataSource(views.distance_histogram_data(None))
-        fig = figure(height=height_px, sizing_mode="stretch_width",
-                     title="Distance to the nearest site (weighted)",
-                     x_axis_label="distance to site (km, L1)",
-                     y_axis_label="demand (vehicles)", tools="save,reset",
-                     toolbar_location="above", output_backend="canvas")
-        bars = fig.quad(left="left", right="right", bottom=0, top="top",
-                        source=self._bars, fill_color="#4c78a8", line_color=None)
-        fig.add_tools(HoverTool(renderers=[bars], tooltips=[
-            ("distance", "@left{0.0}-@right{0.0} km"), ("vehicles", "@top{0,0}")]))
-        self._radius = Span(location=0, dimension="height",
-                            line_color=views.HIGHLIGHT_COLOUR, line_dash="dashed",
-                            line_width=2)
+        fig = figure(
+            height=height_px,
+            sizing_mode="stretch_width",
+            title="Distance to the nearest site (weighted)",
+            x_axis_label="distance to site (km, L1)",
+            y_axis_label="demand (vehicles)",
+            tools="save,reset",
+            toolbar_location="above",
+            output_backend="canvas",
+        )
+        bars = fig.quad(
+            left="left",
+            right="right",
+            bottom=0,
+            top="top",
+            source=self._bars,
+            fill_color="#4c78a8",
+            line_color=None,
+        )
+        fig.add_tools(
+            HoverTool(
+                renderers=[bars],
+                tooltips=[
+                    ("distance", "@left{0.0}-@right{0.0} km"),
+                    ("vehicles", "@top{0,0}"),
+                ],
+            )
+        )
+        self._radius = Span(
+            location=0,
+            dimension="height",
+            line_color=views.HIGHLIGHT_COLOUR,
+            line_dash="dashed",
+            line_width=2,
+        )
         fig.add_layout(self._radius)
         fig.y_range.start = 0
         self.figure = fig
@@ -464,10 +582,18 @@ class LiveText:
         Wrap it in ``pn.pane.Bokeh`` to show it.
     """
 
-    def __init__(self, html: str = "", height_px: int | None = None,
-                 min_height_px: int | None = None):
-        self.div = Div(text=html, sizing_mode="stretch_width", height=height_px,
-                       min_height=min_height_px)
+    def __init__(
+        self,
+        html: str = "",
+        height_px: int | None = None,
+        min_height_px: int | None = None,
+    ):
+        self.div = Div(
+            text=html,
+            sizing_mode="stretch_width",
+            height=height_px,
+            min_height=min_height_px,
+        )
 
     def show(self, html: str):
         """Replace the content (nothing is sent when it is unchanged)."""

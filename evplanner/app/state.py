@@ -73,48 +73,83 @@ class PlannerState(param.Parameterized):
     """
 
     # --- controls ---------------------------------------------------------------
-    k = param.Integer(default=7, bounds=(1, K_MAX), label="New sites (k)",
-                      doc="Number of new charging sites to place.")
-    quick_k = param.Selector(default=7, objects=list(QUICK_K), allow_None=True,
-                             label="Quick pick",
-                             doc="One-click choices of k.")
-    counties = param.ListSelector(default=[], objects=[], label="Counties",
-                                  doc="Counties whose vehicles count (empty = all).")
-    ev_types = param.ListSelector(default=["BEV", "PHEV"], objects=["BEV", "PHEV"],
-                                  label="EV type")
-    model_years = param.Range(default=(2000, 2025), bounds=(2000, 2025),
-                              label="Model years", step=1)
-    weighting = param.Selector(default="vehicles", objects=WEIGHTINGS,
-                               label="Demand weighting")
-    radius_km = param.Number(default=5.0, bounds=(0.5, 100.0), step=0.5,
-                             label="Coverage radius (km)")
-    algorithm = param.Selector(default="kmedians", objects=ALGORITHMS,
-                               label="Algorithm")
+    k = param.Integer(
+        default=7,
+        bounds=(1, K_MAX),
+        label="New sites (k)",
+        doc="Number of new charging sites to place.",
+    )
+    quick_k = param.Selector(
+        default=7,
+        objects=list(QUICK_K),
+        allow_None=True,
+        label="Quick pick",
+        doc="One-click choices of k.",
+    )
+    counties = param.ListSelector(
+        default=[],
+        objects=[],
+        label="Counties",
+        doc="Counties whose vehicles count (empty = all).",
+    )
+    ev_types = param.ListSelector(
+        default=["BEV", "PHEV"], objects=["BEV", "PHEV"], label="EV type"
+    )
+    model_years = param.Range(
+        default=(2000, 2025), bounds=(2000, 2025), label="Model years", step=1
+    )
+    weighting = param.Selector(
+        default="vehicles", objects=WEIGHTINGS, label="Demand weighting"
+    )
+    radius_km = param.Number(
+        default=5.0, bounds=(0.5, 100.0), step=0.5, label="Coverage radius (km)"
+    )
+    algorithm = param.Selector(
+        default="kmedians", objects=ALGORITHMS, label="Algorithm"
+    )
     seed = param.Integer(default=0, bounds=(0, 2**31 - 1), label="Random seed")
-    existing = param.Selector(default="none", objects=EXISTING,
-                              label="Existing stations (kept fixed)")
+    existing = param.Selector(
+        default="none", objects=EXISTING, label="Existing stations (kept fixed)"
+    )
 
-    selected_site = param.String(default=None, allow_None=True,
-                                 doc="Site id whose catchment is highlighted.")
+    selected_site = param.String(
+        default=None, allow_None=True, doc="Site id whose catchment is highlighted."
+    )
     compute_sweep = param.Event(label="Compute elbow (objective vs k)")
     run_compare = param.Event(label="Compare K-Medians vs K-Means")
 
     # --- outputs ----------------------------------------------------------------
-    solution = param.ClassSelector(class_=Solution, default=None, allow_None=True,
-                                   doc="The latest applied solution.")
-    sweep = param.DataFrame(default=None, allow_None=True,
-                            doc="Objective/coverage vs k, once computed.")
-    comparison = param.Parameter(default=None,
-                                 doc="(KMeansComparison, sites dict) on request.")
+    solution = param.ClassSelector(
+        class_=Solution,
+        default=None,
+        allow_None=True,
+        doc="The latest applied solution.",
+    )
+    sweep = param.DataFrame(
+        default=None, allow_None=True, doc="Objective/coverage vs k, once computed."
+    )
+    comparison = param.Parameter(
+        default=None, doc="(KMeansComparison, sites dict) on request."
+    )
     busy = param.Boolean(default=False, doc="A solve is running.")
     status = param.String(default="", doc="One line about the latest solve.")
     message = param.String(default="", doc="Problem to show to the user.")
-    message_level = param.Selector(default="warning",
-                                   objects=["info", "warning", "danger"])
+    message_level = param.Selector(
+        default="warning", objects=["info", "warning", "danger"]
+    )
     generation = param.Integer(default=0, doc="Number of solves requested so far.")
 
-    _SOLVE_PARAMS = ("k", "counties", "ev_types", "model_years", "weighting",
-                     "radius_km", "algorithm", "seed", "existing")
+    _SOLVE_PARAMS = (
+        "k",
+        "counties",
+        "ev_types",
+        "model_years",
+        "weighting",
+        "radius_km",
+        "algorithm",
+        "seed",
+        "existing",
+    )
 
     def __init__(self, store: DataStore | None = None, **params):
         self._store = store if store is not None else bundled_store()
@@ -124,8 +159,9 @@ class PlannerState(param.Parameterized):
         self.param.model_years.bounds = years
         params.setdefault("model_years", years)
         super().__init__(**params)
-        self._executor = ThreadPoolExecutor(max_workers=1,
-                                            thread_name_prefix="evplanner-solve")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="evplanner-solve"
+        )
         self._cond = threading.Condition()
         kinds = ("solve", "sweep", "compare")
         self._latest = dict.fromkeys(kinds, 0)
@@ -165,8 +201,9 @@ class PlannerState(param.Parameterized):
             radius_m=float(self.radius_km) * 1000.0,
             algorithm=self.algorithm,
             seed=int(self.seed),
-            existing=(self._upload_existing if self.existing == "upload"
-                      else self.existing),
+            existing=(
+                self._upload_existing if self.existing == "upload" else self.existing
+            ),
         )
 
     def wait(self, timeout: float = 60.0) -> Solution | None:
@@ -178,7 +215,8 @@ class PlannerState(param.Parameterized):
         with self._cond:
             done = self._cond.wait_for(
                 lambda: all(self._applied[k] >= self._latest[k] for k in self._latest),
-                timeout=timeout)
+                timeout=timeout,
+            )
         if not done:
             raise TimeoutError(f"requests not applied within {timeout} s")
         return self.solution
@@ -200,12 +238,17 @@ class PlannerState(param.Parameterized):
     @param.depends(*_SOLVE_PARAMS, watch=True)
     def _on_change(self):
         if not self.ev_types:
-            self._set_message("Choose at least one EV type (BEV, PHEV); the current "
-                              "solution stays.", "warning")
+            self._set_message(
+                "Choose at least one EV type (BEV, PHEV); the current solution stays.",
+                "warning",
+            )
             return
         if self.existing == "upload" and self._uploaded is None:
-            self._set_message("Upload a CSV of existing stations (lon, lat columns) "
-                              "to use them; the current solution stays.", "info")
+            self._set_message(
+                "Upload a CSV of existing stations (lon, lat columns) "
+                "to use them; the current solution stays.",
+                "info",
+            )
             return
         self._request_solve()
 
@@ -229,25 +272,31 @@ class PlannerState(param.Parameterized):
         else:
             self.existing = "upload"  # triggers the solve
         # After the request, so that applying that solve does not clear it.
-        self._set_message(f"Uploaded {len(sites)} existing stations from {name}.",
-                          "info")
+        self._set_message(
+            f"Uploaded {len(sites)} existing stations from {name}.", "info"
+        )
 
     @param.depends("compute_sweep", watch=True)
     def _on_sweep(self):
-        self._submit("sweep", partial(engine.sweep, self._store, self.scenario(),
-                                      SWEEP_K, self._uploaded))
+        self._submit(
+            "sweep",
+            partial(
+                engine.sweep, self._store, self.scenario(), SWEEP_K, self._uploaded
+            ),
+        )
 
     @param.depends("run_compare", watch=True)
     def _on_compare(self):
-        self._submit("compare", partial(engine.compare, self._store,
-                                        self.scenario()))
+        self._submit("compare", partial(engine.compare, self._store, self.scenario()))
 
     # --- solving off the event loop -------------------------------------------------
     def _request_solve(self):
         scenario = self.scenario()
         previous = self.solution
-        self._submit("solve", partial(engine.solve, self._store, scenario,
-                                      self._uploaded, previous))
+        self._submit(
+            "solve",
+            partial(engine.solve, self._store, scenario, self._uploaded, previous),
+        )
 
     def _submit(self, kind: str, job):
         """Run ``job`` on the session's solver thread; apply its result later.
@@ -263,8 +312,9 @@ class PlannerState(param.Parameterized):
         stale = self._pending.get(kind)
         if stale is not None:
             stale.cancel()  # only succeeds if it has not started yet
-        self.param.update(busy=True, status="Solving…" if kind == "solve"
-                          else f"Computing {kind}…")
+        self.param.update(
+            busy=True, status="Solving…" if kind == "solve" else f"Computing {kind}…"
+        )
         doc = pn.state.curdoc
         future = self._executor.submit(job)
         self._pending[kind] = future
@@ -302,8 +352,9 @@ class PlannerState(param.Parameterized):
     def _apply_result(self, kind: str, gen: int, future: Future) -> str | None:
         """Apply a finished job's result or error; return the new status line."""
         if gen != self._latest[kind]:
-            log.debug("dropping stale %s result %d (latest %d)", kind, gen,
-                      self._latest[kind])
+            log.debug(
+                "dropping stale %s result %d (latest %d)", kind, gen, self._latest[kind]
+            )
             return None
         error = future.exception()
         if error is None:
@@ -323,12 +374,15 @@ class PlannerState(param.Parameterized):
             log.error("%s failed", kind, exc_info=error)
             self._set_message(
                 f"The {kind} failed unexpectedly ({type(error).__name__}: "
-                f"{error}); the previous solution is kept.", "danger")
+                f"{error}); the previous solution is kept.",
+                "danger",
+            )
         return "Kept the previous solution."
 
     def _apply_solution(self, solution: Solution, gen: int):
         if self.selected_site is not None and self.selected_site not in set(
-                solution.sites["site_id"]):
+            solution.sites["site_id"]
+        ):
             self.selected_site = None
         if solution.notes:
             self._set_message(" ".join(solution.notes), "info")
@@ -340,8 +394,10 @@ class PlannerState(param.Parameterized):
     @staticmethod
     def _solved_text(solution: Solution) -> str:
         k = solution.scenario.new_sites
-        return (f"Solved: {solution.n_new} new sites (k={k}) on "
-                f"{len(solution.demand)} demand points in {solution.solve_s:.2f} s.")
+        return (
+            f"Solved: {solution.n_new} new sites (k={k}) on "
+            f"{len(solution.demand)} demand points in {solution.solve_s:.2f} s."
+        )
 
     def _mark_applied(self, kind: str, gen: int):
         with self._cond:

@@ -39,6 +39,7 @@ def bokeh_backend() -> None:
         hv.renderer("bokeh")
     import geoviews.plotting.bokeh  # noqa: F401  (GeoViews' Bokeh plots)
 
+
 __all__ = [
     "BASEMAPS",
     "CATCHMENT_COLOURS",
@@ -63,8 +64,12 @@ __all__ = [
 
 #: Web-tile basemaps; the tiles load in the browser, so with no network they just
 #: stay blank and everything else works.
-BASEMAPS = {"Light (CARTO)": "CartoLight", "OpenStreetMap": "OSM",
-            "Imagery (Esri)": "EsriImagery", "None": "none"}
+BASEMAPS = {
+    "Light (CARTO)": "CartoLight",
+    "OpenStreetMap": "OSM",
+    "Imagery (Esri)": "EsriImagery",
+    "None": "none",
+}
 
 #: Colours of catchments. Sites are coloured by ``index % len(CATCHMENT_COLOURS)``:
 #: categorical shading keeps one aggregate per colour, so a fixed palette keeps
@@ -76,11 +81,19 @@ EXISTING_COLOUR = "#9e9e9e"
 HIGHLIGHT_COLOUR = "#e6007e"
 _COLOUR_KEYS = [f"c{i:02d}" for i in range(len(CATCHMENT_COLOURS))] + ["existing"]
 #: Categorical colour key -> colour, for Datashader's categorical shading.
-COLOUR_KEY = dict(zip(_COLOUR_KEYS, [*CATCHMENT_COLOURS, EXISTING_COLOUR],
-                      strict=True))
+COLOUR_KEY = dict(zip(_COLOUR_KEYS, [*CATCHMENT_COLOURS, EXISTING_COLOUR], strict=True))
 
-_SITE_VDIMS = ["site_id", "kind", "name", "lon", "lat", "vehicles", "share",
-               "mean_km", "max_km"]
+_SITE_VDIMS = [
+    "site_id",
+    "kind",
+    "name",
+    "lon",
+    "lat",
+    "vehicles",
+    "share",
+    "mean_km",
+    "max_km",
+]
 
 
 def tiles(basemap: str = "CartoLight") -> hv.Tiles:
@@ -96,8 +109,9 @@ def tiles(basemap: str = "CartoLight") -> hv.Tiles:
 
 def site_colour(labels: np.ndarray, n_new: int) -> pd.Categorical:
     """Categorical colour key of each demand point from its site label."""
-    codes = np.where(labels < n_new, labels % len(CATCHMENT_COLOURS),
-                     len(CATCHMENT_COLOURS))
+    codes = np.where(
+        labels < n_new, labels % len(CATCHMENT_COLOURS), len(CATCHMENT_COLOURS)
+    )
     return pd.Categorical.from_codes(codes, categories=_COLOUR_KEYS)
 
 
@@ -109,14 +123,23 @@ def demand_frame(solution: Solution | None) -> pd.DataFrame:
     by an existing station).
     """
     if solution is None:
-        return pd.DataFrame({"x_web": [], "y_web": [], "weight": [], "colour":
-                             pd.Categorical([], categories=_COLOUR_KEYS)})
+        return pd.DataFrame(
+            {
+                "x_web": [],
+                "y_web": [],
+                "weight": [],
+                "colour": pd.Categorical([], categories=_COLOUR_KEYS),
+            }
+        )
     d = solution.demand
-    return pd.DataFrame({
-        "x_web": d["x_web"].to_numpy(), "y_web": d["y_web"].to_numpy(),
-        "weight": d["weight"].to_numpy(),
-        "colour": site_colour(d["label"].to_numpy(), solution.n_new),
-    })
+    return pd.DataFrame(
+        {
+            "x_web": d["x_web"].to_numpy(),
+            "y_web": d["y_web"].to_numpy(),
+            "weight": d["weight"].to_numpy(),
+            "colour": site_colour(d["label"].to_numpy(), solution.n_new),
+        }
+    )
 
 
 def demand_points(solution: Solution | None) -> hv.Points:
@@ -141,10 +164,16 @@ def density_layer(points, extent=None) -> hv.Element:
     if extent is not None:
         x0, y0, x1, y1 = extent
         ranges = {"x_range": (x0, x1), "y_range": (y0, y1)}
-    raster = rasterize(points, aggregator=ds.sum("weight"), pixel_ratio=_PIXEL_RATIO,
-                       **ranges).opts(
-        cmap=colorcet.fire[40:], cnorm="eq_hist", colorbar=True,
-        clabel="demand weight", tools=["hover"], alpha=0.9)
+    raster = rasterize(
+        points, aggregator=ds.sum("weight"), pixel_ratio=_PIXEL_RATIO, **ranges
+    ).opts(
+        cmap=colorcet.fire[40:],
+        cnorm="eq_hist",
+        colorbar=True,
+        clabel="demand weight",
+        tools=["hover"],
+        alpha=0.9,
+    )
     return dynspread(raster, threshold=0.6, max_px=3, shape="circle")
 
 
@@ -153,8 +182,9 @@ def density_layer(points, extent=None) -> hv.Element:
 MAX_HIGHLIGHT_POINTS = 20_000
 
 
-def catchment_frame(solution: Solution | None, selected_site: str | None = None
-                    ) -> pd.DataFrame:
+def catchment_frame(
+    solution: Solution | None, selected_site: str | None = None
+) -> pd.DataFrame:
     """Demand points (``x_web``, ``y_web``, ``weight``) served by ``selected_site``.
 
     At most :data:`MAX_HIGHLIGHT_POINTS`, the heaviest: they are drawn one by one
@@ -190,8 +220,9 @@ def site_colours(n: int, kind: str) -> np.ndarray:
     """
     if kind != "new":
         return np.full(n, EXISTING_COLOUR, dtype=object)
-    return np.asarray(CATCHMENT_COLOURS, dtype=object)[np.arange(n)
-                                                       % len(CATCHMENT_COLOURS)]
+    return np.asarray(CATCHMENT_COLOURS, dtype=object)[
+        np.arange(n) % len(CATCHMENT_COLOURS)
+    ]
 
 
 def distance_histogram_data(solution: Solution | None, bins: int = 40) -> dict:
@@ -207,9 +238,12 @@ def distance_histogram_data(solution: Solution | None, bins: int = 40) -> dict:
     d = solution.demand
     dist_km = d["dist_m"].to_numpy() / 1000
     top = max(float(np.percentile(dist_km, 99.5)), solution.scenario.radius_m / 1000)
-    counts, edges = np.histogram(np.minimum(dist_km, top), bins=bins,
-                                 range=(0, top * 1.001),
-                                 weights=d["weight"].to_numpy())
+    counts, edges = np.histogram(
+        np.minimum(dist_km, top),
+        bins=bins,
+        range=(0, top * 1.001),
+        weights=d["weight"].to_numpy(),
+    )
     return {"left": edges[:-1], "right": edges[1:], "top": counts}
 
 
@@ -226,12 +260,17 @@ def bar_frame(solution: Solution | None) -> pd.DataFrame:
 def site_loads(solution: Solution | None) -> hv.Bars:
     """Vehicles served per new site, busiest first (tap a bar to highlight it)."""
     bokeh_backend()
-    return hv.Bars(bar_frame(solution), ["site_id"],
-                   ["vehicles", "colour", "mean_km"]).opts(
-        color="colour", xrotation=60, tools=["tap", "hover"],
-        xlabel="site", ylabel="vehicles served",
+    return hv.Bars(
+        bar_frame(solution), ["site_id"], ["vehicles", "colour", "mean_km"]
+    ).opts(
+        color="colour",
+        xrotation=60,
+        tools=["tap", "hover"],
+        xlabel="site",
+        ylabel="vehicles served",
         title="Site loads (tap a bar to highlight its catchment)",
-        backend_opts=CANVAS)
+        backend_opts=CANVAS,
+    )
 
 
 def coverage_curve(solution: Solution | None) -> hv.Overlay:
@@ -243,49 +282,72 @@ def coverage_curve(solution: Solution | None) -> hv.Overlay:
     bokeh_backend()
     ylabel = ("share_pct", "demand within radius (%)")
     if solution is None:
-        c = pd.DataFrame({"radius_km": [1.0], "share_pct": [np.nan],
-                          "base_pct": [np.nan]})
+        c = pd.DataFrame(
+            {"radius_km": [1.0], "share_pct": [np.nan], "base_pct": [np.nan]}
+        )
         radius_km = 1.0
     else:
-        c = solution.curve.assign(share_pct=solution.curve["share"] * 100,
-                                  base_pct=solution.curve["baseline_share"] * 100)
+        c = solution.curve.assign(
+            share_pct=solution.curve["share"] * 100,
+            base_pct=solution.curve["baseline_share"] * 100,
+        )
         radius_km = solution.scenario.radius_m / 1000
     new = hv.Curve(c, "radius_km", ylabel, label="with new sites").opts(
-        color="#4c78a8", tools=["hover"])
-    today = hv.Curve(c.assign(share_pct=c["base_pct"]), "radius_km", ylabel,
-                     label="today's network").opts(
-        color=EXISTING_COLOUR, line_dash="dashed", tools=["hover"])
-    return hv.Overlay([
-        new, hv.Scatter(new).opts(color="#4c78a8", size=5), today,
-        hv.VLine(radius_km).opts(color=HIGHLIGHT_COLOUR, line_dash="dotted"),
-    ]).opts(title="Coverage vs radius", xlabel="radius (km)", logx=True,
-            legend_position="bottom_right", backend_opts=CANVAS)
+        color="#4c78a8", tools=["hover"]
+    )
+    today = hv.Curve(
+        c.assign(share_pct=c["base_pct"]), "radius_km", ylabel, label="today's network"
+    ).opts(color=EXISTING_COLOUR, line_dash="dashed", tools=["hover"])
+    return hv.Overlay(
+        [
+            new,
+            hv.Scatter(new).opts(color="#4c78a8", size=5),
+            today,
+            hv.VLine(radius_km).opts(color=HIGHLIGHT_COLOUR, line_dash="dotted"),
+        ]
+    ).opts(
+        title="Coverage vs radius",
+        xlabel="radius (km)",
+        logx=True,
+        legend_position="bottom_right",
+        backend_opts=CANVAS,
+    )
 
 
 def elbow_plot(sweep: pd.DataFrame | None, k: int | None = None) -> hv.Layout:
     """Objective and coverage vs k from :func:`evplanner.planning.sweep`."""
     bokeh_backend()
     if sweep is None or len(sweep) == 0:
-        return hv.Layout([hv.Curve([]).opts(title="Press 'Compute elbow'",
-                                            backend_opts=CANVAS)])
-    f = sweep.assign(objective_vkm=sweep["objective_m"] / 1000,
-                     coverage_pct=sweep["coverage_share"] * 100)
+        return hv.Layout(
+            [hv.Curve([]).opts(title="Press 'Compute elbow'", backend_opts=CANVAS)]
+        )
+    f = sweep.assign(
+        objective_vkm=sweep["objective_m"] / 1000,
+        coverage_pct=sweep["coverage_share"] * 100,
+    )
     f = f.rename(columns={"new_sites": "k"})
     obj = hv.Curve(f, "k", ("objective_vkm", "objective (vehicle-km)")).opts(
-        tools=["hover"], title="Objective vs k (elbow)")
+        tools=["hover"], title="Objective vs k (elbow)"
+    )
     cov = hv.Curve(f, "k", ("coverage_pct", "demand within radius (%)")).opts(
-        tools=["hover"], title="Coverage vs k", color="#f58518")
+        tools=["hover"], title="Coverage vs k", color="#f58518"
+    )
     marks = [hv.VLine(k).opts(color=HIGHLIGHT_COLOUR, line_dash="dotted")] if k else []
-    return hv.Layout([
-        hv.Overlay([obj, hv.Scatter(obj).opts(size=5), *marks]).opts(
-            backend_opts=CANVAS),
-        hv.Overlay([cov, hv.Scatter(cov).opts(size=5, color="#f58518"),
-                    *marks]).opts(backend_opts=CANVAS),
-    ]).cols(2)
+    return hv.Layout(
+        [
+            hv.Overlay([obj, hv.Scatter(obj).opts(size=5), *marks]).opts(
+                backend_opts=CANVAS
+            ),
+            hv.Overlay(
+                [cov, hv.Scatter(cov).opts(size=5, color="#f58518"), *marks]
+            ).opts(backend_opts=CANVAS),
+        ]
+    ).cols(2)
 
 
-def comparison_map(points, sites: pd.DataFrame, title: str, basemap: str | None,
-                   extent=None):
+def comparison_map(
+    points, sites: pd.DataFrame, title: str, basemap: str | None, extent=None
+):
     """A small map of one algorithm's sites over the demand density.
 
     Not redrawn on every solve, so it is built from GeoViews elements that carry
@@ -298,11 +360,12 @@ def comparison_map(points, sites: pd.DataFrame, title: str, basemap: str | None,
     import geoviews as gv
 
     bokeh_backend()
-    dots = gv.Points(sites, ["x_web", "y_web"], ["lon", "lat"],
-                     crs=ccrs.GOOGLE_MERCATOR).opts(
-        color="black", fill_color="white", size=11, line_width=2, tools=["hover"])
+    dots = gv.Points(
+        sites, ["x_web", "y_web"], ["lon", "lat"], crs=ccrs.GOOGLE_MERCATOR
+    ).opts(color="black", fill_color="white", size=11, line_width=2, tools=["hover"])
     density = density_layer(points, extent).opts(colorbar=False)
     name = basemap if basemap and basemap != "none" else "CartoLight"
     basemap_tiles = gv.tile_sources.tile_sources[name]().opts(
-        alpha=0.0 if basemap in (None, "none") else 0.75)
+        alpha=0.0 if basemap in (None, "none") else 0.75
+    )
     return (basemap_tiles * density * dots).opts(title=title, backend_opts=CANVAS)

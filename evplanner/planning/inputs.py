@@ -639,8 +639,10 @@ def load_candidates(
         return None
     if kind == "upload":
         if uploaded is None:
-            raise InputError(f"no uploaded candidate list given for "
-                             f"{scenario.candidates!r}", field="candidates")
+            raise InputError(
+                f"no uploaded candidate list given for {scenario.candidates!r}",
+                field="candidates",
+            )
         return uploaded
     if kind == "tracts":
         tracts = load_tracts()

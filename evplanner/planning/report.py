@@ -246,9 +246,11 @@ def report_html(plan: Plan) -> str:
                   f"<li>Candidate sites: {_e(_describe(plan.candidates['source']))} "
                   f"({plan.candidates['n_candidates']:,})</li>")  # fmt: skip
     if plan.demand_report is not None and "tract" in s.demand_at:
-        candidates += ("<li>Census tracts: U.S. Census Bureau, 2020 Centers of "
-                       "Population by Census Tract (population and centre of "
-                       "population of Washington's 1,784 tracts)</li>")
+        candidates += (
+            "<li>Census tracts: U.S. Census Bureau, 2020 Centers of "
+            "Population by Census Tract (population and centre of "
+            "population of Washington's 1,784 tracts)</li>"
+        )
     if s.objective == "coverage":
         goal = (f"Sites maximise the demand within {radius_km:g} km (L1) of a site "
                 f"(maximal coverage)")  # fmt: skip
@@ -256,11 +258,18 @@ def report_html(plan: Plan) -> str:
         goal = ("Sites minimise the demand-weighted Manhattan (L1) distance from each "
                 "demand point to its nearest site (weighted K-Medians, the "
                 "rectilinear p-median)")  # fmt: skip
-    where = "" if plan.candidates is None else (
-        ", chosen among candidate sites" + (" (free sites moved to their nearest "
-                                            "candidate)" if s.snap else ""))
-    placed = {"tract": "at their 2020 census tract's centre of population",
-              "zip": "at their published ZIP-code centroid"}[s.demand_at]
+    where = (
+        ""
+        if plan.candidates is None
+        else (
+            ", chosen among candidate sites"
+            + (" (free sites moved to their nearest candidate)" if s.snap else "")
+        )
+    )
+    placed = {
+        "tract": "at their 2020 census tract's centre of population",
+        "zip": "at their published ZIP-code centroid",
+    }[s.demand_at]
     method = (
         f"{goal}{where}; algorithm <code>{_e(s.algorithm)}</code>, seed {s.seed}; "
         f"the existing sites are held fixed. Distances are measured in metres in "

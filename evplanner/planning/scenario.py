@@ -312,8 +312,17 @@ got 0
     @property
     def sites_key(self) -> tuple:
         """The fields the site locations depend on (all but the radius)."""
-        key = (self.demand_key, self.existing, self.new_sites, self.algorithm,
-               self.seed, self.max_iter, self.candidates, self.objective, self.snap)
+        key = (
+            self.demand_key,
+            self.existing,
+            self.new_sites,
+            self.algorithm,
+            self.seed,
+            self.max_iter,
+            self.candidates,
+            self.objective,
+            self.snap,
+        )
         # The coverage objective places sites by the radius too.
         return key + ((self.radius_m,) if self.objective == "coverage" else ())
 

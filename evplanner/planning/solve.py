@@ -110,8 +110,12 @@ def _fit_candidates(scenario: Scenario, demand: Demand, fixed,
     from evplanner._kernels import assign_l1
 
     C = candidates.metres(demand.crs)
-    summary = {"source": candidates.source, "n_candidates": len(candidates),
-               "objective": scenario.objective, "snap": scenario.snap}
+    summary = {
+        "source": candidates.source,
+        "n_candidates": len(candidates),
+        "objective": scenario.objective,
+        "snap": scenario.snap,
+    }
     if len(candidates) < scenario.new_sites:
         raise InputError(f"{len(candidates):,} candidate sites, fewer than the "
                          f"{scenario.new_sites:,} new sites asked for",
@@ -131,8 +135,9 @@ def _fit_candidates(scenario: Scenario, demand: Demand, fixed,
     # Each freely placed site moved to its nearest candidate (two may share one).
     snapped, _ = assign_l1(np.ascontiguousarray(free.centers), C)
     sites_m = C[snapped] if fixed is None else np.vstack([C[snapped], fixed])
-    snapped_objective = coverage(demand.X, demand.weight, sites_m,
-                                 n_new_sites=len(snapped)).objective_m
+    snapped_objective = coverage(
+        demand.X, demand.weight, sites_m, n_new_sites=len(snapped)
+    ).objective_m
     summary.update({
         "discrete_objective_m": discrete.inertia,
         "snapped_objective_m": snapped_objective,
@@ -245,7 +250,8 @@ def solve(
     sites = site_table(cover, new_m, existing.stations, demand.crs, residents)
     if fit.chosen is not None:
         sites.loc[: k - 1, "candidate_id"] = (
-            candidates.sites["candidate_id"].astype(str).to_numpy()[fit.chosen])
+            candidates.sites["candidate_id"].astype(str).to_numpy()[fit.chosen]
+        )
     points = None
     if not demand.is_dask:
         points = pd.DataFrame({

@@ -26,14 +26,20 @@ playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 TIMEOUT_MS = 120_000
 # Console noise about the tiles and fonts we block on purpose, and two warnings
 # of the widgets' own libraries about options they do not use.
 ALLOWED_CONSOLE = re.compile(
     r"^Failed to load resource|unable to load https?://|attempting to load https?://"
-    r"|jquery-ui is required to enable DataTable.reorderable|allowHTML will default")
+    r"|jquery-ui is required to enable DataTable.reorderable|allowHTML will default"
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +65,22 @@ def page(server, browser):
     url, log_path = server
     host = urlsplit(url).netloc
     log_start = len(log_path.read_text())
-    context = browser.new_context(viewport={"width": 1500, "height": 1200},
-                                  accept_downloads=True)
+    context = browser.new_context(
+        viewport={"width": 1500, "height": 1200}, accept_downloads=True
+    )
     pg = context.new_page()
     console, page_errors, failed = [], [], []
     pg.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: page_errors.append(str(e)))
     pg.on("requestfailed", lambda r: failed.append(r.url))
-    pg.route("**/*", lambda route: route.continue_()
-             if urlsplit(route.request.url).netloc == host else route.abort())
+    pg.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if urlsplit(route.request.url).netloc == host
+            else route.abort()
+        ),
+    )
     pg.goto(url, timeout=TIMEOUT_MS)
     pg.get_by_text("Solved: 7 new sites").wait_for(timeout=TIMEOUT_MS)
     yield pg
@@ -105,7 +118,9 @@ def indicator(page, title: str) -> str:
                 return null;
             };
             return walk(document);
-        }""", title)
+        }""",
+        title,
+    )
 
 
 def status(page) -> str:
@@ -122,7 +137,8 @@ def map_new_sites(page) -> int:
                     if (m.data && m.data.site_id && m.data.size && m.data.colour)
                         return m.data.site_id.length;
             return -1;
-        }""")
+        }"""
+    )
 
 
 VISIBLE_PLOTS_JS = """() => {
@@ -160,8 +176,9 @@ def wait_for_plot(page, title_start: str, min_w: int = 200, min_h: int = 150) ->
             if title.startswith(title_start) and size[0] >= min_w and size[1] >= min_h:
                 return size
         if time.monotonic() > deadline:
-            raise AssertionError(f"no visible plot titled {title_start!r}: "
-                                 f"{visible_plots(page)}")
+            raise AssertionError(
+                f"no visible plot titled {title_start!r}: {visible_plots(page)}"
+            )
         page.wait_for_timeout(250)
 
 
@@ -183,8 +200,11 @@ def solved_for(page, k: int) -> None:
 
 def wait_new_solution(page, before: str) -> None:
     """Wait for a status line different from ``before`` that reports a solve."""
-    wait_until(page, lambda: status(page) != before
-               and status(page).startswith(("Solved", "Kept")), "a new solve")
+    wait_until(
+        page,
+        lambda: status(page) != before and status(page).startswith(("Solved", "Kept")),
+        "a new solve",
+    )
 
 
 def pct(text: str) -> float:
@@ -209,9 +229,11 @@ def test_quick_pick_k_updates_sites_indicators_and_map(page, tmp_path):
     assert indicator(page, "New sites") == "15"
     assert map_new_sites(page) == 15  # the map's own data, not just the table
     assert pct(indicator(page, "Demand within 5 km (with new sites)")) > pct(
-        covered_before)
-    assert (float(indicator(page, "Objective (vehicle-km)").replace(",", ""))
-            < float(objective_before.replace(",", "")))
+        covered_before
+    )
+    assert float(indicator(page, "Objective (vehicle-km)").replace(",", "")) < float(
+        objective_before.replace(",", "")
+    )
     shot = tmp_path / "planner_k15.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
@@ -237,35 +259,47 @@ def test_selects_change_the_plan(page):
     assert indicator(page, "Today's network within 5 km") == "–"
     before = status(page)
     page.get_by_label("Existing stations (kept fixed)").select_option(
-        label="Public stations (all)")
+        label="Public stations (all)"
+    )
     wait_new_solution(page, before)
-    wait_until(page, lambda: indicator(page, "Today's network within 5 km") != "–",
-               "today's network coverage")
+    wait_until(
+        page,
+        lambda: indicator(page, "Today's network within 5 km") != "–",
+        "today's network coverage",
+    )
     network = pct(indicator(page, "Today's network within 5 km"))
     assert 50 < network < 100
     assert pct(indicator(page, "Demand within 5 km (with new sites)")) >= network
 
     before = status(page)
     page.get_by_label("Existing stations (kept fixed)").select_option(
-        label="Public stations (DC fast only)")
+        label="Public stations (DC fast only)"
+    )
     wait_new_solution(page, before)
-    wait_until(page, lambda: indicator(page, "Today's network within 5 km") != (
-        f"{network:.1f}%"), "DC fast coverage")
+    wait_until(
+        page,
+        lambda: indicator(page, "Today's network within 5 km") != (f"{network:.1f}%"),
+        "DC fast coverage",
+    )
     assert pct(indicator(page, "Today's network within 5 km")) < network
 
     objective = indicator(page, "Objective (vehicle-km)")
     before = status(page)
     page.get_by_label("Demand weighting").select_option(label="BEV only")
     wait_new_solution(page, before)
-    wait_until(page, lambda: indicator(page, "Objective (vehicle-km)") != objective,
-               "a BEV-only objective")
+    wait_until(
+        page,
+        lambda: indicator(page, "Objective (vehicle-km)") != objective,
+        "a BEV-only objective",
+    )
 
     before = status(page)
     page.get_by_label("Algorithm").select_option(label="K-Means (comparison)")
     wait_new_solution(page, before)
     # K-Means cannot hold stations fixed: the page says so.
     page.get_by_text("K-Means cannot hold existing stations fixed").wait_for(
-        timeout=TIMEOUT_MS)
+        timeout=TIMEOUT_MS
+    )
 
     # Display-only controls: basemap and the demand layer.
     page.get_by_label("Basemap").select_option(index=1)
@@ -290,8 +324,11 @@ def test_filters_seed_and_radius(page):
     before = status(page)
     page.get_by_role("button", name="PHEV", exact=True).click()  # BEV only now
     wait_new_solution(page, before)
-    wait_until(page, lambda: indicator(page, "Objective (vehicle-km)") != objective,
-               "an objective without PHEVs")
+    wait_until(
+        page,
+        lambda: indicator(page, "Objective (vehicle-km)") != objective,
+        "an objective without PHEVs",
+    )
 
     before = status(page)
     seed = page.get_by_label("Random seed")
@@ -304,7 +341,8 @@ def test_filters_seed_and_radius(page):
     radius.focus()
     radius.press("ArrowRight")
     page.get_by_text("Demand within 5.5 km (with new sites)").wait_for(
-        timeout=TIMEOUT_MS)
+        timeout=TIMEOUT_MS
+    )
 
 
 def test_upload_through_the_file_chooser(page, tmp_path):
@@ -312,7 +350,8 @@ def test_upload_through_the_file_chooser(page, tmp_path):
     first.write_text("lon,lat\n-122.33,47.61\n-122.20,47.50\n-117.42,47.66\n")
     page.locator("input[type='file']").set_input_files(str(first))
     page.get_by_text("Uploaded 3 existing stations from my_stations.csv").wait_for(
-        timeout=TIMEOUT_MS)
+        timeout=TIMEOUT_MS
+    )
     rows = page.locator(".slick-row")
     playwright.expect(rows).to_have_count(10, timeout=TIMEOUT_MS)  # 7 new + 3
 
@@ -321,7 +360,8 @@ def test_upload_through_the_file_chooser(page, tmp_path):
     second.write_text("name,lon,lat\nDepot A,-122.30,47.60\nDepot B,-122.45,47.25\n")
     page.locator("input[type='file']").set_input_files(str(second))
     page.get_by_text("Uploaded 2 existing stations from depots.csv").wait_for(
-        timeout=TIMEOUT_MS)
+        timeout=TIMEOUT_MS
+    )
     playwright.expect(rows).to_have_count(9, timeout=TIMEOUT_MS)
     page.get_by_text("Depot B").first.wait_for(timeout=TIMEOUT_MS)
 
@@ -338,8 +378,10 @@ def test_upload_through_the_file_chooser(page, tmp_path):
 
     # Markdown in a file's header is shown as text, not as a link or an image.
     evil = tmp_path / "evil.csv"
-    evil.write_text("[log in again](http://evil.example/login),"
-                    "![t](http://evil.example/t.png)\n1,2\n")
+    evil.write_text(
+        "[log in again](http://evil.example/login),"
+        "![t](http://evil.example/t.png)\n1,2\n"
+    )
     page.locator("input[type='file']").set_input_files(str(evil))
     page.get_by_text("Upload rejected: evil.csv").wait_for(timeout=TIMEOUT_MS)
     assert page.locator("a[href^='http://evil.example']").count() == 0
@@ -362,10 +404,12 @@ def test_elbow_and_comparison_buttons(page):
 
 def test_every_tab_shows_its_plot(page):
     assert wait_for_plot(page, "Demand and sites")[1] >= 400
-    for tab, title in [("Site loads", "Site loads"),
-                       ("Coverage vs radius", "Coverage vs radius"),
-                       ("Elbow (choose k)", "Press 'Compute elbow'"),
-                       ("Distance", "Distance to the nearest site")]:
+    for tab, title in [
+        ("Site loads", "Site loads"),
+        ("Coverage vs radius", "Coverage vs radius"),
+        ("Elbow (choose k)", "Press 'Compute elbow'"),
+        ("Distance", "Distance to the nearest site"),
+    ]:
         open_tab(page, tab)
         wait_for_plot(page, title)
     open_tab(page, "K-Medians vs K-Means")

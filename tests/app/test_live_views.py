@@ -25,13 +25,15 @@ from evplanner.app.state import PlannerState, bundled_store
 def _demand(n=400, n_sites=23, seed=3):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_sites, n)
-    return pd.DataFrame({
-        "x_web": rng.uniform(-13.5e6, -13.0e6, n),
-        "y_web": rng.uniform(5.7e6, 6.0e6, n),
-        "weight": rng.integers(1, 500, n).astype("float64"),
-        # 20 new sites' colours cycle; labels >= 20 stand for existing stations.
-        "colour": views.site_colour(labels, n_new=20),
-    })
+    return pd.DataFrame(
+        {
+            "x_web": rng.uniform(-13.5e6, -13.0e6, n),
+            "y_web": rng.uniform(5.7e6, 6.0e6, n),
+            "weight": rng.integers(1, 500, n).astype("float64"),
+            # 20 new sites' colours cycle; labels >= 20 stand for existing stations.
+            "colour": views.site_colour(labels, n_new=20),
+        }
+    )
 
 
 X_RANGE, Y_RANGE = (-13.5e6, -13.0e6), (5.7e6, 6.0e6)
@@ -54,8 +56,9 @@ def test_grid_keeps_cells_square_and_follows_the_plot_height():
 
 
 @pytest.mark.parametrize("sparse_max", [200_000, 0], ids=["cell-sums", "datashader"])
-def test_catchment_image_equals_datashaders_full_categorical_shading(monkeypatch,
-                                                                    sparse_max):
+def test_catchment_image_equals_datashaders_full_categorical_shading(
+    monkeypatch, sparse_max
+):
     # Both aggregation paths (filled cells summed here, or Datashader's grid)
     # must give exactly the image of Datashader's whole pipeline.
     monkeypatch.setattr(live_views, "SPARSE_MAX_POINTS", sparse_max)
@@ -66,15 +69,21 @@ def test_catchment_image_equals_datashaders_full_categorical_shading(monkeypatch
     width, height = grid_shape(X_RANGE, Y_RANGE)
     image = shade_demand(frame, X_RANGE, Y_RANGE, width, height, by_site=True)
 
-    canvas = ds.Canvas(plot_width=width, plot_height=height, x_range=X_RANGE,
-                       y_range=Y_RANGE)
+    canvas = ds.Canvas(
+        plot_width=width, plot_height=height, x_range=X_RANGE, y_range=Y_RANGE
+    )
     agg = canvas.points(frame, "x_web", "y_web", agg=ds.by("colour", ds.sum("weight")))
-    reference = tf.dynspread(tf.shade(agg, color_key=views.COLOUR_KEY, min_alpha=90),
-                             threshold=0.6, max_px=3, shape="circle")
+    reference = tf.dynspread(
+        tf.shade(agg, color_key=views.COLOUR_KEY, min_alpha=90),
+        threshold=0.6,
+        max_px=3,
+        shape="circle",
+    )
     assert image.shape == (height, width) and image.dtype == np.uint32
     assert np.array_equal(image, reference.data)
-    assert (image != 0).sum() >= frame[["x_web", "y_web"]].round(-3).drop_duplicates(
-    ).shape[0] * 0.5
+    assert (image != 0).sum() >= frame[["x_web", "y_web"]].round(
+        -3
+    ).drop_duplicates().shape[0] * 0.5
 
 
 def test_pixel_cells_follow_datashaders_mapping():
@@ -118,8 +127,9 @@ def test_map_follows_solutions_selection_zoom_and_basemap(state):
     # Zooming in re-renders the demand for the visible range only.
     x0, y0, x1, y1 = state.store.web_extent()
     xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
-    event = RangesUpdate(demand_map.figure, x0=xm, x1=xm + (x1 - x0) / 8, y0=ym,
-                         y1=ym + (y1 - y0) / 8)
+    event = RangesUpdate(
+        demand_map.figure, x0=xm, x1=xm + (x1 - x0) / 8, y0=ym, y1=ym + (y1 - y0) / 8
+    )
     demand_map._on_ranges(event)
     data = demand_map._image.data
     assert data["x"] == [xm] and data["dw"][0] == pytest.approx((x1 - x0) / 8)

@@ -37,28 +37,42 @@ def free_port() -> int:
 def serve_planner(log_path: Path, *extra: str, startup_s: float = 120.0):
     """Run ``panel serve apps/planner.py`` on a free port; yield its page URL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "panel", "serve", str(APP), "--port", str(port),
-           "--address", "127.0.0.1", "--allow-websocket-origin",
-           f"127.0.0.1:{port}", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "panel",
+        "serve",
+        str(APP),
+        "--port",
+        str(port),
+        "--address",
+        "127.0.0.1",
+        "--allow-websocket-origin",
+        f"127.0.0.1:{port}",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env=env)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     url = f"http://127.0.0.1:{port}/planner"
     try:
         deadline = time.monotonic() + startup_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"panel serve exited with {proc.returncode}:\n"
-                                   + log_path.read_text())
+                raise RuntimeError(
+                    f"panel serve exited with {proc.returncode}:\n"
+                    + log_path.read_text()
+                )
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/",
-                                            timeout=5):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
                     break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.monotonic() > deadline:
-                    raise RuntimeError("panel serve did not start:\n"
-                                       + log_path.read_text()) from None
+                    raise RuntimeError(
+                        "panel serve did not start:\n" + log_path.read_text()
+                    ) from None
                 time.sleep(0.5)
         yield url
     finally:

@@ -147,8 +147,7 @@ def test_radius_change_keeps_sites_and_updates_coverage(state):
     after = state.wait()
     np.testing.assert_array_equal(after.plan.new_sites_m, before.plan.new_sites_m)
     assert after.plan.n_iter == 0  # not refitted
-    assert (after.plan.coverage.coverage_share
-            > before.plan.coverage.coverage_share)
+    assert after.plan.coverage.coverage_share > before.plan.coverage.coverage_share
 
 
 def test_fewer_points_than_k_says_so_and_keeps_solution(state, store):
@@ -207,20 +206,29 @@ def test_valid_upload_becomes_fixed_stations(state):
     sol = state.solution
     existing = sol.sites[sol.sites["kind"] == "existing"]
     assert existing[["lon", "lat"]].to_numpy().tolist() == [
-        [-122.33, 47.61], [-117.42, 47.66], [-120.51, 46.60]]
+        [-122.33, 47.61],
+        [-117.42, 47.66],
+        [-120.51, 46.60],
+    ]
     assert "Uploaded 3 existing stations" in state.message
     assert state.message_level == "info"
 
 
-@pytest.mark.parametrize("data, name, phrase", [
-    (b"\x89PNG\r\n\x1a\n\x00\x00binary", "map.png", "expected a .csv"),
-    (b"\x00\x01\x02\xff\xfe garbage \x00", "stations.csv", "stations.csv"),
-    (b"name,x_coord\nA,1\nB,2\n", "stations.csv", "lon"),
-    (b"lon,lat\n-122.3,47.6\n-522.3,47.6\n", "stations.csv", "out of range"),
-    (b"lon,lat\n" + b"-122.3,47.6\n" * (MAX_UPLOAD_BYTES // 12 + 10),
-     "big.csv", "limit"),
-    (b"", "empty.csv", "empty"),
-])
+@pytest.mark.parametrize(
+    "data, name, phrase",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", "map.png", "expected a .csv"),
+        (b"\x00\x01\x02\xff\xfe garbage \x00", "stations.csv", "stations.csv"),
+        (b"name,x_coord\nA,1\nB,2\n", "stations.csv", "lon"),
+        (b"lon,lat\n-122.3,47.6\n-522.3,47.6\n", "stations.csv", "out of range"),
+        (
+            b"lon,lat\n" + b"-122.3,47.6\n" * (MAX_UPLOAD_BYTES // 12 + 10),
+            "big.csv",
+            "limit",
+        ),
+        (b"", "empty.csv", "empty"),
+    ],
+)
 def test_bad_upload_gives_message_and_keeps_solution(state, data, name, phrase):
     kept = state.solution
     existing = state.existing
@@ -281,10 +289,12 @@ def test_downloads_are_the_plan_writers(state, store):
     assert gj["type"] == "FeatureCollection" and len(gj["features"]) == len(sol.sites)
     first = gj["features"][0]
     assert first["geometry"]["coordinates"] == pytest.approx(
-        [sol.sites["lon"].iloc[0], sol.sites["lat"].iloc[0]])
+        [sol.sites["lon"].iloc[0], sol.sites["lat"].iloc[0]]
+    )
     metrics = json.loads(metrics_json(sol.plan))
     assert metrics["coverage"]["coverage_share"] == pytest.approx(
-        sol.plan.coverage.coverage_share)
+        sol.plan.coverage.coverage_share
+    )
     assert metrics["today"]["n_existing_sites"] == len(sol.sites) - state.k
     assert metrics["load_report"]["demand"]["rows_kept"] == len(store.vehicles[0])
     report = load_report_text(store)

@@ -59,19 +59,25 @@ def test_snap_cost_is_reported_against_the_discrete_choice():
     summary = plan.candidates
     assert summary["free_objective_m"] > 0 and summary["snapped_duplicates"] >= 0
     assert summary["snapped_objective_m"] >= summary["discrete_objective_m"] * (
-        1 - 1e-6)  # the local search is at least as good as snapping here
+        1 - 1e-6
+    )  # the local search is at least as good as snapping here
     assert summary["snap_cost_share"] == pytest.approx(
-        summary["snapped_objective_m"] / summary["discrete_objective_m"] - 1)
+        summary["snapped_objective_m"] / summary["discrete_objective_m"] - 1
+    )
     snapped = solve(scenario.replace(snap=True))
     assert snapped.coverage.objective_m == pytest.approx(
-        summary["snapped_objective_m"], rel=1e-9)
+        summary["snapped_objective_m"], rel=1e-9
+    )
     assert any("snap" in note for note in plan.notes)
 
 
 def test_candidate_files_csv_geojson_geoparquet(tmp_path, demand):
     points = [(-117.42, 47.66), (-117.35, 47.70), (-117.25, 47.65), (-117.55, 47.60)]
-    frame = gpd.GeoDataFrame({"name": ["A", "B", "C", "D"], "max_ports": [8, 4, 6, 2]},
-                             geometry=[Point(p) for p in points], crs=4326)
+    frame = gpd.GeoDataFrame(
+        {"name": ["A", "B", "C", "D"], "max_ports": [8, 4, 6, 2]},
+        geometry=[Point(p) for p in points],
+        crs=4326,
+    )
     # The same places in a projected CRS: converted to lon/lat on reading.
     frame.to_crs(32611).to_file(tmp_path / "c.geojson", driver="GeoJSON")
     frame.to_parquet(tmp_path / "c.parquet")
