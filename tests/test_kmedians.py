@@ -533,8 +533,10 @@ def _expected_failed_checks(estimator):
         # weight 3 exactly equivalent to 3 consecutive copies (tested above in
         # test_weight_equals_repetition) but, like scikit-learn's own KMeans,
         # not to copies in shuffled order.
-        "check_sample_weight_equivalence_on_dense_data": "random init depends on row order; equivalence holds for ordered "
-        "repeats (test_weight_equals_repetition)",
+        "check_sample_weight_equivalence_on_dense_data": (
+            "random init depends on row order; equivalence holds for ordered "
+            "repeats (test_weight_equals_repetition)"
+        ),
     }
     if estimator.n_clusters > 4:
         # These checks fit on 4 distinct points; issue 3 requires a ValueError
