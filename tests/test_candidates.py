@@ -15,24 +15,7 @@ from evplanner import _discrete
 from evplanner import _discrete_kernels as dk
 from evplanner.errors import InputError
 from evplanner.kmedians import KMedians, k_medians
-
-CHUNKINGS = ["one", "two", "four", "uneven"]
-
-
-def _chunks(n, how):
-    if how == "one":
-        return (n,)
-    if how == "two":
-        return (n - n // 2, n // 2)
-    if how == "four":
-        q = n // 4
-        return (q, q, q, n - 3 * q)
-    return (7, n // 2 - 7, 1, n - n // 2 - 1)
-
-
-def _dask(X, w, how):
-    ch = _chunks(X.shape[0], how)
-    return da.from_array(X, chunks=(ch, X.shape[1])), da.from_array(w, chunks=(ch,))
+from tests.chunking import CHUNKINGS, to_dask
 
 
 def _cost(X, w, sites):
@@ -222,7 +205,7 @@ def test_numpy_and_dask_choose_the_same_sites(instance, how, with_fixed):
         candidates=C, fixed_centers=F if with_fixed else None, n_init=2, random_state=5
     )
     a = KMedians(5, **kw).fit(X, sample_weight=w)
-    Xd, wd = _dask(X, w, how)
+    Xd, wd = to_dask(X, w, how)
     b = KMedians(5, **kw).fit(Xd, sample_weight=wd)
     np.testing.assert_array_equal(b.center_indices_, a.center_indices_)
     np.testing.assert_array_equal(b.cluster_centers_, a.cluster_centers_)
@@ -248,7 +231,7 @@ def test_numpy_and_dask_agree_on_the_sampled_start(monkeypatch, rng, how):
         init="k-medians++",
     )
     a = k_medians(X, 6, sample_weight=w, **kw)
-    Xd, wd = _dask(X, w, how)
+    Xd, wd = to_dask(X, w, how)
     b = k_medians(Xd, 6, sample_weight=wd, **kw)
     np.testing.assert_array_equal(b.center_indices, a.center_indices)
     assert b.inertia == pytest.approx(a.inertia, rel=1e-12)
@@ -389,7 +372,7 @@ def test_candidates_on_a_real_local_cluster(instance):
         ) as cluster,
         distributed.Client(cluster),
     ):
-        Xd, wd = _dask(X, w, "uneven")
+        Xd, wd = to_dask(X, w, "uneven")
         est = KMedians(4, **kw).fit(Xd, sample_weight=wd)
         labels = est.labels_.compute()
     np.testing.assert_array_equal(est.center_indices_, ref.center_indices_)

@@ -15,26 +15,7 @@ from evplanner import _kernels as kern
 from evplanner import kmedians as km
 from evplanner.errors import InputError
 from evplanner.kmedians import KMedians, k_medians
-
-# Every chunking the NumPy-vs-Dask comparisons run over: one chunk, two,
-# four, and uneven ones (the tuple is filled up to n in `_chunks`).
-CHUNKINGS = ["one", "two", "four", "uneven"]
-
-
-def _chunks(n, how):
-    if how == "one":
-        return (n,)
-    if how == "two":
-        return (n - n // 2, n // 2)
-    if how == "four":
-        q = n // 4
-        return (q, q, q, n - 3 * q)
-    return (7, n // 2 - 7, 1, n - n // 2 - 1)
-
-
-def _dask(X, w, how):
-    ch = _chunks(X.shape[0], how)
-    return da.from_array(X, chunks=(ch, X.shape[1])), da.from_array(w, chunks=(ch,))
+from tests.chunking import CHUNKINGS, to_dask
 
 
 def _objective(X, w, centers):
@@ -172,7 +153,7 @@ def test_numpy_and_dask_agree(outlier_points, how):
     X, w = outlier_points
     kw = dict(sample_weight=w, random_state=7, n_init=2)
     r_np = k_medians(X, 5, **kw)
-    Xd, wd = _dask(X, w, how)
+    Xd, wd = to_dask(X, w, how)
     r_da = k_medians(Xd, 5, **{**kw, "sample_weight": wd})
     _assert_same(r_np, r_da)
 
@@ -200,7 +181,7 @@ def test_numpy_and_dask_agree_sampled_init_and_refinement(
         fixed_centers=[[40.0, 0.0]],
     )
     r_np = k_medians(X, 4, **kw)
-    Xd, wd = _dask(X, w, how)
+    Xd, wd = to_dask(X, w, how)
     r_da = k_medians(Xd, 4, **{**kw, "sample_weight": wd})
     _assert_same(r_np, r_da)
 
@@ -209,7 +190,7 @@ def test_numpy_and_dask_agree_sampled_init_and_refinement(
 def test_estimator_dask_matches_numpy(outlier_points, how):
     X, w = outlier_points
     a = KMedians(4, random_state=0).fit(X, sample_weight=w)
-    Xd, wd = _dask(X, w, how)
+    Xd, wd = to_dask(X, w, how)
     b = KMedians(4, random_state=0).fit(Xd, sample_weight=wd)
     np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=1e-6)
     assert isinstance(b.inertia_, float)
@@ -318,7 +299,7 @@ def test_fixed_centers_dask(outlier_points):
     X, w = outlier_points
     fixed = np.array([[0.0, 0.0]])
     a = k_medians(X, 3, sample_weight=w, fixed_centers=fixed, random_state=2)
-    Xd, wd = _dask(X, w, "uneven")
+    Xd, wd = to_dask(X, w, "uneven")
     b = k_medians(Xd, 3, sample_weight=wd, fixed_centers=fixed, random_state=2)
     _assert_same(a, b)
 
@@ -328,7 +309,7 @@ def test_empty_cluster_is_reseeded(outlier_points):
     # Two identical initial centres (one is necessarily empty) and one far
     # from every point (also empty).
     init = np.array([[0.0, 0.0], [0.0, 0.0], [1e7, 1e7], [10_000.0, 0.0]])
-    for Xin, win in [(X, w), _dask(X, w, "four")]:
+    for Xin, win in [(X, w), to_dask(X, w, "four")]:
         res = k_medians(Xin, 4, sample_weight=win, init=init, local_search=False)
         assert np.isfinite(res.centers).all()
         assert len({tuple(c) for c in res.centers}) == 4
@@ -574,7 +555,7 @@ def test_dask_path_on_a_real_local_cluster(outlier_points):
         ) as cluster,
         distributed.Client(cluster),
     ):
-        Xd, wd = _dask(X, w, "uneven")
+        Xd, wd = to_dask(X, w, "uneven")
         est = KMedians(4, **kw).fit(Xd, sample_weight=wd)
         labels = est.labels_.compute()
     np.testing.assert_allclose(est.cluster_centers_, r_np.centers, rtol=1e-6)

@@ -14,24 +14,7 @@ from sklearn.base import clone
 from evplanner import MaxCoverage, _discrete, max_coverage
 from evplanner import _discrete_kernels as dk
 from evplanner.errors import InputError
-
-CHUNKINGS = ["one", "two", "four", "uneven"]
-
-
-def _chunks(n, how):
-    if how == "one":
-        return (n,)
-    if how == "two":
-        return (n - n // 2, n // 2)
-    if how == "four":
-        q = n // 4
-        return (q, q, q, n - 3 * q)
-    return (7, n // 2 - 7, 1, n - n // 2 - 1)
-
-
-def _dask(X, w, how):
-    ch = _chunks(X.shape[0], how)
-    return da.from_array(X, chunks=(ch, X.shape[1])), da.from_array(w, chunks=(ch,))
+from tests.chunking import CHUNKINGS, to_dask
 
 
 def _covered(X, w, sites, radius):
@@ -167,7 +150,7 @@ def test_numpy_and_dask_choose_the_same_sites(instance, how, with_fixed):
     X, w, C, F = instance
     kw = dict(fixed_centers=F if with_fixed else None, random_state=4)
     a = MaxCoverage(5, 1_000.0, C, **kw).fit(X, sample_weight=w)
-    Xd, wd = _dask(X, w, how)
+    Xd, wd = to_dask(X, w, how)
     b = MaxCoverage(5, 1_000.0, C, **kw).fit(Xd, sample_weight=wd)
     np.testing.assert_array_equal(b.center_indices_, a.center_indices_)
     assert b.n_iter_ == a.n_iter_
@@ -184,7 +167,7 @@ def test_numpy_and_dask_agree_with_ties(rng, how):
     w = rng.integers(0, 3, 500).astype(float)
     C = rng.integers(0, 30, size=(90, 2)).astype(float)
     a = MaxCoverage(7, 3.0, C, random_state=2).fit(X, sample_weight=w)
-    Xd, wd = _dask(X, w, how)
+    Xd, wd = to_dask(X, w, how)
     b = MaxCoverage(7, 3.0, C, random_state=2).fit(Xd, sample_weight=wd)
     np.testing.assert_array_equal(b.center_indices_, a.center_indices_)
 
@@ -269,7 +252,7 @@ def test_max_coverage_on_a_real_local_cluster(instance):
         ) as cluster,
         distributed.Client(cluster),
     ):
-        Xd, wd = _dask(X, w, "uneven")
+        Xd, wd = to_dask(X, w, "uneven")
         est = MaxCoverage(4, 1_000.0, C, fixed_centers=F, random_state=3).fit(
             Xd, sample_weight=wd
         )
