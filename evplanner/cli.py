@@ -421,10 +421,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 done, total, f"k={plan.scenario.new_sites}"
             ),
         )
-    from evplanner.planning.writers import write_bytes
-
-    write_bytes(out, table.to_csv(index=False, lineterminator="\n").encode())
-    write_bytes(plot, _sweep_png(table, args.radius_km))
+    # Both files or neither.
+    write_files({out: table.to_csv(index=False, lineterminator="\n").encode(),
+                 plot: _sweep_png(table, args.radius_km)})  # fmt: skip
     print(table[["new_sites", "objective_m", "mean_distance_m", "coverage_share"]]
           .to_string(index=False))  # fmt: skip
     print(f"table: {out}; plot: {plot}")
@@ -527,7 +526,7 @@ def _sweep_png(table, radius_km: float) -> bytes:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write synthetic demand shaped like the real data, in chunks."""
-    from evplanner.data import load_vehicles
+    from evplanner.data import BUNDLED_VEHICLES, load_vehicles
     from evplanner.demand import demand_points, synthesize_demand
 
     if args.n < 1:
@@ -540,7 +539,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".parquet":
         raise UsageError(f"--out {out}: expected a .parquet file")
-    check_outputs({"--out": args.out}, {"--input": args.input})
+    # The bundled file is the input when none is given: protect it too.
+    check_outputs({"--out": args.out}, {"--input": args.input or str(BUNDLED_VEHICLES)})
     if not args.quiet:
         logging.getLogger("evplanner.demand").setLevel(logging.INFO)
     vehicles, report = load_vehicles(args.input)
