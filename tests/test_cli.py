@@ -109,6 +109,20 @@ def test_solve_bad_arguments_exit_2(capsys, tmp_path, monkeypatch, argv, message
     assert not (tmp_path / "sites.csv").exists()
 
 
+@pytest.mark.parametrize("name", ["sites.csv", "sites.geojson"])
+def test_directory_as_out_exit_2(capsys, tmp_path, name):
+    # A directory named like a site file: refused before any work, not exit 1 after.
+    folder = tmp_path / name
+    folder.mkdir()
+    code, _, err = run(capsys, "solve", "--k", 2, "--out", folder)
+    assert code == 2
+    assert err == (
+        f"evplanner solve: error: --out {folder}: expected a file name, got a "
+        "directory\n"
+    )
+    assert not list(folder.iterdir())
+
+
 def test_bad_input_file_names_the_file(capsys, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
