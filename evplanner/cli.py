@@ -184,6 +184,21 @@ def _timeout_s(text: str, option: str = "--timeout") -> float:
     return seconds
 
 
+class _StoreNamed(argparse.Action):
+    """Store the value and the option string given, as ``<dest>_option``.
+
+    ``--fixed`` is an alias of ``--existing``: messages name the one the user typed.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_option", option_string)
+
+
+def _existing_option(args: argparse.Namespace) -> str:
+    return getattr(args, "existing_option", None) or "--existing"
+
+
 def _existing(args: argparse.Namespace) -> str:
     """``--existing``: none, public, dc-fast or a station file."""
     value = args.existing or "none"
@@ -192,8 +207,8 @@ def _existing(args: argparse.Namespace) -> str:
     if value in named:
         return named[value]
     if not Path(value).is_file():
-        raise InputError("file not found (--existing: none, public, dc-fast or a "
-                         "station file)", path=value)  # fmt: skip
+        raise InputError(f"file not found ({_existing_option(args)}: none, public, "
+                         "dc-fast or a station file)", path=value)  # fmt: skip
     return value
 
 
@@ -260,7 +275,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
         else None
     )
     return {"--input": args.input or str(BUNDLED_VEHICLES),
-            "--existing": existing or str(BUNDLED_STATIONS),
+            _existing_option(args): existing or str(BUNDLED_STATIONS),
             "--candidates": candidates}  # fmt: skip
 
 
@@ -573,7 +588,8 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
     data.add_argument("--input", help="demand file or glob (default: the bundled "
                       "vehicles)")  # fmt: skip
     data.add_argument(
-        "--existing", "--fixed", dest="existing", metavar="none|public|dc-fast|FILE",
+        "--existing", "--fixed", dest="existing", action=_StoreNamed,
+        metavar="none|public|dc-fast|FILE",
         help="existing sites held fixed: none (default), the bundled public stations, "
         "those with DC fast ports, or a station file (AFDC export, lon/lat CSV)",
     )  # fmt: skip

@@ -83,7 +83,10 @@ def run(capsys, *argv):
         (["--k", "3", "--radius-km", "nan"], "--radius-km: expected a finite"),
         (["--k", "3", "--timeout", "soon"], "--timeout: expected a duration"),
         (["--k", "3", "--crs", "EPSG:4326"], "expected a projected CRS"),
-        (["--k", "3", "--fixed", "no-stations.csv"], "no-stations.csv: file not found"),
+        (
+            ["--k", "3", "--fixed", "no-stations.csv"],
+            "no-stations.csv: file not found (--fixed: none",
+        ),
         (["--k", "3", "--existing", "elsewhere"], "elsewhere: file not found"),
         (["--k", "999999"], "--k: expected an integer between 1 and 5000"),
         (["--k", "2000"], "--k: the demand has 1,767 location(s), fewer than the"),
@@ -377,7 +380,7 @@ def test_metrics_never_overwrites_the_station_file(capsys, tmp_path, option):
     code, _, err = run(capsys, "solve", "--k", 2, option, stations,
                        "--out", tmp_path / "s.csv", "--metrics", stations)  # fmt: skip
     assert code == 2, err
-    assert f"--metrics {stations} is also the input" in err
+    assert f"--metrics {stations} is also the input {option} {stations}" in err
     assert stations.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["st.csv"]
 
