@@ -276,7 +276,16 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
     )
     return {"--input": args.input or str(BUNDLED_VEHICLES),
             _existing_option(args): existing or str(BUNDLED_STATIONS),
-            "--candidates": candidates}  # fmt: skip
+            "--candidates": candidates, **_bundled()}  # fmt: skip
+
+
+def _bundled() -> dict[str, list[str]]:
+    """The package's data files: read by some runs (census tracts by tract demand,
+    residents and forecasts), destroyed by a write in any run, so never an output."""
+    from evplanner.data import BUNDLED_STATIONS, BUNDLED_TRACTS, BUNDLED_VEHICLES
+
+    return {"(bundled data)": [str(BUNDLED_VEHICLES), str(BUNDLED_STATIONS),
+                               str(BUNDLED_TRACTS)]}  # fmt: skip
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
@@ -554,8 +563,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".parquet":
         raise UsageError(f"--out {out}: expected a .parquet file")
-    # The bundled file is the input when none is given: protect it too.
-    check_outputs({"--out": args.out}, {"--input": args.input or str(BUNDLED_VEHICLES)})
+    # The bundled file is the input when none is given.
+    inputs = {"--input": args.input or str(BUNDLED_VEHICLES), **_bundled()}
+    check_outputs({"--out": args.out}, inputs)
     if not args.quiet:
         logging.getLogger("evplanner.demand").setLevel(logging.INFO)
     vehicles, report = load_vehicles(args.input)

@@ -398,6 +398,24 @@ def test_synth_never_overwrites_the_bundled_vehicles(capsys, tmp_path):
     assert BUNDLED_VEHICLES.read_bytes() == before
 
 
+@pytest.mark.parametrize("name", ["vehicles", "stations", "tracts"])
+def test_solve_never_overwrites_the_bundled_data(capsys, tmp_path, name):
+    # The census tracts are read for tract demand (the default) though no option
+    # names them; the vehicles and stations are the package's data in any run.
+    from evplanner.data import BUNDLED_DIR
+
+    bundled = BUNDLED_DIR / f"{name}.parquet"
+    before = bundled.read_bytes()
+    plain = tmp_path / "points.csv"
+    plain.write_text("lon,lat\n-122.3,47.6\n-122.2,47.5\n")
+    link = tmp_path / "sites.parquet"
+    link.symlink_to(bundled)
+    for extra in ([], ["--input", plain]):
+        code, _, err = run(capsys, "solve", "--k", 1, *extra, "--out", link)
+        assert code == 2 and f"--out {link} is also the input" in err, err
+    assert bundled.read_bytes() == before
+
+
 def test_sweep_output_never_overwrites_its_input(capsys, tmp_path, plain_csv):
     target = tmp_path / "points.csv"
     target.write_bytes(plain_csv.read_bytes())
