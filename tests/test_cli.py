@@ -625,6 +625,19 @@ def test_stray_points_do_not_move_the_crs(capsys, tmp_path, stray, n_stray, keep
     assert "outside the planning area (WA): " in out
 
 
+def test_demand_all_outside_the_area_says_so(capsys, tmp_path):
+    path = tmp_path / "miami.csv"
+    path.write_text("lon,lat\n-80.19,25.77\n-80.2,25.8\nx,25.8\n")
+    code, _, err = run(capsys, "solve", "--k", 1, "--input", path, "--quiet",
+                       "--out", tmp_path / "s.csv")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert (
+        f"{path}: no demand left to place sites for: 0 of 3 rows kept (left out: "
+        "1 unparsable point, 2 outside the planning area (--keep-out-of-area keeps "
+        "them))" in err
+    ), err
+
+
 def test_overflowing_weights_exit_2(capsys, tmp_path):
     path = tmp_path / "w.csv"
     path.write_text("lon,lat,weight\n-122.3,47.6,1e308\n-122.2,47.5,1e308\n")
