@@ -625,6 +625,32 @@ def test_stray_points_do_not_move_the_crs(capsys, tmp_path, stray, n_stray, keep
     assert "outside the planning area (WA): " in out
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_stray_points_on_a_worker(tmp_path):
+    # The Dask path: CRS from per-partition histograms, strays counted per block.
+    rng = np.random.default_rng(3)
+    seattle = np.column_stack(
+        [-122.33 + rng.normal(0, 0.05, 40), 47.61 + rng.normal(0, 0.05, 40)]
+    )
+    path = tmp_path / "points.csv"
+    pd.DataFrame(
+        np.vstack([seattle, [(-80.19, 25.77)] * 5]), columns=["lon", "lat"]
+    ).to_csv(path, index=False)
+    proc = subprocess.run(
+        [EVPLANNER, "solve", "--k", "2", "--input", str(path), "--workers", "1",
+         "--quiet", "--out", str(tmp_path / "s.csv"),
+         "--metrics", str(tmp_path / "m.json")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["run"]["mode"].startswith("Dask")
+    assert metrics["demand"]["crs"] == "EPSG:32610"
+    assert metrics["load_report"]["demand"]["out_of_area"] == 5
+    assert metrics["coverage"]["n_points"] == 40
+
+
 def test_demand_all_outside_the_area_says_so(capsys, tmp_path):
     path = tmp_path / "miami.csv"
     path.write_text("lon,lat\n-80.19,25.77\n-80.2,25.8\nx,25.8\n")
