@@ -97,7 +97,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return EXIT_OK
     lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
     distinct = len(np.unique(np.column_stack([lon, lat]), axis=0))
-    crs = choose_crs(lon, lat, args.crs)
+    crs = _crs_option(lambda: choose_crs(lon, lat, args.crs))
     if stations:
         print(f"stations: {len(frame):,}")
         for col in ("level1_ports", "level2_ports", "dc_fast_ports"):
@@ -193,6 +193,18 @@ class _StoreNamed(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, values)
         setattr(namespace, f"{self.dest}_option", option_string)
+
+
+def _crs_option(choose):
+    """``choose()``; a CRS that does not fit the data is an error of ``--crs``."""
+    try:
+        return choose()
+    except ValueError as err:
+        text = str(err)
+        if not text.startswith(("crs ", "crs: ")):
+            raise
+        text = text.removeprefix("crs: ").removeprefix("crs ")
+        raise UsageError(f"--crs: {text}") from None
 
 
 def _existing_option(args: argparse.Namespace) -> str:
@@ -575,10 +587,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     # Write next to the target, then rename: never a partial or empty output.
     partial = out.with_name(f".{out.name}.partial")
     try:
-        synthesize_demand(
+        _crs_option(lambda: synthesize_demand(
             demand, args.n, seed=args.seed, path=partial, chunk_rows=args.chunk_rows,
             spread_m=args.spread_m, crs=args.crs,
-        )  # fmt: skip
+        ))  # fmt: skip
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)

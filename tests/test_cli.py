@@ -593,6 +593,23 @@ def test_a_crs_far_from_the_data_is_refused(capsys, tmp_path):
     assert "UTM zone EPSG:32610 there" in err and not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.parametrize("command", [["info"], ["synth", "--n", "10"]])
+def test_info_and_synth_refuse_a_crs_far_from_the_data(
+    capsys, tmp_path, monkeypatch, command
+):
+    monkeypatch.chdir(tmp_path)
+    argv = [*command, "--crs", "EPSG:32633"]
+    if command[0] == "synth":
+        argv += ["--out", "x.parquet"]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert (
+        f"evplanner {command[0]}: error: --crs: EPSG:32633 (WGS 84 / UTM zone " in err
+    )
+    assert "UTM zone EPSG:32610 there" in err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     "stray, n_stray",
     [((0.0, 0.0), 2), ((-80.19, 25.77), 5)],  # null island (zone 20N); Miami (14N)
