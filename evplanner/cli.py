@@ -325,6 +325,15 @@ def _show_progress(args: argparse.Namespace) -> None:
             if name.startswith("distributed"):
                 logging.getLogger(name).setLevel(level)
     if args.quiet:
+        # main() may run again in one process (tests, notebooks): undo an earlier
+        # run's progress output, or --quiet would still print it.
+        progress = logging.getLogger("evplanner")
+        for handler in list(progress.handlers):
+            if isinstance(handler, _ProgressHandler):
+                progress.removeHandler(handler)
+        progress.propagate = True
+        for name in ("evplanner", "evplanner.kmedians", "evplanner.demand"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
         return
     for name, level in (("evplanner", logging.INFO), ("evplanner.kmedians", 10)):
         logger = logging.getLogger(name)

@@ -159,6 +159,16 @@ def test_unexpected_error_exits_1(capsys, tmp_path, monkeypatch):
     assert "unexpected error: RuntimeError: disk on fire" in err
 
 
+def test_quiet_is_quiet_after_a_run_with_progress(capsys, tmp_path, plain_csv):
+    # main() twice in one process: the first run's progress output is not left on.
+    code, _, err = run(capsys, "solve", "--k", 2, "--input", plain_csv,
+                       "--out", tmp_path / "a.csv")  # fmt: skip
+    assert code == 0 and "iteration" in err
+    code, _, err = run(capsys, "solve", "--k", 2, "--input", plain_csv, "--quiet",
+                       "--out", tmp_path / "b.csv")  # fmt: skip
+    assert code == 0 and err == ""
+
+
 def test_console_script_exit_code_and_message(tmp_path):
     proc = subprocess.run(
         [EVPLANNER, "solve", "--k", "2", "--input", str(tmp_path / "none.parquet"),
