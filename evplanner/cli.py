@@ -97,7 +97,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return EXIT_OK
     lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
     distinct = len(np.unique(np.column_stack([lon, lat]), axis=0))
-    crs = choose_crs(lon, lat, args.crs)
+    crs = _crs_option(lambda: choose_crs(lon, lat, args.crs))
     if stations:
         print(f"stations: {len(frame):,}")
         for col in ("level1_ports", "level2_ports", "dc_fast_ports"):
@@ -184,6 +184,33 @@ def _timeout_s(text: str, option: str = "--timeout") -> float:
     return seconds
 
 
+class _StoreNamed(argparse.Action):
+    """Store the value and the option string given, as ``<dest>_option``.
+
+    ``--fixed`` is an alias of ``--existing``: messages name the one the user typed.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_option", option_string)
+
+
+def _crs_option(choose):
+    """``choose()``; a CRS that does not fit the data is an error of ``--crs``."""
+    try:
+        return choose()
+    except ValueError as err:
+        text = str(err)
+        if not text.startswith(("crs ", "crs: ")):
+            raise
+        text = text.removeprefix("crs: ").removeprefix("crs ")
+        raise UsageError(f"--crs: {text}") from None
+
+
+def _existing_option(args: argparse.Namespace) -> str:
+    return getattr(args, "existing_option", None) or "--existing"
+
+
 def _existing(args: argparse.Namespace) -> str:
     """``--existing``: none, public, dc-fast or a station file."""
     value = args.existing or "none"
@@ -192,8 +219,8 @@ def _existing(args: argparse.Namespace) -> str:
     if value in named:
         return named[value]
     if not Path(value).is_file():
-        raise InputError("file not found (--existing: none, public, dc-fast or a "
-                         "station file)", path=value)  # fmt: skip
+        raise InputError(f"file not found ({_existing_option(args)}: none, public, "
+                         "dc-fast or a station file)", path=value)  # fmt: skip
     return value
 
 
@@ -260,8 +287,17 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
         else None
     )
     return {"--input": args.input or str(BUNDLED_VEHICLES),
-            "--existing": existing or str(BUNDLED_STATIONS),
-            "--candidates": candidates}  # fmt: skip
+            _existing_option(args): existing or str(BUNDLED_STATIONS),
+            "--candidates": candidates, **_bundled()}  # fmt: skip
+
+
+def _bundled() -> dict[str, list[str]]:
+    """The package's data files: read by some runs (census tracts by tract demand,
+    residents and forecasts), destroyed by a write in any run, so never an output."""
+    from evplanner.data import BUNDLED_STATIONS, BUNDLED_TRACTS, BUNDLED_VEHICLES
+
+    return {"(bundled data)": [str(BUNDLED_VEHICLES), str(BUNDLED_STATIONS),
+                               str(BUNDLED_TRACTS)]}  # fmt: skip
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
@@ -289,6 +325,15 @@ def _show_progress(args: argparse.Namespace) -> None:
             if name.startswith("distributed"):
                 logging.getLogger(name).setLevel(level)
     if args.quiet:
+        # main() may run again in one process (tests, notebooks): undo an earlier
+        # run's progress output, or --quiet would still print it.
+        progress = logging.getLogger("evplanner")
+        for handler in list(progress.handlers):
+            if isinstance(handler, _ProgressHandler):
+                progress.removeHandler(handler)
+        progress.propagate = True
+        for name in ("evplanner", "evplanner.kmedians", "evplanner.demand"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
         return
     for name, level in (("evplanner", logging.INFO), ("evplanner.kmedians", 10)):
         logger = logging.getLogger(name)
@@ -421,10 +466,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 done, total, f"k={plan.scenario.new_sites}"
             ),
         )
-    from evplanner.planning.writers import write_bytes
-
-    write_bytes(out, table.to_csv(index=False, lineterminator="\n").encode())
-    write_bytes(plot, _sweep_png(table, args.radius_km))
+    # Both files or neither.
+    write_files({out: table.to_csv(index=False, lineterminator="\n").encode(),
+                 plot: _sweep_png(table, args.radius_km)})  # fmt: skip
     print(table[["new_sites", "objective_m", "mean_distance_m", "coverage_share"]]
           .to_string(index=False))  # fmt: skip
     print(f"table: {out}; plot: {plot}")
@@ -527,7 +571,7 @@ def _sweep_png(table, radius_km: float) -> bytes:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write synthetic demand shaped like the real data, in chunks."""
-    from evplanner.data import load_vehicles
+    from evplanner.data import BUNDLED_VEHICLES, load_vehicles
     from evplanner.demand import demand_points, synthesize_demand
 
     if args.n < 1:
@@ -540,7 +584,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".parquet":
         raise UsageError(f"--out {out}: expected a .parquet file")
-    check_outputs({"--out": args.out}, {"--input": args.input})
+    # The bundled file is the input when none is given.
+    inputs = {"--input": args.input or str(BUNDLED_VEHICLES), **_bundled()}
+    check_outputs({"--out": args.out}, inputs)
     if not args.quiet:
         logging.getLogger("evplanner.demand").setLevel(logging.INFO)
     vehicles, report = load_vehicles(args.input)
@@ -550,10 +596,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     # Write next to the target, then rename: never a partial or empty output.
     partial = out.with_name(f".{out.name}.partial")
     try:
-        synthesize_demand(
+        _crs_option(lambda: synthesize_demand(
             demand, args.n, seed=args.seed, path=partial, chunk_rows=args.chunk_rows,
             spread_m=args.spread_m, crs=args.crs,
-        )  # fmt: skip
+        ))  # fmt: skip
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -573,7 +619,8 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
     data.add_argument("--input", help="demand file or glob (default: the bundled "
                       "vehicles)")  # fmt: skip
     data.add_argument(
-        "--existing", "--fixed", dest="existing", metavar="none|public|dc-fast|FILE",
+        "--existing", "--fixed", dest="existing", action=_StoreNamed,
+        metavar="none|public|dc-fast|FILE",
         help="existing sites held fixed: none (default), the bundled public stations, "
         "those with DC fast ports, or a station file (AFDC export, lon/lat CSV)",
     )  # fmt: skip

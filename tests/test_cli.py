@@ -83,12 +83,19 @@ def run(capsys, *argv):
         (["--k", "3", "--radius-km", "nan"], "--radius-km: expected a finite"),
         (["--k", "3", "--timeout", "soon"], "--timeout: expected a duration"),
         (["--k", "3", "--crs", "EPSG:4326"], "expected a projected CRS"),
-        (["--k", "3", "--fixed", "no-stations.csv"], "no-stations.csv: file not found"),
+        (
+            ["--k", "3", "--fixed", "no-stations.csv"],
+            "no-stations.csv: file not found (--fixed: none",
+        ),
         (["--k", "3", "--existing", "elsewhere"], "elsewhere: file not found"),
         (["--k", "999999"], "--k: expected an integer between 1 and 5000"),
         (["--k", "2000"], "--k: the demand has 1,767 location(s), fewer than the"),
         (["--k", "3", "--county", "Kng"], "--county: no vehicle has ['Kng']"),
         (["--k", "3", "--out", "."], "--out .: expected a file name, got a directory"),
+        (
+            ["--k", "3", "--out", "/proc/sites.csv"],
+            "--out /proc/sites.csv: cannot write",
+        ),
         (["--k", "3", "--report", "r.txt"], "--report r.txt: expected an .html"),
         (["--k", "3", "--worker-timeout", "0s"], "--worker-timeout: expected a"),
         (["--k", "three"], "invalid int value"),
@@ -103,6 +110,20 @@ def test_solve_bad_arguments_exit_2(capsys, tmp_path, monkeypatch, argv, message
     assert message in err
     assert "Traceback" not in err
     assert not (tmp_path / "sites.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["sites.csv", "sites.geojson"])
+def test_directory_as_out_exit_2(capsys, tmp_path, name):
+    # A directory named like a site file: refused before any work, not exit 1 after.
+    folder = tmp_path / name
+    folder.mkdir()
+    code, _, err = run(capsys, "solve", "--k", 2, "--out", folder)
+    assert code == 2
+    assert err == (
+        f"evplanner solve: error: --out {folder}: expected a file name, got a "
+        "directory\n"
+    )
+    assert not list(folder.iterdir())
 
 
 def test_bad_input_file_names_the_file(capsys, tmp_path):
@@ -136,6 +157,16 @@ def test_unexpected_error_exits_1(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "solve", "--k", 2, "--out", tmp_path / "s.csv")
     assert code == 1
     assert "unexpected error: RuntimeError: disk on fire" in err
+
+
+def test_quiet_is_quiet_after_a_run_with_progress(capsys, tmp_path, plain_csv):
+    # main() twice in one process: the first run's progress output is not left on.
+    code, _, err = run(capsys, "solve", "--k", 2, "--input", plain_csv,
+                       "--out", tmp_path / "a.csv")  # fmt: skip
+    assert code == 0 and "iteration" in err
+    code, _, err = run(capsys, "solve", "--k", 2, "--input", plain_csv, "--quiet",
+                       "--out", tmp_path / "b.csv")  # fmt: skip
+    assert code == 0 and err == ""
 
 
 def test_console_script_exit_code_and_message(tmp_path):
@@ -351,6 +382,50 @@ def test_an_output_never_overwrites_an_input_or_another_output(
     assert target.read_bytes() == before
 
 
+@pytest.mark.parametrize("option", ["--fixed", "--existing"])
+def test_metrics_never_overwrites_the_station_file(capsys, tmp_path, option):
+    stations = tmp_path / "st.csv"
+    stations.write_text("lon,lat\n-122.33,47.61\n-122.2,47.7\n")
+    before = stations.read_bytes()
+    code, _, err = run(capsys, "solve", "--k", 2, option, stations,
+                       "--out", tmp_path / "s.csv", "--metrics", stations)  # fmt: skip
+    assert code == 2, err
+    assert f"--metrics {stations} is also the input {option} {stations}" in err
+    assert stations.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["st.csv"]
+
+
+def test_synth_never_overwrites_the_bundled_vehicles(capsys, tmp_path):
+    from evplanner.data import BUNDLED_VEHICLES
+
+    before = BUNDLED_VEHICLES.read_bytes()
+    # The bundled file is the input when --input is not given; also through a link.
+    link = tmp_path / "link.parquet"
+    link.symlink_to(BUNDLED_VEHICLES)
+    for out in (BUNDLED_VEHICLES, link):
+        code, _, err = run(capsys, "synth", "--n", 10, "--out", out)
+        assert code == 2 and "is also the input --input" in err, err
+    assert BUNDLED_VEHICLES.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["vehicles", "stations", "tracts"])
+def test_solve_never_overwrites_the_bundled_data(capsys, tmp_path, name):
+    # The census tracts are read for tract demand (the default) though no option
+    # names them; the vehicles and stations are the package's data in any run.
+    from evplanner.data import BUNDLED_DIR
+
+    bundled = BUNDLED_DIR / f"{name}.parquet"
+    before = bundled.read_bytes()
+    plain = tmp_path / "points.csv"
+    plain.write_text("lon,lat\n-122.3,47.6\n-122.2,47.5\n")
+    link = tmp_path / "sites.parquet"
+    link.symlink_to(bundled)
+    for extra in ([], ["--input", plain]):
+        code, _, err = run(capsys, "solve", "--k", 1, *extra, "--out", link)
+        assert code == 2 and f"--out {link} is also the input" in err, err
+    assert bundled.read_bytes() == before
+
+
 def test_sweep_output_never_overwrites_its_input(capsys, tmp_path, plain_csv):
     target = tmp_path / "points.csv"
     target.write_bytes(plain_csv.read_bytes())
@@ -374,6 +449,42 @@ def test_outputs_replace_old_files_whole(capsys, tmp_path):
     assert code == 0, err
     assert json.loads(sites.read_text())["type"] == "FeatureCollection"
     assert [p.name for p in tmp_path.iterdir()] == ["s.geojson"]  # no temp files
+
+
+def test_a_failed_write_keeps_the_old_geojson(capsys, tmp_path, monkeypatch):
+    # The disk fills while the new file is written: the old one is still there,
+    # whole (it used to be deleted before the GeoJSON driver wrote the new one).
+    import errno
+
+    import evplanner._io
+
+    sites, metrics = tmp_path / "s.geojson", tmp_path / "m.json"
+    sites.write_text('{"old": true}')
+    metrics.write_text("old metrics")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(evplanner._io.os, "fsync", disk_full)
+    code, _, err = run(capsys, "solve", "--k", 2, "--out", sites,
+                       "--metrics", metrics, "--quiet")  # fmt: skip
+    assert code == 1 and "No space left on device" in err
+    assert sites.read_text() == '{"old": true}'
+    assert metrics.read_text() == "old metrics"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "s.geojson"]
+
+
+def test_sweep_writes_table_and_plot_all_or_nothing(capsys, tmp_path, monkeypatch):
+    import evplanner.cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(evplanner.cli, "_sweep_png", broken)
+    code, _, err = run(capsys, "sweep", "--k", "2:3", "--quiet",
+                       "--out", tmp_path / "sweep.csv")  # fmt: skip
+    assert code == 1 and "no fonts" in err
+    assert not list(tmp_path.iterdir())
 
 
 def test_report_is_written(capsys, tmp_path):
@@ -458,7 +569,8 @@ def test_tract_demand_with_todays_stations(capsys, tmp_path):
 # --------------------------------------------------------------------------- hardening
 
 
-def test_bad_station_rows_are_counted_not_dropped_silently(capsys, tmp_path):
+@pytest.mark.parametrize("option", ["--fixed", "--existing"])
+def test_bad_station_rows_are_counted_not_dropped_silently(capsys, tmp_path, option):
     stations = tmp_path / "stations.csv"
     stations.write_text(
         "lon,lat\n-122.33,47.61\nxx,47.5\n-122.1,\n151.21,-33.87\n37.62,55.75\n"
@@ -468,7 +580,7 @@ def test_bad_station_rows_are_counted_not_dropped_silently(capsys, tmp_path):
         "solve",
         "--k",
         2,
-        "--existing",
+        option,
         stations,
         "--quiet",
         "--out",
@@ -491,23 +603,92 @@ def test_a_crs_far_from_the_data_is_refused(capsys, tmp_path):
     assert "UTM zone EPSG:32610 there" in err and not (tmp_path / "s.csv").exists()
 
 
-def test_stray_points_do_not_move_the_crs(capsys, tmp_path):
+@pytest.mark.parametrize("command", [["info"], ["synth", "--n", "10"]])
+def test_info_and_synth_refuse_a_crs_far_from_the_data(
+    capsys, tmp_path, monkeypatch, command
+):
+    monkeypatch.chdir(tmp_path)
+    argv = [*command, "--crs", "EPSG:32633"]
+    if command[0] == "synth":
+        argv += ["--out", "x.parquet"]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert (
+        f"evplanner {command[0]}: error: --crs: EPSG:32633 (WGS 84 / UTM zone " in err
+    )
+    assert "UTM zone EPSG:32610 there" in err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "stray, n_stray",
+    [((0.0, 0.0), 2), ((-80.19, 25.77), 5)],  # null island (zone 20N); Miami (14N)
+    ids=["null-island", "miami"],
+)
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "left-out"])
+def test_stray_points_do_not_move_the_crs(capsys, tmp_path, stray, n_stray, keep):
+    # The bounding box's centre would pick the UTM zone of the middle of the
+    # Pacific or of Texas; the weighted median stays in Seattle's zone.
     rng = np.random.default_rng(3)
     seattle = np.column_stack(
         [-122.33 + rng.normal(0, 0.05, 40), 47.61 + rng.normal(0, 0.05, 40)]
     )
     frame = pd.DataFrame(
-        np.vstack([seattle, [[0.0, 0.0], [0.0, 0.0]]]), columns=["lon", "lat"]
+        np.vstack([seattle, [stray] * n_stray]), columns=["lon", "lat"]
     )
     path = tmp_path / "points.csv"
     frame.to_csv(path, index=False)
+    keep_option = ["--keep-out-of-area"] if keep else []
     code, out, err = run(capsys, "solve", "--k", 2, "--input", path, "--quiet",
-                         "--keep-out-of-area", "--out", tmp_path / "s.csv",
+                         *keep_option, "--out", tmp_path / "s.csv",
                          "--metrics", tmp_path / "m.json")  # fmt: skip
     assert code == 0, err
-    assert json.loads((tmp_path / "m.json").read_text())["demand"]["crs"] == (
-        "EPSG:32610"
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["demand"]["crs"] == "EPSG:32610"
+    # The stray rows are counted either way, and used only when asked for.
+    report = metrics["load_report"]["demand"]
+    assert report["rows_read"] == 40 + n_stray and report["out_of_area"] == n_stray
+    assert metrics["coverage"]["n_points"] == 40 + (n_stray if keep else 0)
+    assert "outside the planning area (WA): " in out
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_stray_points_on_a_worker(tmp_path):
+    # The Dask path: CRS from per-partition histograms, strays counted per block.
+    rng = np.random.default_rng(3)
+    seattle = np.column_stack(
+        [-122.33 + rng.normal(0, 0.05, 40), 47.61 + rng.normal(0, 0.05, 40)]
     )
+    path = tmp_path / "points.csv"
+    pd.DataFrame(
+        np.vstack([seattle, [(-80.19, 25.77)] * 5]), columns=["lon", "lat"]
+    ).to_csv(path, index=False)
+    proc = subprocess.run(
+        [EVPLANNER, "solve", "--k", "2", "--input", str(path), "--workers", "1",
+         "--quiet", "--out", str(tmp_path / "s.csv"),
+         "--metrics", str(tmp_path / "m.json")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["run"]["mode"].startswith("Dask")
+    assert metrics["demand"]["crs"] == "EPSG:32610"
+    assert metrics["load_report"]["demand"]["out_of_area"] == 5
+    assert metrics["coverage"]["n_points"] == 40
+
+
+def test_demand_all_outside_the_area_says_so(capsys, tmp_path):
+    path = tmp_path / "miami.csv"
+    path.write_text("lon,lat\n-80.19,25.77\n-80.2,25.8\nx,25.8\n")
+    code, _, err = run(capsys, "solve", "--k", 1, "--input", path, "--quiet",
+                       "--out", tmp_path / "s.csv")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert (
+        f"{path}: no demand left to place sites for: 0 of 3 rows kept (left out: "
+        "1 unparsable point, 2 outside the planning area (--keep-out-of-area keeps "
+        "them))" in err
+    ), err
 
 
 def test_overflowing_weights_exit_2(capsys, tmp_path):
@@ -519,13 +700,38 @@ def test_overflowing_weights_exit_2(capsys, tmp_path):
     assert "nan" not in err.lower() and not (tmp_path / "s.csv").exists()
 
 
+def bad_csv(tmp_path, kind: str) -> tuple[Path, str]:
+    """A 6,000-row CSV with one bad row beyond the first 64 kB; its expected error."""
+    rows = ["lon,lat,name"] + [f"-122.{i % 90:02d},47.5,s{i}" for i in range(6000)]
+    if kind == "ragged":
+        rows[5000] += ",9"
+        path = tmp_path / "ragged.csv"
+        path.write_text("\n".join(rows) + "\n")
+        return path, f"{path}, row 5000: not a valid CSV file: the row has 4 fields"
+    rows[5000] = "-122.3,47.6,Caf\xe9"
+    path = tmp_path / "latin.csv"
+    path.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    assert path.read_bytes().index(b"\xe9") > 65536
+    return path, f"{path}, row 5000: not a CSV text file: byte 0xe9 is not UTF-8"
+
+
+@pytest.mark.parametrize("kind", ["ragged", "latin-1"])
+def test_bad_csv_text_is_one_line_naming_file_and_row(capsys, tmp_path, kind):
+    path, message = bad_csv(tmp_path, kind)
+    code, _, err = run(capsys, "solve", "--k", 2, "--input", path, "--quiet",
+                       "--out", tmp_path / "s.csv")  # fmt: skip
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(
+        f"evplanner solve: error: {message}"
+    ), err
+    assert not (tmp_path / "s.csv").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_ragged_csv_on_a_worker_is_one_line(tmp_path):
-    path = tmp_path / "ragged.csv"
-    rows = ["lon,lat,weight"] + [f"-122.{i % 90:02d},47.5,1" for i in range(3000)]
-    rows[2000] += ",9"
-    path.write_text("\n".join(rows) + "\n")
+@pytest.mark.parametrize("kind", ["ragged", "latin-1"])
+def test_bad_csv_on_a_worker_is_one_line(tmp_path, kind):
+    path, message = bad_csv(tmp_path, kind)
     proc = subprocess.run(
         [EVPLANNER, "solve", "--k", "2", "--input", str(path), "--workers", "1",
          "--out", str(tmp_path / "s.csv")],
@@ -533,5 +739,7 @@ def test_ragged_csv_on_a_worker_is_one_line(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if "error" in line]
-    assert len(lines) == 1 and "ragged.csv, row 2000" in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"evplanner solve: error: {message}"), proc.stderr
+    assert "Traceback" not in proc.stderr and "Compute Failed" not in proc.stderr
+    assert not (tmp_path / "s.csv").exists()

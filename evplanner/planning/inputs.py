@@ -236,9 +236,16 @@ def _source_name(paths: list[Path]) -> str:
 
 
 def _no_demand(source: str, report: LoadReport) -> InputError:
+    # Say where the rows went: an all-out-of-area file is otherwise a mystery.
+    dropped = [f"{n:,} {reason}" for reason, n in report.dropped.items() if n]
+    if report.out_of_area and not report.kept_out_of_area:
+        dropped.append(f"{report.out_of_area:,} outside the planning area "
+                       "(--keep-out-of-area keeps them)")  # fmt: skip
+    why = f" (left out: {', '.join(dropped)})" if dropped else ""
     return InputError(
         f"no demand left to place sites for: {report.rows_kept:,} of "
-        f"{report.rows_read:,} rows kept, none with positive weight after the filters",
+        f"{report.rows_read:,} rows kept{why}, none with positive weight after the "
+        "filters",
         path=source,
     )
 
