@@ -193,6 +193,7 @@ class PlannerState(param.Parameterized):
         doc="The latest staged rollout, on request.",
     )
     busy = param.Boolean(default=False, doc="A solve is running.")
+    rollout_busy = param.Boolean(default=False, doc="A rollout is being planned.")
     status = param.String(default="", doc="One line about the latest solve.")
     message = param.String(default="", doc="Problem to show to the user.")
     message_level = param.Selector(
@@ -409,6 +410,7 @@ class PlannerState(param.Parameterized):
         if not self._scenario_or_message():
             return
         first, last = (int(y) for y in self.rollout_years)
+        self.rollout_busy = True
         self._submit(
             "rollout",
             partial(
@@ -482,6 +484,8 @@ class PlannerState(param.Parameterized):
 
     def _apply_result(self, kind: str, gen: int, future: Future) -> str | None:
         """Apply a finished job's result or error; return the new status line."""
+        if kind == "rollout" and gen == self._latest[kind]:
+            self.rollout_busy = False
         if gen != self._latest[kind]:
             log.debug(
                 "dropping stale %s result %d (latest %d)", kind, gen, self._latest[kind]
