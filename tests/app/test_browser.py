@@ -512,10 +512,13 @@ def test_demand_controls(page):
     wait_new_solution(page, before)
     assert demand_points_in_status(page) == 537
     share = page.locator(".bk-input-group", has_text="Residents share of demand")
+
+    def share_disabled() -> bool:
+        # noUiSlider marks a disabled slider with disabled="true".
+        return share.locator(".noUi-target").get_attribute("disabled") == "true"
+
     # No residents at ZIP centroids: the blend's slider is disabled.
-    playwright.expect(share.locator(".noUi-target")).to_have_attribute(
-        "disabled", "", timeout=TIMEOUT_MS
-    )
+    wait_until(page, share_disabled, "the residents share disabled")
     before = status(page)
     page.get_by_label("Demand at").select_option(
         label="Census tract (centre of population)"
@@ -525,9 +528,7 @@ def test_demand_controls(page):
 
     # The blend: two steps of 0.05 to the right re-solve with residents mixed in.
     handle = share.get_by_role("slider")
-    playwright.expect(share.locator(".noUi-target")).not_to_have_attribute(
-        "disabled", ""
-    )
+    wait_until(page, lambda: not share_disabled(), "the residents share enabled")
     objective = indicator(page, "Objective (vehicle-km)")
     before = status(page)
     handle.focus()
@@ -546,9 +547,7 @@ def test_demand_controls(page):
         label="Residents (tract population)"
     )
     wait_new_solution(page, before)
-    playwright.expect(share.locator(".noUi-target")).to_have_attribute(
-        "disabled", "", timeout=TIMEOUT_MS
-    )
+    wait_until(page, share_disabled, "the residents share disabled")
     # A forecast counts vehicles: with residents weighting the page says why not.
     page.get_by_label("Plan for year").select_option(label="2030")
     page.get_by_text("a forecast year plans for the vehicles").wait_for(
@@ -575,7 +574,8 @@ def test_utility_and_district_filters(page):
     wait_new_solution(page, before)
     avista = demand_points_in_status(page)
     assert 0 < avista < all_points
-    page.get_by_text("AVISTA CORP").first.wait_for(timeout=TIMEOUT_MS)
+    chosen = page.locator(".choices__list--multiple .choices__item")
+    playwright.expect(chosen.filter(has_text="AVISTA CORP")).to_have_count(1)
 
     before = status(page)
     choices.nth(2).click()  # legislative districts
