@@ -655,22 +655,22 @@ class PlannerApp(param.Parameterized):
                 self.rollout_text.div,
                 name="rollout summary",
                 sizing_mode="stretch_width",
-            ),  # fmt: skip
+            ),
             pn.Row(
                 pn.pane.Bokeh(
                     self.rollout_map.figure, height=520, sizing_mode="stretch_width"
-                ),  # fmt: skip
+                ),
                 pn.Column(
                     pn.pane.Bokeh(
                         self.rollout_plots.coverage,
                         height=250,
                         sizing_mode="stretch_width",
-                    ),  # fmt: skip
+                    ),
                     pn.pane.Bokeh(
                         self.rollout_plots.distance,
                         height=250,
                         sizing_mode="stretch_width",
-                    ),  # fmt: skip
+                    ),
                     sizing_mode="stretch_width",
                 ),
                 sizing_mode="stretch_width",
