@@ -6,7 +6,9 @@ server's event loop: the scenario is snapshotted, handed to a one-thread executo
 owned by the session, and the result comes back on the event loop (Bokeh's
 ``add_next_tick_callback``, through ``pn.state.execute``). A generation counter makes
 a newer change supersede an older one: a queued stale solve is cancelled, a running
-one finishes but its result is dropped.
+one finishes but its result is dropped. The elbow, the K-Means comparison and the
+staged rollout (:func:`evplanner.app.engine.rollout`, on request) run the same way,
+each kind with its own counter.
 
 The only object shared between sessions is the read-only
 :class:`~evplanner.app.engine.DataStore`, loaded once with ``pn.cache``.
