@@ -492,7 +492,10 @@ def test_every_download(page, tmp_path):
     playwright.expect(image).to_be_visible()
     width = image.evaluate("img => img.naturalWidth")
     assert width > 400  # the PNG decoded, it is not a broken image
-    rows = report_page.locator("table#sites tbody tr", has_text="new")
+    # New sites' rows: the kind column says "new" (station names may hold it).
+    rows = report_page.locator(
+        "table#sites tbody tr:has(td:nth-child(2):text-is('new'))"
+    )
     playwright.expect(rows).to_have_count(7)
     assert rows.first.locator("td").first.text_content() == "N1"
     report_page.close()
