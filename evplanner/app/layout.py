@@ -232,6 +232,16 @@ class PlannerApp(param.Parameterized):
         self.year_slider = pn.widgets.IntSlider.from_param(
             s.param.rollout_year, disabled=True, sizing_mode="stretch_width"
         )
+        # Plays the years one after another (the same parameter as the slider).
+        self.year_player = pn.widgets.Player.from_param(
+            s.param.rollout_year,
+            name="Play the years",
+            interval=1500,
+            loop_policy="once",
+            show_loop_controls=False,
+            disabled=True,
+            width=360,
+        )
         s.param.watch(self._on_rollout, "rollout")
         s.param.watch(self._on_rollout_year, "rollout_year")
         self.rollout_plots.param.watch(self._on_year_tap, "tapped_year")
@@ -285,9 +295,12 @@ class PlannerApp(param.Parameterized):
     def _on_rollout(self, event):
         view = event.new
         if view is not None:
-            self.year_slider.param.update(
-                start=view.years[0], end=view.years[-1], disabled=len(view.years) < 2
-            )
+            for widget in (self.year_slider, self.year_player):
+                widget.param.update(
+                    start=view.years[0],
+                    end=view.years[-1],
+                    disabled=len(view.years) < 2,
+                )
         self.rollout_table.value = self._rollout_frame(view)
         in_document(self._show_rollout)
 
@@ -650,7 +663,7 @@ class PlannerApp(param.Parameterized):
         """The rollout tab: the year slider, the network as of that year, coverage
         and mean distance per year (tap a year to show it), the per-year table."""
         return pn.Column(
-            self.year_slider,
+            pn.Row(self.year_slider, self.year_player, sizing_mode="stretch_width"),
             pn.pane.Bokeh(
                 self.rollout_text.div,
                 name="rollout summary",

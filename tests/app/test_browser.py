@@ -653,3 +653,25 @@ def test_evs_per_1000_residents_layer(page):
     assert wait_for_plot(page, "Demand and sites")[1] >= 400
     # The site table has the column.
     page.get_by_text("EVs / 1,000 residents").first.wait_for(timeout=TIMEOUT_MS)
+
+
+def test_candidates_and_objective(page):
+    # Maximal coverage needs candidate sites: the page says so and keeps the plan.
+    page.get_by_label("Objective").select_option(
+        label="Demand within radius (max coverage)"
+    )
+    page.get_by_text("a candidate set for the coverage objective").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    covered = indicator(page, "Demand within 5 km (with new sites)")
+    before = status(page)
+    page.get_by_label("New sites may go").select_option(label="Census-tract centres")
+    wait_new_solution(page, before)
+    wait_until(
+        page,
+        lambda: indicator(page, "Demand within 5 km (with new sites)") != covered,
+        "the coverage of sites chosen for coverage",
+    )
+    # Sites chosen for coverage cover at least as much as the median's sites.
+    assert pct(indicator(page, "Demand within 5 km (with new sites)")) >= pct(covered)
+    assert map_new_sites(page) == 7

@@ -495,6 +495,8 @@ def test_staged_rollout_off_the_event_loop(state):
     # The slider shows the last year; the map holds every site built by then.
     assert state.rollout_year == 2028
     assert (app.year_slider.start, app.year_slider.end) == (2026, 2028)
+    assert (app.year_player.start, app.year_player.end) == (2026, 2028)
+    assert not app.year_player.disabled
     assert len(app.rollout_map._new.data["site_id"]) == 6
     assert sorted(set(app.rollout_map._new.data["year"])) == [2026, 2027, 2028]
     colours = dict(zip(app.rollout_map._new.data["year"],
