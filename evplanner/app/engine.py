@@ -5,9 +5,10 @@
   filter set (sessions flipping between the same filters do not re-aggregate).
 * :func:`parse_uploaded_stations`: an uploaded station list as
   :class:`~evplanner.planning.ExistingSites`.
-* :func:`solve`, :func:`sweep`, :func:`compare`: the planning layer's functions on
-  the store's data, serialised across sessions, and a plan shaped for display
-  (:class:`Solution`: Web Mercator coordinates, kilometres).
+* :func:`solve`, :func:`sweep`, :func:`compare`, :func:`rollout`: the planning
+  layer's functions on the store's data, serialised across sessions, and a plan (or
+  a staged rollout) shaped for display (:class:`Solution`, :class:`RolloutView`:
+  Web Mercator coordinates, kilometres).
 
 Every number shown comes from the :class:`~evplanner.planning.Plan`; nothing here
 recomputes a metric.
@@ -40,17 +41,24 @@ from evplanner.planning import (
 )
 from evplanner.planning import solve as plan_solve
 from evplanner.planning import sweep as plan_sweep
+from evplanner.planning.rollout import Rollout
+from evplanner.planning.rollout import rollout as plan_rollout
 from evplanner.planning.scenario import UPLOAD_PREFIX
 
 __all__ = [
     "ALGORITHMS",
+    "CANDIDATES",
+    "DEMAND_AT",
     "EXISTING",
     "MAX_UPLOAD_BYTES",
+    "OBJECTIVES",
     "WEIGHTINGS",
     "DataStore",
+    "RolloutView",
     "Solution",
     "compare",
     "parse_uploaded_stations",
+    "rollout",
     "solve",
     "sweep",
     "web_mercator",
@@ -63,6 +71,23 @@ WEIGHTINGS = {
     "All vehicles": "vehicles",
     "BEV only": "bev",
     "Weighted by electric range": "range",
+    "Residents (tract population)": "residents",
+}
+#: Where demand sits: UI label -> scenario value.
+DEMAND_AT = {
+    "Census tract (centre of population)": "tract",
+    "ZIP-code centroid": "zip",
+}
+#: Where new sites may go: UI label -> scenario value.
+CANDIDATES = {
+    "Anywhere": "none",
+    "Census-tract centres": "tracts",
+    "Today's public stations": "stations",
+}
+#: What new sites optimise: UI label -> scenario value.
+OBJECTIVES = {
+    "Mean distance (p-median)": "median",
+    "Demand within radius (max coverage)": "coverage",
 }
 #: Siting algorithms: UI label -> scenario value.
 ALGORITHMS = {"K-Medians": "kmedians", "K-Means (comparison)": "kmeans"}
@@ -153,6 +178,23 @@ class DataStore:
         return (2000, 2025) if len(years) == 0 else (int(years.min()),
                                                      int(years.max()))  # fmt: skip
 
+    @property
+    def utilities(self) -> list[str]:
+        """Sorted electric utility names in the vehicle data (``|``-lists split)."""
+        from evplanner.demand import utility_names
+
+        frame = self.vehicles[0]
+        return utility_names(frame) if "utility" in frame else []
+
+    @property
+    def legislative_districts(self) -> list[int]:
+        """Sorted legislative district numbers present in the vehicle data."""
+        col = self.vehicles[0].get("legislative_district")
+        if col is None:
+            return []
+        numbers = pd.to_numeric(col, errors="coerce").dropna()
+        return sorted(int(d) for d in numbers.unique() if float(d).is_integer())
+
     def web_extent(self, pad: float = 0.05) -> tuple[float, float, float, float]:
         """Initial map extent (x0, y0, x1, y1) in Web Mercator metres.
 
@@ -178,6 +220,36 @@ class DataStore:
                 self._memo.pop(next(iter(self._memo)))
             self._memo[key] = demand
         return demand
+
+    def tract_layer(self, scenario: Scenario) -> pd.DataFrame:
+        """EVs per 1,000 residents by census tract under the scenario's filters.
+
+        :func:`evplanner.demand.tract_layer` (memoised per filter set) plus
+        ``x_web``, ``y_web``: one row per tract with residents or vehicles.
+        """
+        from evplanner.demand import tract_layer
+
+        key = ("tracts", scenario.counties, scenario.ev_types, scenario.model_years,
+               scenario.utilities, scenario.legislative_districts)  # fmt: skip
+        with self._lock:
+            hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        frame = tract_layer(
+            self.vehicles[0],
+            counties=scenario.counties or None,
+            ev_types=scenario.ev_types or None,
+            model_years=scenario.model_years,
+            utilities=scenario.utilities or None,
+            legislative_districts=scenario.legislative_districts or None,
+        )
+        frame = frame.reset_index(drop=True)
+        frame["x_web"], frame["y_web"] = web_mercator(frame["lon"], frame["lat"])
+        with self._lock:
+            if len(self._memo) > 64:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = frame
+        return frame
 
     def existing(
         self, scenario: Scenario, uploaded: ExistingSites | None = None
@@ -331,6 +403,60 @@ class Solution:
         return cls(plan, demand, sites, curve)
 
 
+@dataclass(frozen=True)
+class RolloutView:
+    """A :class:`~evplanner.planning.rollout.Rollout` with what the page draws.
+
+    Attributes
+    ----------
+    rollout : Rollout
+        Every number shown comes from it.
+    per_year : pandas.DataFrame, one row per year
+        :meth:`Rollout.per_year` plus ``coverage_pct`` and ``today_pct`` (0..100)
+        and ``mean_km``.
+    sites : pandas.DataFrame, shape (sites,)
+        The rollout's site table plus ``x_web``, ``y_web`` (Web Mercator metres);
+        ``year`` is the year a new site is built (missing for today's sites).
+    """
+
+    rollout: Rollout
+    per_year: pd.DataFrame = field(repr=False)
+    sites: pd.DataFrame = field(repr=False)
+
+    @property
+    def years(self) -> tuple[int, ...]:
+        return self.rollout.years
+
+    @property
+    def radius_km(self) -> float:
+        return self.rollout.scenario.radius_m / 1000
+
+    @classmethod
+    def from_rollout(cls, result: Rollout) -> RolloutView:
+        """Shape ``result`` for display."""
+        per_year = result.per_year()
+        per_year = per_year.assign(
+            coverage_pct=per_year["coverage_share"] * 100,
+            today_pct=pd.to_numeric(per_year["today_coverage_share"]) * 100,
+            mean_km=per_year["mean_distance_m"] / 1000,
+        )
+        sites = result.sites.copy()
+        sites["x_web"], sites["y_web"] = web_mercator(sites["lon"], sites["lat"])
+        return cls(result, per_year, sites)
+
+    def built_by(self, year: int) -> pd.DataFrame:
+        """The new sites built in ``year`` or earlier."""
+        new = self.sites[self.sites["kind"] == "new"]
+        return new[new["year"].to_numpy(dtype="float64") <= year]
+
+    def row(self, year: int) -> dict:
+        """The :attr:`per_year` row of ``year`` (the nearest planned year before it,
+        or the first)."""
+        years = self.per_year["year"].to_numpy()
+        index = max(int(np.searchsorted(years, year, side="right")) - 1, 0)
+        return self.per_year.iloc[index].to_dict()
+
+
 # --------------------------------------------------------------------------------------
 # Planning on the store's data
 # --------------------------------------------------------------------------------------
@@ -391,3 +517,22 @@ def compare(
         frame["x_web"], frame["y_web"] = web_mercator(frame["lon"], frame["lat"])
         sites[method] = frame
     return comparison, sites
+
+
+def rollout(store: DataStore, scenario: Scenario, years,
+            uploaded: ExistingSites | None = None) -> RolloutView:  # fmt: skip
+    """A staged rollout on the store's data: ``scenario.new_sites`` new sites per
+    year on each year's forecast demand, earlier years' sites held fixed.
+
+    Raises
+    ------
+    InputError
+        Years out of order, or a scenario a forecast cannot serve (ZIP demand, a
+        weighting other than vehicles, a model-year filter).
+    """
+    existing = store.existing(scenario, uploaded)
+    with _COMPUTE_LOCK:
+        result = plan_rollout(
+            scenario, list(years), vehicles=store.vehicles, existing=existing
+        )
+    return RolloutView.from_rollout(result)

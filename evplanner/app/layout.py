@@ -26,6 +26,8 @@ from evplanner.app.live_views import (
     DemandMap,
     DistanceHistogram,
     LiveText,
+    RolloutMap,
+    RolloutPlots,
     in_document,
 )
 from evplanner.app.state import K_MAX, PlannerState
@@ -47,6 +49,17 @@ _TABLE_COLUMNS = {
     "share_pct": "share %",
     "mean_km": "mean km",
     "max_km": "max km",
+    "evs_per_1000": "EVs / 1,000 residents",
+}
+#: Columns of the rollout's per-year table.
+_ROLLOUT_COLUMNS = {
+    "year": "year",
+    "new_sites": "new sites",
+    "sites_built": "built so far",
+    "total_vehicles": "vehicles (forecast)",
+    "coverage_pct": "within radius %",
+    "today_pct": "today's network %",
+    "mean_km": "mean km",
 }
 
 
@@ -165,7 +178,9 @@ class PlannerApp(param.Parameterized):
         s = self.state
         # The map and the histogram are on screen for every solve: Bokeh figures
         # whose data sources each solution replaces (see live_views for why).
-        self.map = DemandMap(s.store.web_extent())
+        self.map = DemandMap(
+            s.store.web_extent(), tracts=lambda sol: s.store.tract_layer(sol.scenario)
+        )
         self.map.show(s.solution, s.selected_site)
         self.map.param.watch(self._on_map_tap, "tapped_site")
         self.histogram = DistanceHistogram()
@@ -201,6 +216,36 @@ class PlannerApp(param.Parameterized):
         self.table.param.watch(self._on_table_select, "selection")
         s.param.watch(self._on_solution, "solution")
         s.param.watch(self._on_selected, "selected_site")
+        # The staged rollout: a map of the network as of the chosen year, and
+        # coverage and mean distance per year with that year marked.
+        self.rollout_map = RolloutMap(s.store.web_extent())
+        self.rollout_plots = RolloutPlots()
+        self.rollout_text = LiveText(self._rollout_html(), min_height_px=24)
+        self.rollout_table = pn.widgets.DataFrame(
+            value=self._rollout_frame(None),
+            disabled=True,
+            show_index=False,
+            height=220,
+            sizing_mode="stretch_width",
+            titles=_ROLLOUT_COLUMNS,
+        )
+        self.year_slider = pn.widgets.IntSlider.from_param(
+            s.param.rollout_year, disabled=True, sizing_mode="stretch_width"
+        )
+        # Plays the years one after another (the same parameter as the slider).
+        self.year_player = pn.widgets.Player.from_param(
+            s.param.rollout_year,
+            name="Play the years",
+            interval=1500,
+            loop_policy="once",
+            show_loop_controls=False,
+            disabled=True,
+            width=360,
+        )
+        s.param.watch(self._on_rollout, "rollout")
+        s.param.watch(self._on_rollout_year, "rollout_year")
+        self.rollout_plots.param.watch(self._on_year_tap, "tapped_year")
+        self.map.param.watch(lambda e: self.rollout_map.set_basemap(e.new), "basemap")
 
     # --- selection links --------------------------------------------------------
     def _select_index(self, index, bars=False):
@@ -246,6 +291,61 @@ class PlannerApp(param.Parameterized):
             )
         )
 
+    # --- staged rollout ---------------------------------------------------------------
+    def _on_rollout(self, event):
+        view = event.new
+        if view is not None:
+            for widget in (self.year_slider, self.year_player):
+                widget.param.update(
+                    start=view.years[0],
+                    end=view.years[-1],
+                    disabled=len(view.years) < 2,
+                )
+        self.rollout_table.value = self._rollout_frame(view)
+        in_document(self._show_rollout)
+
+    def _on_rollout_year(self, event):
+        in_document(self._show_rollout)
+
+    def _on_year_tap(self, event):
+        if event.new is not None:
+            self.state.rollout_year = event.new
+
+    def _show_rollout(self):
+        view, year = self.state.rollout, self.state.rollout_year
+        self.rollout_map.show(view, year)
+        self.rollout_plots.show(view, year)
+        self.rollout_text.show(self._rollout_html())
+
+    def _rollout_html(self) -> str:
+        view, year = self.state.rollout, self.state.rollout_year
+        if view is None:
+            return html.escape(
+                "Choose the years and the new sites per year, then press "
+                "'Plan staged rollout': each year places its sites on that year's "
+                "forecast demand, with today's stations and earlier years' sites "
+                "held fixed."
+            )
+        row = view.row(year)
+        text = (
+            f"Network in {year}: {int(row['sites_built'])} new sites built "
+            f"({int(row['new_sites'])} in {int(row['year'])}); "
+            f"{row['coverage_pct']:.1f}% of the forecast demand within "
+            f"{view.radius_km:g} km (today's network: {row['today_pct']:.1f}%); "
+            f"mean distance {row['mean_km']:.2f} km."
+        )
+        return f'<span class="rollout-text">{html.escape(text)}</span>'
+
+    @staticmethod
+    def _rollout_frame(view) -> pd.DataFrame:
+        if view is None:
+            return pd.DataFrame(
+                {c: pd.Series(dtype="float64") for c in _ROLLOUT_COLUMNS}
+            )
+        f = view.per_year[list(_ROLLOUT_COLUMNS)]
+        return f.round({"coverage_pct": 1, "today_pct": 1, "mean_km": 2,
+                        "total_vehicles": 0})  # fmt: skip
+
     def _on_solution(self, event):
         self.map.show(event.new, self.state.selected_site)
         self.histogram.show(event.new)
@@ -266,7 +366,10 @@ class PlannerApp(param.Parameterized):
                     for c in _TABLE_COLUMNS
                 }
             )
-        t = solution.sites.assign(share_pct=solution.sites["share"] * 100)
+        t = solution.sites.assign(
+            share_pct=solution.sites["share"] * 100,
+            evs_per_1000=solution.sites["evs_per_1000_residents"],
+        )
         return t[list(_TABLE_COLUMNS)].round(
             {
                 "lon": 5,
@@ -275,6 +378,7 @@ class PlannerApp(param.Parameterized):
                 "mean_km": 2,
                 "max_km": 2,
                 "vehicles": 0,
+                "evs_per_1000": 1,
             }
         )
 
@@ -383,6 +487,19 @@ class PlannerApp(param.Parameterized):
                 s.upload_stations(upload.value, upload.filename)
 
         upload.param.watch(on_upload, ["value", "filename"])
+        # The blend only means something for a vehicle weighting on tract demand.
+        share = W.FloatSlider.from_param(
+            s.param.residents_share, disabled=not s.residents_share_applies
+        )
+
+        def enable_share(*events):
+            share.disabled = not s.residents_share_applies
+
+        s.param.watch(enable_share, ["demand_at", "weighting"])
+        rollout_button = W.Button.from_param(s.param.run_rollout, color="primary")
+        s.param.watch(
+            lambda e: setattr(rollout_button, "loading", e.new), "rollout_busy"
+        )
         return pn.Column(
             W.RadioButtonGroup.from_param(
                 s.param.quick_k,
@@ -398,14 +515,28 @@ class PlannerApp(param.Parameterized):
             pn.layout.Divider(),
             W.Select.from_param(s.param.existing),
             upload,
+            W.Select.from_param(s.param.candidates),
+            W.Select.from_param(s.param.objective),
             pn.layout.Divider(),
+            W.Select.from_param(s.param.demand_at),
+            W.Select.from_param(s.param.weighting),
+            share,
+            W.Select.from_param(s.param.year),
             W.MultiChoice.from_param(s.param.counties, placeholder="All counties"),
+            W.MultiChoice.from_param(s.param.utilities, placeholder="All utilities"),
+            W.MultiChoice.from_param(
+                s.param.legislative_districts, placeholder="All districts"
+            ),
             W.CheckButtonGroup.from_param(
                 s.param.ev_types, color="primary", variant="outline"
             ),
             W.IntRangeSlider.from_param(s.param.model_years),
-            W.Select.from_param(s.param.weighting),
             W.IntInput.from_param(s.param.seed),
+            pn.layout.Divider(),
+            pn.pane.Markdown("**Staged rollout**", margin=(0, 10)),
+            W.IntRangeSlider.from_param(s.param.rollout_years),
+            W.IntInput.from_param(s.param.per_year),
+            rollout_button,
             pn.layout.Divider(),
             W.Select.from_param(self.map.param.basemap),
             W.RadioButtonGroup.from_param(self.map.param.layer),
@@ -503,6 +634,7 @@ class PlannerApp(param.Parameterized):
                     )
                 ),
             ),
+            ("Rollout", self.rollout_panel()),
             ("Elbow (choose k)", _hv_pane(self.elbow_view)),
             (
                 "K-Medians vs K-Means",
@@ -525,6 +657,40 @@ class PlannerApp(param.Parameterized):
             ),
             plots,
             sizing_mode="stretch_width",
+        )
+
+    def rollout_panel(self) -> pn.Column:
+        """The rollout tab: the year slider, the network as of that year, coverage
+        and mean distance per year (tap a year to show it), the per-year table."""
+        return pn.Column(
+            pn.Row(self.year_slider, self.year_player, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(
+                self.rollout_text.div,
+                name="rollout summary",
+                sizing_mode="stretch_width",
+            ),
+            pn.Row(
+                pn.pane.Bokeh(
+                    self.rollout_map.figure, height=520, sizing_mode="stretch_width"
+                ),
+                pn.Column(
+                    pn.pane.Bokeh(
+                        self.rollout_plots.coverage,
+                        height=250,
+                        sizing_mode="stretch_width",
+                    ),
+                    pn.pane.Bokeh(
+                        self.rollout_plots.distance,
+                        height=250,
+                        sizing_mode="stretch_width",
+                    ),
+                    sizing_mode="stretch_width",
+                ),
+                sizing_mode="stretch_width",
+            ),
+            self.rollout_table,
+            sizing_mode="stretch_width",
+            name="rollout",
         )
 
     def template(self) -> pn.template.FastListTemplate:

@@ -33,8 +33,10 @@ import param
 import xarray as xr
 from bokeh.events import RangesUpdate
 from bokeh.models import (
+    ColorBar,
     ColumnDataSource,
     Div,
+    EqHistColorMapper,
     HoverTool,
     Range1d,
     Span,
@@ -45,7 +47,7 @@ from bokeh.plotting import figure
 from holoviews.element import tiles as hv_tiles
 
 from evplanner.app import views
-from evplanner.app.engine import Solution
+from evplanner.app.engine import RolloutView, Solution
 
 __all__ = [
     "BASEMAPS",
@@ -53,7 +55,11 @@ __all__ = [
     "DemandMap",
     "DistanceHistogram",
     "LiveText",
+    "RolloutMap",
+    "RolloutPlots",
     "shade_demand",
+    "tract_data",
+    "year_colours",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,8 +67,18 @@ log = logging.getLogger(__name__)
 #: Web-tile basemaps: UI label -> HoloViews tile-source name (``"none"`` = off).
 #: The tiles load in the browser, so with no network they stay blank, quietly.
 BASEMAPS = views.BASEMAPS
-#: How the demand is drawn: by the site that serves it, or by its weight.
-LAYERS = ("Catchments", "Demand density")
+#: How the demand is drawn: by the site that serves it, by its weight, or (census
+#: tracts) as EVs per 1,000 residents.
+LAYERS = ("Catchments", "Demand density", "EVs per 1,000 residents")
+#: Columns of the EVs-per-1,000-residents layer's data source.
+_TRACT_COLUMNS = ["x_web", "y_web", "tract_id", "county", "population", "vehicles",
+                  "evs_per_1000"]  # fmt: skip
+_TRACT_TOOLTIPS = [
+    ("tract", "@tract_id (@county)"),
+    ("residents", "@population{0,0}"),
+    ("EVs", "@vehicles{0,0}"),
+    ("EVs per 1,000 residents", "@evs_per_1000{0.0}"),
+]
 
 #: Demand is aggregated at this many pixels per screen pixel: the points are spread
 #: into dots anyway, and half the resolution is a quarter of the image bytes sent
@@ -292,6 +308,16 @@ def highlight_data(solution: Solution | None, selected_site: str | None) -> dict
     return {"x_web": frame["x_web"].to_numpy(), "y_web": frame["y_web"].to_numpy()}
 
 
+def tract_data(tracts: pd.DataFrame | None) -> dict:
+    """Columns of the EVs-per-1,000-residents layer from
+    :meth:`~evplanner.app.engine.DataStore.tract_layer` (tracts with residents)."""
+    if tracts is None:
+        return {c: np.zeros(0, dtype=object if c in ("tract_id", "county") else "f8")
+                for c in _TRACT_COLUMNS}  # fmt: skip
+    shown = tracts[tracts["population"] > 0]
+    return {c: shown[c].to_numpy() for c in _TRACT_COLUMNS}
+
+
 def _tile_source(basemap: str) -> WMTSTileSource:
     name = basemap if basemap != "none" else "CartoLight"
     tiles = hv_tiles.tile_sources[name]()
@@ -338,8 +364,11 @@ class DemandMap(param.Parameterized):
     )
     tapped_site = param.String(default=None, allow_None=True)
 
-    def __init__(self, extent, **params):
+    def __init__(self, extent, tracts=None, **params):
         super().__init__(**params)
+        # tracts(solution) -> the EVs-per-1,000 layer's frame; asked for only while
+        # that layer is shown.
+        self._tracts_of = tracts
         x0, y0, x1, y1 = extent
         self._x_range, self._y_range = (x0, x1), (y0, y1)
         self._solution: Solution | None = None
@@ -347,7 +376,7 @@ class DemandMap(param.Parameterized):
         self._frame = views.demand_frame(None)
         self.figure = self._build_figure()
         self.param.watch(self._on_basemap, "basemap")
-        self.param.watch(lambda _: self._render_demand(), "layer")
+        self.param.watch(lambda _: self._show_layer(), "layer")
 
     # --- building ------------------------------------------------------------------
     def _build_figure(self):
@@ -370,9 +399,25 @@ class DemandMap(param.Parameterized):
         self._tiles = fig.add_tile(_tile_source(self.basemap), alpha=0.75)
         self._tiles.visible = self.basemap != "none"
         self._image = ColumnDataSource(self._image_data())
-        fig.image_rgba(
+        self._image_glyph = fig.image_rgba(
             image="image", x="x", y="y", dw="dw", dh="dh", source=self._image
         )
+        self._tract_source = ColumnDataSource(tract_data(None))
+        mapper = EqHistColorMapper(palette=colorcet.bmy, nan_color="#bdbdbd")
+        self._tract_glyph = fig.scatter(
+            "x_web",
+            "y_web",
+            source=self._tract_source,
+            size=7,
+            fill_color={"field": "evs_per_1000", "transform": mapper},
+            line_color=None,
+            fill_alpha=0.85,
+            visible=False,
+        )
+        self._tract_bar = ColorBar(
+            color_mapper=mapper, title="EVs per 1,000 residents", visible=False
+        )
+        fig.add_layout(self._tract_bar, "right")
         self._highlight = ColumnDataSource(highlight_data(None, None))
         fig.scatter(
             "x_web",
@@ -413,6 +458,7 @@ class DemandMap(param.Parameterized):
         fig.add_tools(
             HoverTool(renderers=[new], tooltips=_SITE_TOOLTIPS),
             HoverTool(renderers=[existing], tooltips=_STATION_TOOLTIPS),
+            HoverTool(renderers=[self._tract_glyph], tooltips=_TRACT_TOOLTIPS),
             TapTool(renderers=[new]),
         )
         self._new.selected.on_change("indices", self._on_tap)
@@ -424,7 +470,7 @@ class DemandMap(param.Parameterized):
         """Draw ``solution`` (None clears the map) with ``selected_site`` marked."""
         self._solution, self._selected = solution, selected_site
         self._frame = views.demand_frame(solution)
-        self._render_demand()
+        self._show_layer()
         self._existing.data = site_data(solution, "existing")
         self.select(selected_site, force=True)
 
@@ -460,7 +506,25 @@ class DemandMap(param.Parameterized):
         }
 
     def _render_demand(self):
-        self._image.data = self._image_data()
+        if self.layer != LAYERS[2]:
+            self._image.data = self._image_data()
+
+    @property
+    def shows_tracts(self) -> bool:
+        """Whether the EVs-per-1,000-residents layer is on."""
+        return self.layer == LAYERS[2]
+
+    def _show_layer(self):
+        tracts = self.shows_tracts
+        self._image_glyph.visible = not tracts
+        self._tract_glyph.visible = self._tract_bar.visible = tracts
+        if tracts:
+            frame = None
+            if self._solution is not None and self._tracts_of is not None:
+                frame = self._tracts_of(self._solution)
+            self._tract_source.data = tract_data(frame)
+        else:
+            self._render_demand()
 
     # --- browser events --------------------------------------------------------------
     def _on_ranges(self, event):
@@ -599,3 +663,231 @@ class LiveText:
         """Replace the content (nothing is sent when it is unchanged)."""
         if html != self.div.text:
             self.div.text = html
+
+
+# --------------------------------------------------------------------------------------
+# The staged rollout: the network as of a year, and coverage per year
+# --------------------------------------------------------------------------------------
+#: Colours of the rollout's years (dark to bright through the years).
+YEAR_PALETTE = colorcet.palette["bmy"]
+
+
+def year_colours(years) -> dict[int, str]:
+    """A colour per rollout year, spread evenly over :data:`YEAR_PALETTE`.
+
+    Examples
+    --------
+    >>> colours = year_colours([2025, 2026, 2027])
+    >>> len(colours), colours[2025] != colours[2027]
+    (3, True)
+    """
+    years = sorted(int(y) for y in years)
+    if len(years) == 1:
+        return {years[0]: YEAR_PALETTE[0]}
+    last = len(YEAR_PALETTE) - 1
+    return {
+        y: YEAR_PALETTE[round(i * last / (len(years) - 1))] for i, y in enumerate(years)
+    }
+
+
+_ROLLOUT_COLUMNS = ["x_web", "y_web", "site_id", "year", "lon", "lat", "vehicles"]
+
+
+def rollout_site_data(view: RolloutView | None, year: int | None) -> dict:
+    """Columns of the rollout map's new sites built by ``year``, coloured by the
+    year each is built (``colour``; ``label`` for the legend)."""
+    if view is None or year is None:
+        data = {c: np.zeros(0, dtype="f8") for c in _ROLLOUT_COLUMNS}
+        data.update(site_id=np.zeros(0, object), colour=np.zeros(0, object),
+                    label=np.zeros(0, object))  # fmt: skip
+        return data
+    built = view.built_by(year)
+    years = built["year"].to_numpy(dtype="int64")
+    colours = year_colours(view.years)
+    return {
+        "x_web": built["x_web"].to_numpy(),
+        "y_web": built["y_web"].to_numpy(),
+        "site_id": built["site_id"].to_numpy(dtype=object),
+        "year": years,
+        "lon": built["lon"].to_numpy(),
+        "lat": built["lat"].to_numpy(),
+        # Loads of the last planned year (the rollout's site table).
+        "vehicles": built["vehicles_served"].to_numpy("f8"),
+        "colour": np.array([colours[y] for y in years], dtype=object),
+        "label": np.array([f"built {y}" for y in years], dtype=object),
+    }
+
+
+class RolloutMap:
+    """Map of a staged rollout: today's stations and the new sites built by a year.
+
+    Attributes
+    ----------
+    figure : bokeh.plotting.figure
+        Wrap it in ``pn.pane.Bokeh``; its title names the year shown.
+    """
+
+    def __init__(self, extent, height_px: int = 520):
+        x0, y0, x1, y1 = extent
+        fig = figure(
+            x_range=Range1d(x0, x1),
+            y_range=Range1d(y0, y1),
+            height=height_px,
+            sizing_mode="stretch_width",
+            match_aspect=True,
+            x_axis_type=None,
+            y_axis_type=None,
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            active_scroll="wheel_zoom",
+            output_backend="canvas",
+            title="Rollout: press 'Plan staged rollout'",
+            toolbar_location="above",
+        )
+        fig.grid.visible = False
+        self._tiles = fig.add_tile(_tile_source("CartoLight"), alpha=0.75)
+        self._existing = ColumnDataSource(site_data(None, "existing"))
+        fig.scatter("x_web", "y_web", source=self._existing, size=6,
+                    marker="triangle", fill_color=views.EXISTING_COLOUR,
+                    line_color="#424242", legend_label="today's stations")  # fmt: skip
+        self._new = ColumnDataSource(rollout_site_data(None, None))
+        new = fig.scatter("x_web", "y_web", source=self._new, size=14,
+                          fill_color="colour", line_color="black", line_width=2,
+                          legend_field="label")  # fmt: skip
+        fig.add_tools(
+            HoverTool(
+                renderers=[new],
+                tooltips=[
+                    ("site", "@site_id"),
+                    ("built", "@year"),
+                    ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
+                    ("vehicles served (last year)", "@vehicles{0,0}"),
+                ],
+            )
+        )
+        fig.legend.location = "top_left"
+        fig.legend.background_fill_alpha = 0.7
+        self.figure = fig
+        self._view: RolloutView | None = None
+
+    def show(self, view: RolloutView | None, year: int | None):
+        """Draw the network of ``view`` as of ``year``."""
+        if view is not self._view:
+            self._view = view
+            self._existing.data = _rollout_existing(view)
+        self._new.data = rollout_site_data(view, year)
+        if view is not None and year is not None:
+            row = view.row(year)
+            self.figure.title.text = (
+                f"Rollout network in {year}: {int(row['sites_built'])} new sites "
+                f"built, {row['coverage_pct']:.1f}% within {view.radius_km:g} km"
+            )
+
+    def set_basemap(self, basemap: str):
+        self._tiles.tile_source = _tile_source(basemap)
+        self._tiles.visible = basemap != "none"
+
+
+def _rollout_existing(view: RolloutView | None) -> dict:
+    if view is None:
+        return site_data(None, "existing")
+    s = view.sites[view.sites["kind"] == "existing"]
+    data = {c: np.zeros(len(s), "f8") for c in _SOLUTION_COLUMNS}
+    for c in ("x_web", "y_web", "lon", "lat"):
+        data[c] = s[c].to_numpy("f8")
+    for c in ("site_id", "kind", "name"):
+        data[c] = s[c].to_numpy(dtype=object)
+    data["vehicles"] = s["vehicles_served"].to_numpy("f8")
+    data["mean_km"] = s["mean_distance_m"].to_numpy("f8") / 1000
+    data["max_km"] = s["max_distance_m"].to_numpy("f8") / 1000
+    data["colour"] = views.site_colours(len(s), "existing")
+    data["size"] = np.full(len(s), SITE_SIZE_PX)
+    return data
+
+
+class RolloutPlots(param.Parameterized):
+    """Coverage and mean distance per rollout year, with the shown year marked.
+
+    Two figures sharing the year axis; tapping a year's point on either selects
+    that year (``tapped_year``).
+
+    Attributes
+    ----------
+    coverage, distance : bokeh.plotting.figure
+    """
+
+    tapped_year = param.Integer(default=None, allow_None=True)
+
+    def __init__(self, height_px: int = 250, **params):
+        super().__init__(**params)
+        self._source = ColumnDataSource(_per_year_data(None))
+        common = dict(
+            height=height_px,
+            sizing_mode="stretch_width",
+            tools="tap,save,reset",
+            toolbar_location="above",
+            output_backend="canvas",
+            x_axis_label="year",
+        )
+        self.coverage = figure(
+            title="Coverage per year", y_axis_label="demand within radius (%)",
+            **common,
+        )  # fmt: skip
+        self.distance = figure(
+            title="Mean distance per year", y_axis_label="mean distance (km, L1)",
+            x_range=self.coverage.x_range, **common,
+        )  # fmt: skip
+        self.coverage.line("year", "coverage_pct", source=self._source,
+                           color="#4c78a8", line_width=2,
+                           legend_label="with the rollout's sites")  # fmt: skip
+        self.coverage.line("year", "today_pct", source=self._source,
+                           color=views.EXISTING_COLOUR, line_dash="dashed",
+                           line_width=2, legend_label="today's network")  # fmt: skip
+        dots = self.coverage.scatter("year", "coverage_pct", source=self._source,
+                                     size=9, color="#4c78a8")  # fmt: skip
+        self.distance.line("year", "mean_km", source=self._source, color="#f58518",
+                           line_width=2)  # fmt: skip
+        dist_dots = self.distance.scatter("year", "mean_km", source=self._source,
+                                          size=9, color="#f58518")  # fmt: skip
+        self.coverage.legend.location = "bottom_right"
+        self.coverage.xaxis.ticker.desired_num_ticks = 10
+        hover = [("year", "@year"), ("within radius", "@coverage_pct{0.0}%"),
+                 ("today's network", "@today_pct{0.0}%"),
+                 ("mean distance", "@mean_km{0.00} km"),
+                 ("new sites built", "@sites_built")]  # fmt: skip
+        self.coverage.add_tools(HoverTool(renderers=[dots], tooltips=hover))
+        self.distance.add_tools(HoverTool(renderers=[dist_dots], tooltips=hover))
+        self._marks = []
+        for fig in (self.coverage, self.distance):
+            mark = Span(location=0, dimension="height", line_dash="dotted",
+                        line_color=views.HIGHLIGHT_COLOUR, line_width=2,
+                        visible=False)  # fmt: skip
+            fig.add_layout(mark)
+            self._marks.append(mark)
+        # Both scatters draw the same source: a tap on either selects its index.
+        self._source.selected.on_change("indices", self._on_tap)
+
+    def show(self, view: RolloutView | None, year: int | None):
+        """Draw ``view``'s years (if new) and mark ``year``."""
+        data = _per_year_data(view)
+        if list(data["year"]) != list(self._source.data["year"]) or any(
+            not np.array_equal(data[c], self._source.data[c], equal_nan=True)
+            for c in ("coverage_pct", "mean_km")
+        ):
+            self._source.data = data
+        for mark in self._marks:
+            mark.visible = year is not None and view is not None
+            if year is not None:
+                mark.location = year
+
+    def _on_tap(self, attr, old, new):
+        years = self._source.data["year"]
+        if new and new[0] < len(years):
+            self.tapped_year = int(years[new[0]])
+
+
+def _per_year_data(view: RolloutView | None) -> dict:
+    columns = ("year", "coverage_pct", "today_pct", "mean_km", "sites_built")
+    if view is None:
+        return {c: np.zeros(0, "f8") for c in columns}
+    f = view.per_year
+    return {c: f[c].to_numpy("f8") for c in columns}

@@ -6,7 +6,9 @@ server's event loop: the scenario is snapshotted, handed to a one-thread executo
 owned by the session, and the result comes back on the event loop (Bokeh's
 ``add_next_tick_callback``, through ``pn.state.execute``). A generation counter makes
 a newer change supersede an older one: a queued stale solve is cancelled, a running
-one finishes but its result is dropped.
+one finishes but its result is dropped. The elbow, the K-Means comparison and the
+staged rollout (:func:`evplanner.app.engine.rollout`, on request) run the same way,
+each kind with its own counter.
 
 The only object shared between sessions is the read-only
 :class:`~evplanner.app.engine.DataStore`, loaded once with ``pn.cache``.
@@ -25,9 +27,13 @@ import param
 from evplanner.app import engine
 from evplanner.app.engine import (
     ALGORITHMS,
+    CANDIDATES,
+    DEMAND_AT,
     EXISTING,
+    OBJECTIVES,
     WEIGHTINGS,
     DataStore,
+    RolloutView,
     Solution,
 )
 from evplanner.errors import InputError
@@ -41,8 +47,12 @@ log = logging.getLogger(__name__)
 QUICK_K = (3, 5, 7, 10, 15)
 #: The ks of the elbow sweep (those above the number of demand points are skipped).
 SWEEP_K = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50)
-#: Largest k offered: several hundred; the bundled data has ~540 distinct locations.
+#: Largest k offered: several hundred; the bundled data has ~1,770 tract locations.
 K_MAX = 500
+#: How many years past the newest model year the forecast and the rollout offer.
+FORECAST_YEARS = 15
+#: Weightings that count vehicles (the residents blend and the forecast apply).
+VEHICLE_WEIGHTINGS = ("vehicles", "bev", "range")
 
 
 @pn.cache
@@ -98,9 +108,46 @@ class PlannerState(param.Parameterized):
     model_years = param.Range(
         default=(2000, 2025), bounds=(2000, 2025), label="Model years", step=1
     )
+    demand_at = param.Selector(
+        default="tract",
+        objects=DEMAND_AT,
+        label="Demand at",
+        doc="Where a vehicle's demand sits: its census tract or its ZIP centroid.",
+    )
     weighting = param.Selector(
         default="vehicles", objects=WEIGHTINGS, label="Demand weighting"
     )
+    residents_share = param.Number(
+        default=0.0,
+        bounds=(0.0, 1.0),
+        step=0.05,
+        label="Residents share of demand",
+        doc="Blend: weight = (1 - a) vehicles + a residents scaled to the vehicles' "
+        "total. Applies to a vehicle weighting on tract demand only.",
+    )
+    utilities = param.ListSelector(
+        default=[],
+        objects=[],
+        label="Electric utilities",
+        doc="Keep vehicles served by any of these utilities (empty = all).",
+    )
+    legislative_districts = param.ListSelector(
+        default=[],
+        objects=[],
+        label="Legislative districts",
+        doc="Keep vehicles in these districts (empty = all).",
+    )
+    year = param.Selector(
+        default=None,
+        objects={"Today (registrations)": None},
+        allow_None=True,
+        label="Plan for year",
+        doc="Plan on the demand forecast for this year (None: today's vehicles).",
+    )
+    candidates = param.Selector(
+        default="none", objects=CANDIDATES, label="New sites may go"
+    )
+    objective = param.Selector(default="median", objects=OBJECTIVES, label="Objective")
     radius_km = param.Number(
         default=5.0, bounds=(0.5, 100.0), step=0.5, label="Coverage radius (km)"
     )
@@ -109,7 +156,17 @@ class PlannerState(param.Parameterized):
     )
     seed = param.Integer(default=0, bounds=(0, 2**31 - 1), label="Random seed")
     existing = param.Selector(
-        default="none", objects=EXISTING, label="Existing stations (kept fixed)"
+        default="public", objects=EXISTING, label="Existing stations (kept fixed)"
+    )
+
+    # --- staged rollout ---------------------------------------------------------
+    rollout_years = param.Range(
+        default=(2025, 2030), bounds=(2025, 2040), step=1, label="Rollout years"
+    )
+    per_year = param.Integer(default=5, bounds=(1, 100), label="New sites per year")
+    run_rollout = param.Event(label="Plan staged rollout")
+    rollout_year = param.Integer(
+        default=2025, bounds=(2025, 2040), label="Network as of year"
     )
 
     selected_site = param.String(
@@ -131,7 +188,14 @@ class PlannerState(param.Parameterized):
     comparison = param.Parameter(
         default=None, doc="(KMeansComparison, sites dict) on request."
     )
+    rollout = param.ClassSelector(
+        class_=RolloutView,
+        default=None,
+        allow_None=True,
+        doc="The latest staged rollout, on request.",
+    )
     busy = param.Boolean(default=False, doc="A solve is running.")
+    rollout_busy = param.Boolean(default=False, doc="A rollout is being planned.")
     status = param.String(default="", doc="One line about the latest solve.")
     message = param.String(default="", doc="Problem to show to the user.")
     message_level = param.Selector(
@@ -149,6 +213,13 @@ class PlannerState(param.Parameterized):
         "algorithm",
         "seed",
         "existing",
+        "demand_at",
+        "residents_share",
+        "utilities",
+        "legislative_districts",
+        "year",
+        "candidates",
+        "objective",
     )
 
     def __init__(self, store: DataStore | None = None, **params):
@@ -158,12 +229,27 @@ class PlannerState(param.Parameterized):
         self.param.counties.objects = counties
         self.param.model_years.bounds = years
         params.setdefault("model_years", years)
+        self.param.utilities.objects = self._store.utilities
+        self.param.legislative_districts.objects = self._store.legislative_districts
+        # Forecast years start after the newest model year (the last, partial
+        # one of the extract is still "today").
+        first = years[1] + 1
+        future = range(first, first + FORECAST_YEARS)
+        self.param.year.objects = {
+            "Today (registrations)": None,
+            **{str(y): y for y in future},
+        }
+        last = future[-1]
+        self.param.rollout_years.bounds = (first, last)
+        self.param.rollout_year.bounds = (first, last)
+        params.setdefault("rollout_years", (first, min(first + 5, last)))
+        params.setdefault("rollout_year", first)
         super().__init__(**params)
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="evplanner-solve"
         )
         self._cond = threading.Condition()
-        kinds = ("solve", "sweep", "compare")
+        kinds = ("solve", "sweep", "compare", "rollout")
         self._latest = dict.fromkeys(kinds, 0)
         self._applied = dict.fromkeys(kinds, 0)
         self._pending: dict[str, Future] = {}
@@ -197,14 +283,35 @@ class PlannerState(param.Parameterized):
             counties=tuple(sorted(self.counties)),
             ev_types=tuple(sorted(self.ev_types)),
             model_years=None if full else years,
+            utilities=tuple(sorted(self.utilities)),
+            legislative_districts=tuple(sorted(self.legislative_districts)),
+            demand_at=self.demand_at,
             weighting=self.weighting,
+            # The blend's slider is disabled where it means nothing (residents
+            # already, or ZIP demand, which has no residents): it counts as 0.
+            residents_share=(
+                float(self.residents_share) if self.residents_share_applies else 0.0
+            ),
+            year=None if self.year is None else int(self.year),
             radius_m=float(self.radius_km) * 1000.0,
+            candidates=self.candidates,
+            objective=self.objective,
             algorithm=self.algorithm,
             seed=int(self.seed),
             existing=(
                 self._upload_existing if self.existing == "upload" else self.existing
             ),
         )
+
+    @property
+    def residents_share_applies(self) -> bool:
+        """Whether the residents blend means something for the current controls:
+        a vehicle weighting on census-tract demand."""
+        return self.demand_at == "tract" and self.weighting in VEHICLE_WEIGHTINGS
+
+    def rollout_scenario(self) -> Scenario:
+        """The controls as the rollout's scenario: ``per_year`` new sites a year."""
+        return self.scenario().replace(new_sites=int(self.per_year), year=None)
 
     def wait(self, timeout: float = 60.0) -> Solution | None:
         """Block until the latest requested solve has been applied.
@@ -250,7 +357,18 @@ class PlannerState(param.Parameterized):
                 "info",
             )
             return
+        if not self._scenario_or_message():
+            return
         self._request_solve()
+
+    def _scenario_or_message(self) -> Scenario | None:
+        """The scenario, or None after saying why the controls do not make one
+        (a forecast year with ZIP demand, say); the current solution stays."""
+        try:
+            return self.scenario()
+        except InputError as err:
+            self._set_message(f"{err} The current solution stays.", "warning")
+            return None
 
     def upload_stations(self, data: bytes | None, filename: str | None) -> None:
         """Take an uploaded CSV of existing stations (the file chooser calls this).
@@ -288,6 +406,23 @@ class PlannerState(param.Parameterized):
     @param.depends("run_compare", watch=True)
     def _on_compare(self):
         self._submit("compare", partial(engine.compare, self._store, self.scenario()))
+
+    @param.depends("run_rollout", watch=True)
+    def _on_rollout(self):
+        if not self._scenario_or_message():
+            return
+        first, last = (int(y) for y in self.rollout_years)
+        self.rollout_busy = True
+        self._submit(
+            "rollout",
+            partial(
+                engine.rollout,
+                self._store,
+                self.rollout_scenario(),
+                range(first, last + 1),
+                self._uploaded,
+            ),
+        )
 
     # --- solving off the event loop -------------------------------------------------
     def _request_solve(self):
@@ -351,6 +486,8 @@ class PlannerState(param.Parameterized):
 
     def _apply_result(self, kind: str, gen: int, future: Future) -> str | None:
         """Apply a finished job's result or error; return the new status line."""
+        if kind == "rollout" and gen == self._latest[kind]:
+            self.rollout_busy = False
         if gen != self._latest[kind]:
             log.debug(
                 "dropping stale %s result %d (latest %d)", kind, gen, self._latest[kind]
@@ -365,6 +502,8 @@ class PlannerState(param.Parameterized):
             if kind == "sweep":
                 self.sweep = result
                 return f"Elbow computed for {len(result)} values of k."
+            if kind == "rollout":
+                return self._apply_rollout(result)
             self.comparison = result
             return "K-Medians vs K-Means computed."
         if isinstance(error, ValueError):  # InputError is a ValueError
@@ -391,12 +530,26 @@ class PlannerState(param.Parameterized):
             self.message = ""
         self.solution = solution
 
+    def _apply_rollout(self, result: RolloutView) -> str:
+        first, last = result.years[0], result.years[-1]
+        # The year slider spans the planned years and starts on the last one.
+        self.param.rollout_year.bounds = (first, last)
+        # Together: views of the rollout see the new result with its year.
+        self.param.update(rollout_year=last, rollout=result)
+        per_year = result.rollout.scenario.new_sites
+        return (
+            f"Rollout planned: {per_year} new sites a year, {first}-{last} "
+            f"({per_year * len(result.years)} sites)."
+        )
+
     @staticmethod
     def _solved_text(solution: Solution) -> str:
-        k = solution.scenario.new_sites
+        k, year = solution.scenario.new_sites, solution.scenario.year
+        forecast = "" if year is None else f" Demand forecast for {year}."
         return (
             f"Solved: {solution.n_new} new sites (k={k}) on "
             f"{len(solution.demand)} demand points in {solution.solve_s:.2f} s."
+            f"{forecast}"
         )
 
     def _mark_applied(self, kind: str, gen: int):

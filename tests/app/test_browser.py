@@ -141,6 +141,38 @@ def map_new_sites(page) -> int:
     )
 
 
+def table_kinds(page) -> dict[str, int]:
+    """Rows of the site table per kind ("new", "existing"), read from BokehJS."""
+    return page.evaluate(
+        """() => {
+            for (const doc of window.Bokeh.documents)
+                for (const m of doc.all_models)
+                    if (m.data && m.data.share_pct && m.data.kind) {
+                        const out = {};
+                        for (const k of m.data.kind) out[k] = (out[k] || 0) + 1;
+                        return out;
+                    }
+            return null;
+        }"""
+    )
+
+
+def source_column(page, marker: str, column: str) -> list | None:
+    """Column ``column`` of the first BokehJS data source that has a column
+    ``marker`` (as a plain list), or None."""
+    return page.evaluate(
+        """([marker, column]) => {
+            for (const doc of window.Bokeh.documents)
+                for (const m of doc.all_models)
+                    if (m.data && m.data[marker] !== undefined
+                        && m.data[column] !== undefined)
+                        return Array.from(m.data[column]);
+            return null;
+        }""",
+        [marker, column],
+    )
+
+
 VISIBLE_PLOTS_JS = """() => {
     // Every Bokeh plot with a title whose view is drawn and visible in the page:
     // title -> [width, height] in CSS pixels.
@@ -215,8 +247,9 @@ def pct(text: str) -> float:
 
 
 def test_quick_pick_k_updates_sites_indicators_and_map(page, tmp_path):
-    rows = page.locator(".slick-row")
-    playwright.expect(rows).to_have_count(7, timeout=TIMEOUT_MS)
+    # The page opens with today's public stations fixed: the table lists the 7
+    # new sites and the 2,473 stations with their loads.
+    assert table_kinds(page) == {"new": 7, "existing": 2473}
     assert indicator(page, "New sites") == "7"
     assert map_new_sites(page) == 7
     covered_before = indicator(page, "Demand within 5 km (with new sites)")
@@ -225,7 +258,7 @@ def test_quick_pick_k_updates_sites_indicators_and_map(page, tmp_path):
 
     page.get_by_role("button", name="15", exact=True).click()
     solved_for(page, 15)
-    playwright.expect(rows).to_have_count(15, timeout=TIMEOUT_MS)
+    wait_until(page, lambda: table_kinds(page)["new"] == 15, "15 new sites listed")
     assert indicator(page, "New sites") == "15"
     assert map_new_sites(page) == 15  # the map's own data, not just the table
     assert pct(indicator(page, "Demand within 5 km (with new sites)")) > pct(
@@ -255,8 +288,16 @@ def test_k_typed_and_slider_keys(page):
 
 
 def test_selects_change_the_plan(page):
-    # Existing stations: today's public network held fixed.
-    assert indicator(page, "Today's network within 5 km") == "–"
+    # The page opens with today's public network held fixed, and measured.
+    network = pct(indicator(page, "Today's network within 5 km"))
+    before = status(page)
+    page.get_by_label("Existing stations (kept fixed)").select_option(label="None")
+    wait_new_solution(page, before)
+    wait_until(
+        page,
+        lambda: indicator(page, "Today's network within 5 km") == "–",
+        "no network without stations",
+    )
     before = status(page)
     page.get_by_label("Existing stations (kept fixed)").select_option(
         label="Public stations (all)"
@@ -264,10 +305,9 @@ def test_selects_change_the_plan(page):
     wait_new_solution(page, before)
     wait_until(
         page,
-        lambda: indicator(page, "Today's network within 5 km") != "–",
+        lambda: indicator(page, "Today's network within 5 km") == f"{network:.1f}%",
         "today's network coverage",
     )
-    network = pct(indicator(page, "Today's network within 5 km"))
     assert 50 < network < 100
     assert pct(indicator(page, "Demand within 5 km (with new sites)")) >= network
 
@@ -429,14 +469,15 @@ def _download(page, label: str, tmp_path: Path) -> Path:
 def test_every_download(page, tmp_path):
     import pandas as pd
 
+    n_sites = 7 + 2473  # new sites and today's public stations
     csv = _download(page, "Sites (CSV)", tmp_path).read_text()
     lines = csv.strip().splitlines()
-    assert len(lines) == 1 + 7 and lines[0].startswith("site_id,kind,name")
+    assert len(lines) == 1 + n_sites and lines[0].startswith("site_id,kind,name")
     geojson = json.loads(_download(page, "Sites (GeoJSON)", tmp_path).read_text())
     assert geojson["type"] == "FeatureCollection"
-    assert len(geojson["features"]) == 7
+    assert len(geojson["features"]) == n_sites
     parquet = pd.read_parquet(_download(page, "Sites (GeoParquet)", tmp_path))
-    assert len(parquet) == 7 and "geometry" in parquet
+    assert len(parquet) == n_sites and "geometry" in parquet
     metrics = json.loads(_download(page, "Metrics (JSON)", tmp_path).read_text())
     assert metrics["schema"] == "evplanner.plan/1"
     assert 0 < metrics["coverage"]["coverage_share"] <= 1
@@ -451,7 +492,186 @@ def test_every_download(page, tmp_path):
     playwright.expect(image).to_be_visible()
     width = image.evaluate("img => img.naturalWidth")
     assert width > 400  # the PNG decoded, it is not a broken image
-    rows = report_page.locator("table#sites tbody tr")
+    # New sites' rows: the kind column says "new" (station names may hold it).
+    rows = report_page.locator(
+        "table#sites tbody tr:has(td:nth-child(2):text-is('new'))"
+    )
     playwright.expect(rows).to_have_count(7)
     assert rows.first.locator("td").first.text_content() == "N1"
     report_page.close()
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def demand_points_in_status(page) -> int:
+    return int(re.search(r"on (\d+) demand points", status(page)).group(1))
+
+
+def test_demand_controls(page):
+    assert demand_points_in_status(page) == 1767  # census tracts by default
+    before = status(page)
+    page.get_by_label("Demand at").select_option(label="ZIP-code centroid")
+    wait_new_solution(page, before)
+    assert demand_points_in_status(page) == 537
+    share = page.locator(".bk-input-group", has_text="Residents share of demand")
+
+    def share_disabled() -> bool:
+        # noUiSlider marks a disabled slider with disabled="true".
+        return share.locator(".noUi-target").get_attribute("disabled") == "true"
+
+    # No residents at ZIP centroids: the blend's slider is disabled.
+    wait_until(page, share_disabled, "the residents share disabled")
+    before = status(page)
+    page.get_by_label("Demand at").select_option(
+        label="Census tract (centre of population)"
+    )
+    wait_new_solution(page, before)
+    assert demand_points_in_status(page) == 1767
+
+    # The blend: two steps of 0.05 to the right re-solve with residents mixed in.
+    handle = share.get_by_role("slider")
+    wait_until(page, lambda: not share_disabled(), "the residents share enabled")
+    objective = indicator(page, "Objective (vehicle-km)")
+    before = status(page)
+    handle.focus()
+    handle.press("ArrowRight")
+    handle.press("ArrowRight")
+    wait_new_solution(page, before)
+    wait_until(
+        page,
+        lambda: indicator(page, "Objective (vehicle-km)") != objective,
+        "a blended objective",
+    )
+    page.get_by_text("Residents share of demand: 0.1").wait_for(timeout=TIMEOUT_MS)
+
+    before = status(page)
+    page.get_by_label("Demand weighting").select_option(
+        label="Residents (tract population)"
+    )
+    wait_new_solution(page, before)
+    wait_until(page, share_disabled, "the residents share disabled")
+    # A forecast counts vehicles: with residents weighting the page says why not.
+    page.get_by_label("Plan for year").select_option(label="2030")
+    page.get_by_text("a forecast year plans for the vehicles").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    before = status(page)
+    page.get_by_label("Demand weighting").select_option(label="All vehicles")
+    wait_new_solution(page, before)
+    wait_until(
+        page,
+        lambda: status(page).endswith("Demand forecast for 2030."),
+        "a solve on the 2030 forecast",
+    )
+
+
+def test_utility_and_district_filters(page):
+    all_points = demand_points_in_status(page)
+    choices = page.locator("input.choices__input--cloned")
+    before = status(page)
+    choices.nth(1).click()  # electric utilities (after counties)
+    page.keyboard.type("AVISTA")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    wait_new_solution(page, before)
+    avista = demand_points_in_status(page)
+    assert 0 < avista < all_points
+    chosen = page.locator(".choices__list--multiple .choices__item")
+    playwright.expect(chosen.filter(has_text="AVISTA CORP")).to_have_count(1)
+
+    before = status(page)
+    choices.nth(2).click()  # legislative districts
+    page.keyboard.type("4")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    wait_new_solution(page, before)
+    both = demand_points_in_status(page)
+    assert 0 < both < avista
+
+
+def test_rollout_timeline(page):
+    per_year = page.get_by_label("New sites per year")
+    per_year.fill("2")
+    per_year.press("Enter")
+    # Three years: the rollout's upper year three steps to the left of 2030.
+    years = page.locator(".bk-input-group", has_text="Rollout years")
+    upper = years.get_by_role("slider").nth(1)
+    upper.focus()
+    for _ in range(3):
+        upper.press("ArrowLeft")
+    page.wait_for_timeout(500)  # the slider's value reaches the server
+
+    page.get_by_role("button", name="Plan staged rollout").click()
+    # Busy while it runs (the light and the text), then done.
+    page.get_by_text("Computing rollout").wait_for(timeout=TIMEOUT_MS)
+    assert page.locator("[aria-label='busy']").count() == 1
+    page.get_by_text(
+        "Rollout planned: 2 new sites a year, 2025-2027 (6 sites)."
+    ).wait_for(timeout=TIMEOUT_MS)
+    playwright.expect(page.locator("[aria-label='idle']")).to_have_count(1)
+
+    open_tab(page, "Rollout")
+    wait_for_plot(page, "Rollout network in 2027: 6 new sites built", min_h=300)
+    wait_for_plot(page, "Coverage per year")
+    wait_for_plot(page, "Mean distance per year")
+    # The per-year table and plot hold each year's figures.
+    assert source_column(page, "sites_built", "year") == [2025, 2026, 2027]
+    assert source_column(page, "sites_built", "sites_built") == [2, 4, 6]
+    coverage = source_column(page, "sites_built", "coverage_pct")
+    assert all(50 < c <= 100 for c in coverage)
+    page.get_by_text("built so far").first.wait_for(timeout=TIMEOUT_MS)
+    # The map shows every site built by 2027, coloured by the year it is built.
+    assert (
+        sorted(source_column(page, "label", "year"))
+        == [2025] * 2 + [2026] * 2 + [2027] * 2
+    )
+    assert len(set(source_column(page, "label", "colour"))) == 3
+
+    # Back to 2026 on the year slider: the network of that year.
+    slider = page.locator(".bk-input-group", has_text="Network as of year")
+    handle = slider.get_by_role("slider")
+    handle.focus()
+    handle.press("ArrowLeft")
+    page.get_by_text("Network in 2026: 4 new sites built").wait_for(timeout=TIMEOUT_MS)
+    wait_for_plot(page, "Rollout network in 2026: 4 new sites built", min_h=300)
+    assert sorted(source_column(page, "label", "year")) == [2025, 2025, 2026, 2026]
+
+
+def test_evs_per_1000_residents_layer(page):
+    assert source_column(page, "tract_id", "evs_per_1000") == []
+    page.get_by_role("button", name="EVs per 1,000 residents").click()
+    wait_until(
+        page,
+        lambda: len(source_column(page, "tract_id", "evs_per_1000")) > 1700,
+        "the tracts' EVs per 1,000 residents on the map",
+    )
+    values = source_column(page, "tract_id", "evs_per_1000")
+    vehicles = source_column(page, "tract_id", "vehicles")
+    population = source_column(page, "tract_id", "population")
+    assert values[0] == pytest.approx(1000 * vehicles[0] / population[0])
+    assert wait_for_plot(page, "Demand and sites")[1] >= 400
+    # The site table has the column.
+    page.get_by_text("EVs / 1,000 residents").first.wait_for(timeout=TIMEOUT_MS)
+
+
+def test_candidates_and_objective(page):
+    # Maximal coverage needs candidate sites: the page says so and keeps the plan.
+    page.get_by_label("Objective").select_option(
+        label="Demand within radius (max coverage)"
+    )
+    page.get_by_text("a candidate set for the coverage objective").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    covered = indicator(page, "Demand within 5 km (with new sites)")
+    before = status(page)
+    page.get_by_label("New sites may go").select_option(label="Census-tract centres")
+    wait_new_solution(page, before)
+    wait_until(
+        page,
+        lambda: indicator(page, "Demand within 5 km (with new sites)") != covered,
+        "the coverage of sites chosen for coverage",
+    )
+    # Sites chosen for coverage cover at least as much as the median's sites.
+    assert pct(indicator(page, "Demand within 5 km (with new sites)")) >= pct(covered)
+    assert map_new_sites(page) == 7

@@ -70,7 +70,7 @@ def test_changing_k_resolves(state):
     state.k = 12
     sol = state.wait()
     assert sol is not first
-    assert sol.n_new == 12 and len(sol.sites) == 12
+    assert sol.n_new == 12 and (sol.sites["kind"] == "new").sum() == 12
     assert state.quick_k is None  # 12 is not a quick pick
     assert sol.plan.coverage.objective_m < first.plan.coverage.objective_m
     state.quick_k = 5
@@ -262,6 +262,8 @@ def test_choosing_uploaded_without_file_says_so(state):
 # --------------------------------------------------------------------------- extras
 def test_sweep_and_comparison_on_request(state):
     assert state.sweep is None and state.comparison is None
+    state.existing = "none"  # the elbow of new sites alone
+    state.wait()
     state.compute_sweep = True
     state.wait(120)
     sweep = state.sweep
@@ -322,7 +324,8 @@ def test_selection_links_table_map_and_bars(store):
         assert app.table.selection == [int(row[0])]
         app.state.k = 3
         app.state.wait()
-        assert app.table.selection == [] and len(app.table.value) == 3
+        assert app.table.selection == []
+        assert (app.table.value["kind"] == "new").sum() == 3
         assert len(app.map._new.data["site_id"]) == 3
         # Tapping a site on the map selects it everywhere.
         tapped = app.map._new.data["site_id"][1]
@@ -344,3 +347,204 @@ def test_create_app_builds_the_template(store):
         assert any(isinstance(o, pn.widgets.DataFrame) for o in objects)
     finally:
         pn.state.reset()
+
+
+# --------------------------------------------------------------------------- issue 11
+def test_opens_on_tract_demand_with_todays_public_stations(state, store):
+    # The planner's real question: tract demand, today's public stations fixed.
+    assert state.scenario() == Scenario(new_sites=7, existing="public")
+    sol = state.solution
+    assert len(sol.demand) == 1767  # census-tract centres, not 537 ZIP centroids
+    assert (sol.sites["kind"] == "existing").sum() == len(store.stations[0])
+    # "Today's network" is measured, and the page shows it.
+    assert sol.plan.today is not None
+    values = PlannerApp(state)._indicator_values(sol)
+    assert 50 < values["baseline_pct"] <= values["covered_pct"] < 100
+    # New sites are not stuck on single demand points between the stations.
+    new = sol.plan.sites[sol.plan.sites["kind"] == "new"]
+    assert (new["demand_points"] > 1).all()
+
+
+@pytest.mark.parametrize(
+    "controls, fields",
+    [
+        ({"demand_at": "zip"}, {"demand_at": "zip"}),
+        ({"weighting": "residents"}, {"weighting": "residents"}),
+        ({"residents_share": 0.4}, {"residents_share": 0.4}),
+        (
+            {"weighting": "range", "residents_share": 0.25},
+            {"weighting": "range", "residents_share": 0.25},
+        ),
+        # Where the blend means nothing, its (disabled) slider counts as 0.
+        (
+            {"weighting": "residents", "residents_share": 0.4},
+            {"weighting": "residents", "residents_share": 0.0},
+        ),
+        (
+            {"demand_at": "zip", "residents_share": 0.4},
+            {"demand_at": "zip", "residents_share": 0.0},
+        ),
+        ({"year": 2030}, {"year": 2030}),
+        (
+            {"utilities": ["PUGET SOUND ENERGY INC", "AVISTA CORP"]},
+            {"utilities": ("AVISTA CORP", "PUGET SOUND ENERGY INC")},
+        ),
+        ({"legislative_districts": [43, 7]}, {"legislative_districts": (7, 43)}),
+        ({"candidates": "tracts"}, {"candidates": "tracts"}),
+        (
+            {"candidates": "stations", "objective": "coverage"},
+            {"candidates": "stations", "objective": "coverage"},
+        ),
+        ({"existing": "none"}, {"existing": "none"}),
+    ],
+)
+def test_controls_map_onto_the_scenario(store, controls, fields):
+    state = PlannerState(store=store)
+    try:
+        state.param.update(**controls)
+        expected = Scenario(new_sites=7, existing="public").replace(**fields)
+        assert state.scenario() == expected
+        sol = state.wait(120)
+        assert state.message == "" or state.message_level == "info", state.message
+        assert sol.scenario == expected  # the solution on screen is that scenario
+    finally:
+        state.close()
+        pn.state.reset()
+
+
+def test_control_options_come_from_the_bundled_data(state, store):
+    from evplanner.demand import utility_names
+
+    utilities = state.param.utilities.objects
+    assert utilities == utility_names(store.vehicles[0])
+    assert "PUGET SOUND ENERGY INC" in utilities and len(utilities) > 20
+    assert state.param.legislative_districts.objects == list(range(1, 50))
+    years = [y for y in state.param.year.objects.values() if y is not None]
+    last_model_year = store.model_year_range[1]
+    assert years[0] == last_model_year + 1 and years == sorted(years)
+    assert state.param.rollout_years.bounds == (years[0], years[-1])
+
+
+def test_zip_demand_and_residents_weighting(state, store):
+    state.demand_at = "zip"
+    sol = state.wait()
+    assert len(sol.demand) == 537
+    assert sol.total_weight == pytest.approx(len(store.vehicles[0]))
+    state.demand_at = "tract"
+    state.weighting = "residents"
+    sol = state.wait()
+    from evplanner.data import load_tracts
+
+    # Everyone in Washington counts: the weight is the tracts' residents.
+    residents = load_tracts()["population"].sum()
+    assert sol.total_weight == pytest.approx(residents)
+
+
+def test_residents_blend_moves_demand_towards_people(state):
+    vehicles = state.solution.demand.set_index(["lon", "lat"])["weight"]
+    state.residents_share = 0.5
+    blend = state.wait().demand.set_index(["lon", "lat"])["weight"]
+    # Scaled to the vehicles' total, so the total stays; the split changes.
+    assert blend.sum() == pytest.approx(vehicles.sum())
+    common = vehicles.index.intersection(blend.index)
+    assert not np.allclose(vehicles[common], blend[common])
+
+
+def test_utility_and_district_filters(state, store):
+    from evplanner.demand import split_utilities
+
+    v = store.vehicles[0]
+    state.utilities = ["AVISTA CORP"]
+    sol = state.wait()
+    served = v["utility"].map(lambda u: "AVISTA CORP" in split_utilities(u))
+    assert sol.total_weight == pytest.approx(float(v.loc[served, "weight"].sum()))
+    state.utilities = []
+    state.legislative_districts = [3]
+    sol = state.wait()
+    district = pd.to_numeric(v["legislative_district"], errors="coerce") == 3
+    assert sol.total_weight == pytest.approx(float(v.loc[district, "weight"].sum()))
+
+
+def test_forecast_year_grows_demand_and_clashes_are_explained(state):
+    today = state.solution.total_weight
+    state.year = 2030
+    sol = state.wait()
+    assert sol.scenario.year == 2030 and sol.total_weight > today
+    assert state.status.endswith("Demand forecast for 2030.")
+    # A forecast counts vehicles at tract centres: ZIP demand cannot have one.
+    state.demand_at = "zip"
+    state.wait()
+    assert "a forecast year plans for the vehicles at tract centres" in state.message
+    assert state.solution is sol  # kept, not replaced
+
+
+def test_staged_rollout_off_the_event_loop(state):
+    app = PlannerApp(state)
+    state.param.update(rollout_years=(2026, 2028), per_year=2)
+    busy = []
+    state.param.watch(lambda e: busy.append(e.new), "rollout_busy")
+    state.run_rollout = True
+    assert state.rollout_busy  # set at once; the plan arrives later
+    state.wait(300)
+    assert busy == [True, False] and not state.rollout_busy
+    view = state.rollout
+    assert view.years == (2026, 2027, 2028)
+    assert view.per_year["new_sites"].tolist() == [2, 2, 2]
+    assert view.per_year["sites_built"].tolist() == [2, 4, 6]
+    assert state.status == "Rollout planned: 2 new sites a year, 2026-2028 (6 sites)."
+    # The slider shows the last year; the map holds every site built by then.
+    assert state.rollout_year == 2028
+    assert (app.year_slider.start, app.year_slider.end) == (2026, 2028)
+    assert (app.year_player.start, app.year_player.end) == (2026, 2028)
+    assert not app.year_player.disabled
+    assert len(app.rollout_map._new.data["site_id"]) == 6
+    assert sorted(set(app.rollout_map._new.data["year"])) == [2026, 2027, 2028]
+    colours = dict(zip(app.rollout_map._new.data["year"],
+                       app.rollout_map._new.data["colour"], strict=True))  # fmt: skip
+    assert len(set(colours.values())) == 3  # one colour per year
+    # Moving the year shows the network as of that year.
+    state.rollout_year = 2027
+    assert len(app.rollout_map._new.data["site_id"]) == 4
+    assert "2027: 4 new sites built" in app.rollout_map.figure.title.text
+    assert "Network in 2027: 4 new sites built" in app.rollout_text.div.text
+    # The per-year plot holds each year's coverage and mean distance; tapping a
+    # year's point selects that year.
+    plots = app.rollout_plots._source.data
+    assert plots["year"].tolist() == [2026, 2027, 2028]
+    np.testing.assert_allclose(plots["coverage_pct"],
+                               100 * view.per_year["coverage_share"])  # fmt: skip
+    app.rollout_plots._source.selected.indices = [0]
+    assert state.rollout_year == 2026
+    assert app.rollout_table.value["year"].tolist() == [2026, 2027, 2028]
+
+
+def test_rollout_on_zip_demand_says_why(state):
+    state.demand_at = "zip"
+    state.wait()
+    state.param.update(rollout_years=(2026, 2027), per_year=2)
+    state.run_rollout = True
+    state.wait(120)
+    assert state.rollout is None and not state.rollout_busy
+    assert "a forecast year plans for the vehicles at tract centres" in state.message
+
+
+def test_evs_per_1000_residents_layer(state, store):
+    app = PlannerApp(state)
+    assert not app.map._tract_glyph.visible
+    app.map.layer = "EVs per 1,000 residents"
+    assert app.map._tract_glyph.visible and not app.map._image_glyph.visible
+    data = app.map._tract_source.data
+    assert 1700 < len(data["tract_id"]) <= 1784
+    np.testing.assert_allclose(
+        data["evs_per_1000"], 1000 * data["vehicles"] / data["population"]
+    )
+    # The layer follows the filters.
+    state.counties = ["King"]
+    state.wait()
+    king = app.map._tract_source.data
+    assert 0 < len(king["tract_id"]) < len(data["tract_id"])
+    assert set(king["county"]) == {"King"}
+    # The site table has the column too.
+    assert app.table.value["evs_per_1000"].notna().any()
+    app.map.layer = "Catchments"
+    assert app.map._image_glyph.visible and not app.map._tract_glyph.visible

@@ -72,6 +72,46 @@ def test_cli_files_equal_the_app_downloads(tmp_path):
     assert _site_rows(cli_report) == _site_rows(report_html(plan))
 
 
+@pytest.mark.parametrize(
+    "cli_args, app_controls",
+    [
+        # The app's default: tract demand with today's public stations fixed.
+        (["--existing", "public"], {}),
+        (["--existing", "none"], {"existing": "none"}),
+        ([], {"existing": "none"}),  # the CLI's own default: no stations
+    ],
+)
+def test_cli_solve_k10_agrees_with_the_app_on_tract_demand(
+    tmp_path, cli_args, app_controls
+):
+    sites, metrics = tmp_path / "s.csv", tmp_path / "m.json"
+    args = ["solve", "--k", "10", *cli_args, "--quiet"]
+    assert main([*args, "--out", str(sites), "--metrics", str(metrics)]) == 0
+    state = PlannerState(store=bundled_store(), k=10, **app_controls)
+    try:
+        plan = state.wait().plan
+    finally:
+        state.close()
+        pn.state.reset()
+    assert plan.scenario.demand_at == "tract" and plan.coverage.n_points == 1767
+    # The same sites (every byte of the site file) and the same objective.
+    assert sites.read_bytes() == sites_bytes(plan, "csv")
+    cli = json.loads(metrics.read_text())
+    assert cli["coverage"]["objective_m"] == plan.coverage.objective_m
+    assert _without_run(cli) == _without_run(json.loads(metrics_json(plan)))
+    if app_controls.get("existing") != "none":
+        # With today's stations fixed, new sites serve several tracts (on ZIP
+        # demand every one sat on a single centroid) and the existing stations'
+        # loads are reported. Not yet every one: at k = 10 one new site serves a
+        # single tract (issue 11 asks for each; left to the planning layer).
+        table = pd.read_csv(sites)
+        new = table[table["kind"] == "new"]
+        assert len(new) == 10 and (new["demand_points"] > 1).mean() > 0.5
+        existing = table[table["kind"] == "existing"]
+        assert existing["vehicles_served"].sum() > 0
+        assert cli["today"]["n_existing_sites"] == len(existing)
+
+
 def test_report_holds_map_numbers_table_parameters_and_sources(tmp_path):
     plan = solve(Scenario(new_sites=5, existing="public", radius_m=3000.0))
     html = report_html(plan)
