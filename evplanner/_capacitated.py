@@ -1,0 +1,596 @@
+"""Capacitated weighted K-Medians in L1: the maths behind ``KMedians(capacity=...)``.
+
+Every new site serves at most ``capacity`` demand weight, existing (fixed) site
+``j`` at most ``fixed_capacity[j]``, and a demand point's weight may split across
+sites. The problem
+
+.. math::
+
+    \\min_{c, f} \\sum_{i,j} f_{ij} \\lVert x_i - c_j \\rVert_1
+    \\quad \\text{s.t.} \\quad \\sum_j f_{ij} = w_i,\\;
+    \\sum_i f_{ij} \\le u_j,\\; f \\ge 0
+
+is solved by alternating two exact steps, each of which cannot raise the
+objective:
+
+* **assignment** (sites fixed): a transportation problem, solved exactly as a
+  sparse linear programme by HiGHS over a restricted set of arcs (each point's
+  nearest sites by distance plus capacity price), widened until every left-out
+  arc has a non-negative reduced cost, which proves the restricted optimum
+  optimal for all arcs (:func:`transport`);
+* **location** (flows fixed): each new site moves to the per-coordinate weighted
+  lower median of the points it receives flow from, the exact minimiser of its
+  L1 cost (:func:`flow_medians`);
+
+then relocation moves (close the new site that is cheapest to close, open one at
+the demand point that is dearest to serve, re-alternate; keep it if the
+objective falls), judged by the exact assignment (:func:`capacitated_search`).
+
+The model only depends on the demand *locations* and their total weight, so the
+core works on distinct locations (:func:`aggregate_points`); the estimator maps
+the flows back to the input rows in proportion to their weights. The module
+reads top to bottom: validation, aggregation, transport, location update,
+search.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from evplanner import _kernels as kern
+
+__all__ = [
+    "CapacitatedResult",
+    "Transport",
+    "aggregate_points",
+    "capacitated_search",
+    "check_capacities",
+    "flow_medians",
+    "row_flows",
+    "transport",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Arcs per point in the first restricted transport problem.
+N_NEAR = 8
+#: Arcs added per point and round for points with a negative reduced cost.
+N_ADD = 8
+#: Rows per block when computing distances to every site.
+_BLOCK = 2048
+#: Relative reduced-cost tolerance (of the largest distance) when proving optimality.
+_RC_TOL = 1e-9
+#: Relative capacity slack accepted as "not exceeded" after the LP solve.
+CAPACITY_RTOL = 1e-6
+_HIGHS = {
+    "primal_feasibility_tolerance": 1e-10,
+    "dual_feasibility_tolerance": 1e-10,
+    "presolve": True,
+}
+
+
+# ---------------------------------------------------------------------------
+# Validation (once, at the estimator's boundary)
+# ---------------------------------------------------------------------------
+
+
+def check_capacities(capacity, fixed_capacity, n_clusters, n_fixed, total_weight):
+    """Per-site capacities ``(n_clusters + n_fixed,)``, new sites first.
+
+    Parameters
+    ----------
+    capacity : float or None
+        Most demand weight each new site serves; None: unlimited.
+    fixed_capacity : array-like, shape (n_fixed,), or None
+        Most demand weight each fixed site serves (``np.inf``: unlimited); None:
+        all unlimited.
+    n_clusters, n_fixed : int
+    total_weight : float
+        Total demand weight, compared with the total capacity.
+
+    Returns
+    -------
+    np.ndarray, shape (n_clusters + n_fixed,), float64
+        May hold ``np.inf``.
+
+    Raises
+    ------
+    ValueError
+        Negative or NaN capacities, a ``fixed_capacity`` whose shape does not
+        match ``fixed_centers``, or a total capacity below the total demand.
+    """
+    if capacity is None:
+        cap_new = np.inf
+    else:
+        if not isinstance(capacity, numbers.Real) or isinstance(capacity, bool):
+            raise ValueError(
+                f"capacity must be a number >= 0 or None, got {capacity!r} "
+                f"({type(capacity).__name__})"
+            )
+        cap_new = float(capacity)
+        if np.isnan(cap_new) or cap_new < 0:
+            raise ValueError(f"capacity must be a number >= 0 or None, got {capacity}")
+    if fixed_capacity is None:
+        cap_fixed = np.full(n_fixed, np.inf)
+    else:
+        cap_fixed = np.asarray(fixed_capacity, dtype=np.float64)
+        if cap_fixed.ndim == 0 and n_fixed:
+            cap_fixed = np.full(n_fixed, float(cap_fixed))
+        if cap_fixed.shape != (n_fixed,):
+            raise ValueError(
+                "fixed_capacity must have shape (n_fixed,) matching fixed_centers "
+                f"(n_fixed={n_fixed}), got shape {cap_fixed.shape}"
+            )
+        bad = np.isnan(cap_fixed) | (cap_fixed < 0)
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"fixed_capacity must be >= 0 (np.inf for unlimited), got "
+                f"{cap_fixed[r]} at index {r}"
+            )
+    caps = np.concatenate([np.full(n_clusters, cap_new), cap_fixed])
+    total = float(caps.sum())
+    if total < total_weight * (1 - 1e-12):
+        raise ValueError(
+            f"total capacity {total:,.6g} (n_clusters={n_clusters} x capacity="
+            f"{cap_new:,.6g} + fixed {float(cap_fixed.sum()):,.6g}) is below the "
+            f"total demand weight {total_weight:,.6g}: raise capacity, "
+            "fixed_capacity or n_clusters"
+        )
+    return caps
+
+
+# ---------------------------------------------------------------------------
+# Aggregation of identical demand locations
+# ---------------------------------------------------------------------------
+
+
+def aggregate_points(X, w):
+    """Distinct locations with positive weight and their summed weights.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, d)
+    w : np.ndarray, shape (n,), >= 0
+
+    Returns
+    -------
+    U : np.ndarray, shape (n_distinct, d)
+        Distinct rows of ``X[w > 0]``, sorted lexicographically (``np.unique``).
+    W : np.ndarray, shape (n_distinct,)
+        Summed weight per distinct row.
+    inverse : np.ndarray, shape (n,), int64
+        Row of ``U`` for each row of ``X``; -1 for zero-weight rows.
+    """
+    pos = w > 0
+    U, inv = np.unique(X[pos], axis=0, return_inverse=True)
+    inv = inv.ravel()
+    W = np.bincount(inv, weights=w[pos], minlength=U.shape[0])
+    inverse = np.full(X.shape[0], -1, dtype=np.int64)
+    inverse[pos] = inv
+    return U, W, inverse
+
+
+def merge_aggregates(a, b):
+    """Merge two ``(U, W)`` aggregates (additive: the chunked reduction's combine)."""
+    U, inv = np.unique(np.vstack([a[0], b[0]]), axis=0, return_inverse=True)
+    W = np.bincount(inv.ravel(), weights=np.concatenate([a[1], b[1]]),
+                    minlength=U.shape[0])  # fmt: skip
+    return U, W
+
+
+def locate_rows(X, U):
+    """Row of the lexsorted distinct set ``U`` holding each row of ``X`` (or -1).
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, d)
+    U : np.ndarray, shape (m, d), sorted as by ``np.unique(axis=0)``
+
+    Returns
+    -------
+    np.ndarray, shape (n,), int64
+    """
+    dt = np.dtype([(f"c{c}", np.float64) for c in range(X.shape[1])])
+    ku = np.ascontiguousarray(U).view(dt).ravel()
+    kx = np.ascontiguousarray(X, dtype=np.float64).view(dt).ravel()
+    pos = np.searchsorted(ku, kx)
+    pos = np.minimum(pos, max(ku.shape[0] - 1, 0))
+    found = ku.shape[0] > 0
+    hit = (ku[pos] == kx) if found else np.zeros(X.shape[0], dtype=bool)
+    return np.where(hit, pos, -1).astype(np.int64)
+
+
+def row_flows(flows_u, inverse, w, W):
+    """Flows of the input rows from the flows of their distinct locations.
+
+    Each row gets its location's flows in proportion ``w_r / W_{inverse_r}``, so
+    rows at one location split the same way and every row sums to its weight.
+
+    Parameters
+    ----------
+    flows_u : scipy.sparse.csr_matrix, shape (n_distinct, n_sites)
+    inverse : np.ndarray, shape (n,), int64 (-1: zero weight, no flow)
+    w : np.ndarray, shape (n,)
+    W : np.ndarray, shape (n_distinct,)
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (n, n_sites)
+    """
+    n = inverse.shape[0]
+    live = inverse >= 0
+    idx = np.flatnonzero(live)
+    share = w[idx] / W[inverse[idx]]
+    pick = sp.csr_matrix((share, (idx, inverse[idx])), shape=(n, flows_u.shape[0]))
+    return (pick @ flows_u).tocsr()
+
+
+# ---------------------------------------------------------------------------
+# Assignment: the transportation problem
+# ---------------------------------------------------------------------------
+
+
+class Transport(NamedTuple):
+    """An optimal transport of demand to sites.
+
+    Attributes
+    ----------
+    rows, cols : np.ndarray, int64, shape (n_arcs,)
+        Point and site of each arc carrying flow.
+    flow : np.ndarray, shape (n_arcs,)
+        Weight sent along the arc (> 0).
+    objective : float
+        ``sum flow * L1 distance``, in the units of the coordinates times weight.
+    point_costs : np.ndarray, shape (n_points,)
+        Dual of each point's demand row: the marginal cost of one more unit of
+        weight at that point (distance plus its site's price).
+    prices : np.ndarray, shape (n_sites,), >= 0
+        Dual of each capacity: how much one more unit of capacity at the site
+        would save (0 for sites with spare capacity or no limit).
+    n_rounds : int
+        Restricted LPs solved until optimality was proven.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    flow: np.ndarray
+    objective: float
+    point_costs: np.ndarray
+    prices: np.ndarray
+    n_rounds: int
+
+
+def _priced_nearest(U, S, prices, n_arcs):
+    """Each point's ``n_arcs`` sites of least distance + price: (rows, cols)."""
+    n, m = U.shape[0], S.shape[0]
+    a = min(n_arcs, m)
+    rows, cols = [], []
+    for s in range(0, n, _BLOCK):
+        key = kern.l1_distances(U[s : s + _BLOCK], S) + prices
+        if a < m:
+            idx = np.argpartition(key, a - 1, axis=1)[:, :a]
+        else:
+            idx = np.broadcast_to(np.arange(m), key.shape)
+        rows.append(np.repeat(np.arange(s, s + key.shape[0]), a))
+        cols.append(idx.ravel())
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def _violations(U, S, prices, point_costs, tol, n_add):
+    """Arcs with a negative reduced cost ``d_ij + p_j - u_i < -tol``, most first.
+
+    At most ``n_add`` per point; empty when the duals prove optimality.
+    """
+    n, m = U.shape[0], S.shape[0]
+    a = min(n_add, m)
+    rows, cols = [], []
+    for s in range(0, n, _BLOCK):
+        red = (kern.l1_distances(U[s : s + _BLOCK], S) + prices
+               - point_costs[s : s + _BLOCK, None])  # fmt: skip
+        bad = (red < -tol).any(axis=1)
+        if not bad.any():
+            continue
+        r = np.flatnonzero(bad)
+        sub = red[r]
+        idx = np.argpartition(sub, a - 1, axis=1)[:, :a] if a < m else (
+            np.broadcast_to(np.arange(m), sub.shape))  # fmt: skip
+        keep = np.take_along_axis(sub, idx, axis=1) < -tol
+        rows.append(np.repeat(r + s, a)[keep.ravel()])
+        cols.append(idx.ravel()[keep.ravel()])
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def _solve_restricted(rows, cols, dist, W, caps, big):
+    """HiGHS on the restricted transport LP, plus one artificial arc per point.
+
+    The artificial arc (cost ``big``, no capacity) keeps every restricted problem
+    feasible; an optimum of the full problem never uses it once ``big`` exceeds
+    the cost of any augmenting path, which the caller checks.
+    """
+    n, m = W.shape[0], caps.shape[0]
+    n_arcs = rows.shape[0]
+    c = np.concatenate([dist, np.full(n, big)])
+    a_eq = sp.csr_matrix(
+        (np.ones(n_arcs + n), (np.concatenate([rows, np.arange(n)]),
+                               np.arange(n_arcs + n))),
+        shape=(n, n_arcs + n),
+    )  # fmt: skip
+    limited = np.isfinite(caps)
+    site_row = np.full(m, -1)
+    site_row[limited] = np.arange(int(limited.sum()))
+    on = site_row[cols] >= 0
+    a_ub = sp.csr_matrix(
+        (np.ones(int(on.sum())), (site_row[cols[on]], np.flatnonzero(on))),
+        shape=(int(limited.sum()), n_arcs + n),
+    )
+    res = linprog(
+        c,
+        A_ub=a_ub if limited.any() else None,
+        b_ub=caps[limited] if limited.any() else None,
+        A_eq=a_eq,
+        b_eq=W,
+        bounds=(0, None),
+        method="highs",
+        options=_HIGHS,
+    )
+    if res.status != 0:
+        raise RuntimeError(f"HiGHS could not solve the transport LP: {res.message}")
+    prices = np.zeros(m)
+    if limited.any():
+        prices[limited] = np.maximum(-res.ineqlin.marginals, 0.0)
+    return res.x[:n_arcs], res.x[n_arcs:], res.eqlin.marginals, prices
+
+
+def transport(U, W, S, caps, *, prices=None, n_near=N_NEAR):
+    """Exact min-cost transport of the demand ``W`` at ``U`` to the sites ``S``.
+
+    Parameters
+    ----------
+    U : np.ndarray, shape (n, d)
+        Demand locations.
+    W : np.ndarray, shape (n,), > 0
+        Demand weight per location.
+    S : np.ndarray, shape (m, d)
+        Site locations.
+    caps : np.ndarray, shape (m,)
+        Capacity per site (``np.inf``: unlimited); ``caps.sum() >= W.sum()``.
+    prices : np.ndarray, shape (m,), optional
+        Capacity prices of a previous solve (a warm start for the choice of arcs).
+    n_near : int
+        Arcs per point in the first restricted problem.
+
+    Returns
+    -------
+    Transport
+
+    Notes
+    -----
+    Column generation on a sparse LP: the restricted problem holds each point's
+    ``n_near`` sites of least ``d_ij + p_j``; after each HiGHS solve the duals
+    ``u_i`` (points) and ``p_j >= 0`` (capacities) price every left-out arc, and
+    arcs with ``d_ij + p_j - u_i < 0`` (up to ``N_ADD`` per point) join. When none
+    is left the restricted optimum is optimal for the full problem (LP duality).
+    Costs are scaled by the largest point-site distance before the solve. A
+    point may split its weight over several sites only where capacities bind.
+    Memory is ``O(n * n_near)`` plus one ``2048 x m`` distance block.
+    """
+    n, m = U.shape[0], S.shape[0]
+    scale = 0.0
+    for s in range(0, n, _BLOCK):
+        scale = max(scale, float(kern.l1_distances(U[s : s + _BLOCK], S).max()))
+    scale = scale if scale > 0 else 1.0
+    p = np.zeros(m) if prices is None else np.asarray(prices, float) / scale
+    rows, cols = _priced_nearest(U, S, p * scale, n_near)
+    big = 4.0 * (m + 1)
+    n_rounds = 0
+    while n_rounds < 200:
+        n_rounds += 1
+        dist = np.abs(U[rows] - S[cols]).sum(axis=1) / scale
+        f, art, u, p = _solve_restricted(rows, cols, dist, W, caps, big)
+        add_r, add_c = _violations(U, S, p * scale, u * scale, _RC_TOL * scale, N_ADD)
+        if add_r.shape[0] == 0:
+            if art.max(initial=0.0) <= 1e-9 * W.max():
+                break
+            # Artificial flow with no improving arc: the artificial cost is
+            # below some augmenting path's cost; make it dearer.
+            big *= 16.0
+            continue
+        key = np.unique(np.concatenate([rows * m + cols, add_r * m + add_c]))
+        rows, cols = key // m, key % m
+    else:
+        raise RuntimeError("transport did not converge in 200 rounds")
+    keep = f > 0
+    rows, cols, f = rows[keep], cols[keep], f[keep]
+    # HiGHS meets each point's row to ~1e-10; make it exact for the caller.
+    rowsum = np.bincount(rows, weights=f, minlength=n)
+    f = f * (W / rowsum)[rows]
+    d = np.abs(U[rows] - S[cols]).sum(axis=1)
+    return Transport(rows, cols, f, float(np.dot(f, d)), u * scale, p * scale,
+                     n_rounds)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Location update: weighted L1 medians of the flows
+# ---------------------------------------------------------------------------
+
+
+def _lower_median(values, weights):
+    """Smallest ``v`` with ``W(x <= v) >= W / 2`` (a minimiser of sum w|x - v|)."""
+    o = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[o])
+    return values[o][int(np.searchsorted(cum, 0.5 * cum[-1]))]
+
+
+def flow_medians(U, tr, centers):
+    """Move each new site to the weighted lower median of the flows it receives.
+
+    Parameters
+    ----------
+    U : np.ndarray, shape (n, d)
+    tr : Transport
+        Flows to the sites ``0 .. k-1`` (new) and ``k ..`` (fixed).
+    centers : np.ndarray, shape (k, d)
+        The new sites now; a site without flow stays where it is.
+
+    Returns
+    -------
+    np.ndarray, shape (k, d)
+        Per coordinate, the exact minimiser of ``sum_i f_ij |x_ic - c_jc|``.
+    """
+    k, d = centers.shape
+    out = centers.copy()
+    new = tr.cols < k
+    rows, cols, f = tr.rows[new], tr.cols[new], tr.flow[new]
+    order = np.argsort(cols, kind="stable")
+    rows, cols, f = rows[order], cols[order], f[order]
+    bounds = np.searchsorted(cols, np.arange(k + 1))
+    for j in range(k):
+        a, b = bounds[j], bounds[j + 1]
+        if b > a:
+            for c in range(d):
+                out[j, c] = _lower_median(U[rows[a:b], c], f[a:b])
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Search: alternate, then relocation moves
+# ---------------------------------------------------------------------------
+
+
+class CapacitatedResult(NamedTuple):
+    """What :func:`capacitated_search` returns (on distinct locations).
+
+    Attributes
+    ----------
+    centers : np.ndarray, shape (k, d)
+    transport : Transport
+        The optimal flows for ``centers`` and the fixed sites.
+    n_iter : int
+        Location updates (all phases).
+    history : np.ndarray
+        Objective after every accepted step (non-increasing).
+    """
+
+    centers: np.ndarray
+    transport: Transport
+    n_iter: int
+    history: np.ndarray
+
+
+def alternate(U, W, centers, fixed, caps, max_iter, tol, tr=None):
+    """Alternate exact transport and exact median moves until the gain is small.
+
+    Returns ``(centers, transport, n_iter, history)``; the objective is
+    non-increasing (old flows stay feasible for the moved sites).
+    """
+    if tr is None:
+        tr = transport(U, W, np.vstack([centers, fixed]), caps)
+    history = [tr.objective]
+    n_iter = 0
+    for _ in range(max_iter):
+        new = flow_medians(U, tr, centers)
+        if np.array_equal(new, centers):
+            break
+        n_iter += 1
+        tr_new = transport(U, W, np.vstack([new, fixed]), caps, prices=tr.prices)
+        if tr_new.objective > tr.objective:
+            break
+        gain = tr.objective - tr_new.objective
+        centers, tr = new, tr_new
+        history.append(tr.objective)
+        if gain <= tol * tr.objective:
+            break
+    return centers, tr, n_iter, history
+
+
+def _closing_costs(U, tr, S, k):
+    """Estimated cost of closing each new site: its flows re-sent at the prices.
+
+    For every unit that site ``j`` receives from point ``i``, the cheapest other
+    site by distance plus price, minus what it costs now (both priced, so a
+    first-order estimate of the LP's change).
+    """
+    cost = np.zeros(k)
+    new = tr.cols < k
+    rows, cols, f = tr.rows[new], tr.cols[new], tr.flow[new]
+    if rows.shape[0] == 0:
+        return cost
+    key = kern.l1_distances(U[rows], S) + tr.prices
+    now = key[np.arange(rows.shape[0]), cols]
+    key[np.arange(rows.shape[0]), cols] = np.inf
+    np.add.at(cost, cols, f * (key.min(axis=1) - now))
+    return cost
+
+
+def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
+                       n_trials=10):  # fmt: skip
+    """Capacitated K-Medians from ``init``: alternate, then relocation moves.
+
+    Parameters
+    ----------
+    U : np.ndarray, shape (n, d)
+        Distinct demand locations.
+    W : np.ndarray, shape (n,), > 0
+    init : np.ndarray, shape (k, d)
+        Starting new sites (for example the uncapacitated solution).
+    fixed : np.ndarray, shape (n_fixed, d)
+    caps : np.ndarray, shape (k + n_fixed,)
+    max_iter : int
+        Cap on location updates per alternation.
+    tol : float
+        Relative gain below which an alternation stops and a move is refused.
+    n_trials : int
+        Relocation moves tried (each followed by an alternation).
+
+    Returns
+    -------
+    CapacitatedResult
+
+    Notes
+    -----
+    A move closes the new site with the smallest estimated closing cost
+    (:func:`_closing_costs`) and opens one at the demand location whose
+    weight times marginal cost (the transport dual ``u_i``) is largest, among
+    locations not already a site. Moves are tried best first; an accepted move
+    recomputes the duals, a refused one moves to the next pair.
+    """
+    k = init.shape[0]
+    centers, tr, n_iter, history = alternate(U, W, init.copy(), fixed, caps,
+                                             max_iter, tol)  # fmt: skip
+    tried = set()
+    for _ in range(n_trials):
+        S = np.vstack([centers, fixed])
+        close = np.argsort(_closing_costs(U, tr, S, k), kind="stable")
+        gain = W * tr.point_costs
+        taken = np.zeros(U.shape[0], dtype=bool)
+        for c in S:
+            taken |= (U == c).all(axis=1)
+        order = [i for i in np.argsort(-gain, kind="stable") if not taken[i]]
+        move = next(
+            ((int(j), int(i)) for i in order[:5] for j in close[:3]
+             if (int(j), int(i), tr.objective) not in tried),
+            None,
+        )  # fmt: skip
+        if move is None:
+            break
+        j, i = move
+        tried.add((j, i, tr.objective))
+        trial = centers.copy()
+        trial[j] = U[i]
+        c2, tr2, it, hist2 = alternate(U, W, trial, fixed, caps, max_iter, tol)
+        n_iter += it
+        if tr2.objective < tr.objective * (1 - tol):
+            logger.debug("move site %d to point %d: %.6g -> %.6g", j, i,
+                         tr.objective, tr2.objective)  # fmt: skip
+            centers, tr = c2, tr2
+            history.append(tr.objective)
+    return CapacitatedResult(centers, tr, n_iter, np.asarray(history))
