@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
+import sys
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from evplanner import _kernels as kern
 
@@ -54,6 +55,7 @@ __all__ = [
     "flow_medians",
     "row_flows",
     "transport",
+    "TransportSolver",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,8 @@ CAPACITY_RTOL = 1e-6
 _HIGHS = {
     "primal_feasibility_tolerance": 1e-10,
     "dual_feasibility_tolerance": 1e-10,
-    "presolve": True,
+    "solver": "simplex",
+    "threads": 1,
 }
 
 
@@ -309,49 +312,38 @@ def _violations(U, S, prices, point_costs, tol, n_add):
     return np.concatenate(rows), np.concatenate(cols)
 
 
-def _solve_restricted(rows, cols, dist, W, caps, big):
-    """HiGHS on the restricted transport LP, plus one artificial arc per point.
+def _quiet_highs():
+    """A silent ``highspy.Highs`` with the tolerances of :data:`_HIGHS`.
 
-    The artificial arc (cost ``big``, no capacity) keeps every restricted problem
-    feasible; an optimum of the full problem never uses it once ``big`` exceeds
-    the cost of any augmenting path, which the caller checks.
+    The HiGHS constructor prints a banner on the C-level stdout once per
+    process, before any option can silence it; a library must not write to its
+    caller's stdout (the CLI may be writing JSON there), so file descriptor 1
+    points to /dev/null for the construction only.
     """
-    n, m = W.shape[0], caps.shape[0]
-    n_arcs = rows.shape[0]
-    c = np.concatenate([dist, np.full(n, big)])
-    a_eq = sp.csr_matrix(
-        (np.ones(n_arcs + n), (np.concatenate([rows, np.arange(n)]),
-                               np.arange(n_arcs + n))),
-        shape=(n, n_arcs + n),
-    )  # fmt: skip
-    limited = np.isfinite(caps)
-    site_row = np.full(m, -1)
-    site_row[limited] = np.arange(int(limited.sum()))
-    on = site_row[cols] >= 0
-    a_ub = sp.csr_matrix(
-        (np.ones(int(on.sum())), (site_row[cols[on]], np.flatnonzero(on))),
-        shape=(int(limited.sum()), n_arcs + n),
-    )
-    res = linprog(
-        c,
-        A_ub=a_ub if limited.any() else None,
-        b_ub=caps[limited] if limited.any() else None,
-        A_eq=a_eq,
-        b_eq=W,
-        bounds=(0, None),
-        method="highs",
-        options=_HIGHS,
-    )
-    if res.status != 0:
-        raise RuntimeError(f"HiGHS could not solve the transport LP: {res.message}")
-    prices = np.zeros(m)
-    if limited.any():
-        prices[limited] = np.maximum(-res.ineqlin.marginals, 0.0)
-    return res.x[:n_arcs], res.x[n_arcs:], res.eqlin.marginals, prices
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.setOptionValue("output_flag", False)
+    for key, value in _HIGHS.items():
+        h.setOptionValue(key, value)
+    return h
 
 
-def transport(U, W, S, caps, *, prices=None, n_near=N_NEAR):
-    """Exact min-cost transport of the demand ``W`` at ``U`` to the sites ``S``.
+class TransportSolver:
+    """Exact transport of fixed demand to sites of which the new ones move.
+
+    One HiGHS linear programme is kept for the whole search and warm-started:
+    moving the new sites changes the costs of their arcs (the previous basis
+    stays primal feasible, so the simplex continues from it) and adds arcs;
+    it never starts over.
 
     Parameters
     ----------
@@ -359,63 +351,151 @@ def transport(U, W, S, caps, *, prices=None, n_near=N_NEAR):
         Demand locations.
     W : np.ndarray, shape (n,), > 0
         Demand weight per location.
+    fixed : np.ndarray, shape (n_fixed, d)
+        Fixed sites.
+    caps : np.ndarray, shape (k + n_fixed,)
+        Capacity per site, new sites first (``np.inf``: unlimited);
+        ``caps.sum() >= W.sum()``.
+    k : int
+        Number of new sites.
+
+    Notes
+    -----
+    Column generation on a sparse LP. Variables: one per arc (point, site) in
+    the restricted set, plus one artificial arc per point to nowhere (cost
+    ``big``, no capacity) that keeps every restricted problem feasible. Rows:
+    ``sum_j f_ij = w_i`` per point, ``sum_i f_ij <= u_j`` per site with a finite
+    capacity. Each solve first adds each point's ``N_NEAR`` sites of least
+    ``d_ij + p_j`` (prices of the last solve); after each HiGHS run, the duals
+    ``u_i`` (points) and ``p_j >= 0`` (capacities) price every left-out arc, and
+    arcs with ``d_ij + p_j - u_i < 0`` (up to ``N_ADD`` per point) join. When
+    none is left, the restricted optimum is optimal for the full problem (LP
+    duality), provided no artificial arc carries flow; if one does, ``big`` was
+    below some augmenting path's cost and is raised. Costs are distances divided
+    by the L1 extent of the bounding box of points and fixed sites (new sites
+    lie inside it), so every real arc costs at most 1. Memory: the arcs ever
+    added (about ``n * N_NEAR`` plus the moves' new ones) and one ``2048 x m``
+    distance block.
+    """
+
+    def __init__(self, U, W, fixed, caps, k):
+        self.U, self.W, self.fixed, self.caps, self.k = U, W, fixed, caps, k
+        n, m = U.shape[0], caps.shape[0]
+        pts = np.vstack([U, fixed])
+        self.scale = float((pts.max(axis=0) - pts.min(axis=0)).sum()) or 1.0
+        limited = np.isfinite(caps)
+        self.limited = limited
+        self.site_row = np.full(m, -1, dtype=np.int64)
+        self.site_row[limited] = n + np.arange(int(limited.sum()))
+        self.rows = np.empty(0, np.int64)
+        self.cols = np.empty(0, np.int64)
+        self.keys = np.empty(0, np.int64)
+        self.prices = np.zeros(m)
+        self.big = 4.0 * (m + 1)
+        h = _quiet_highs()
+        inf = np.inf
+        n_lim = int(limited.sum())
+        zeros = np.zeros(n + n_lim + 1, dtype=np.int32)
+        h.addRows(n + n_lim, np.concatenate([W, np.full(n_lim, -inf)]),
+                  np.concatenate([W, caps[limited]]), 0, zeros[:-1],
+                  np.empty(0, np.int32), np.empty(0))  # fmt: skip
+        h.addCols(n, np.full(n, self.big), np.zeros(n), np.full(n, inf), n,
+                  np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32),
+                  np.ones(n))  # fmt: skip
+        self.h = h
+
+    def _add_arcs(self, rows, cols, S):
+        m = self.caps.shape[0]
+        key = np.unique(rows * m + cols)
+        key = key[~np.isin(key, self.keys, assume_unique=True)]
+        if key.shape[0] == 0:
+            return
+        rows, cols = key // m, key % m
+        cost = np.abs(self.U[rows] - S[cols]).sum(axis=1) / self.scale
+        cap_row = self.site_row[cols]
+        nnz_per = 1 + (cap_row >= 0)
+        starts = np.concatenate([[0], np.cumsum(nnz_per)[:-1]]).astype(np.int32)
+        idx = np.empty(int(nnz_per.sum()), dtype=np.int32)
+        idx[starts] = rows
+        two = np.flatnonzero(cap_row >= 0)
+        idx[starts[two] + 1] = cap_row[two]
+        a = key.shape[0]
+        self.h.addCols(a, cost, np.zeros(a), np.full(a, np.inf), idx.shape[0],
+                       starts, idx, np.ones(idx.shape[0]))  # fmt: skip
+        self.rows = np.concatenate([self.rows, rows])
+        self.cols = np.concatenate([self.cols, cols])
+        self.keys = np.sort(np.concatenate([self.keys, key]))
+        # Column order is the order added: keep the arrays in that order and
+        # the keys sorted separately for the membership test.
+
+    def solve(self, centers):
+        """Optimal flows for the new sites at ``centers`` (shape ``(k, d)``).
+
+        Returns
+        -------
+        Transport
+        """
+        U, W, k, h = self.U, self.W, self.k, self.h
+        n = U.shape[0]
+        S = np.vstack([centers, self.fixed])
+        movable = np.flatnonzero(self.cols < k)
+        if movable.shape[0]:
+            cost = (np.abs(U[self.rows[movable]] - S[self.cols[movable]]).sum(axis=1)
+                    / self.scale)  # fmt: skip
+            h.changeColsCost(movable.shape[0], (n + movable).astype(np.int32), cost)
+        self._add_arcs(*_priced_nearest(U, S, self.prices, N_NEAR), S)
+        tol = _RC_TOL * self.scale
+        n_rounds = 0
+        while True:
+            n_rounds += 1
+            if n_rounds > 500:
+                raise RuntimeError("transport did not converge in 500 rounds")
+            h.run()
+            status = h.getModelStatus()
+            if str(status) != "HighsModelStatus.kOptimal":
+                raise RuntimeError(f"HiGHS could not solve the transport LP: {status}")
+            sol = h.getSolution()
+            duals = np.asarray(sol.row_dual)
+            u = duals[:n] * self.scale
+            p = np.zeros(self.caps.shape[0])
+            p[self.limited] = np.maximum(-duals[n:], 0.0) * self.scale
+            self.prices = p
+            add_r, add_c = _violations(U, S, p, u, tol, N_ADD)
+            if add_r.shape[0]:
+                self._add_arcs(add_r, add_c, S)
+                continue
+            x = np.asarray(sol.col_value)
+            if x[:n].max(initial=0.0) <= 1e-9 * W.max():
+                break
+            self.big *= 16.0
+            h.changeColsCost(n, np.arange(n, dtype=np.int32), np.full(n, self.big))
+        f = x[n:]
+        keep = f > 0
+        rows, cols, f = self.rows[keep], self.cols[keep], f[keep]
+        # HiGHS meets each point's row to ~1e-10; make it exact for the caller.
+        rowsum = np.bincount(rows, weights=f, minlength=n)
+        f = f * (W / rowsum)[rows]
+        d = np.abs(U[rows] - S[cols]).sum(axis=1)
+        return Transport(rows, cols, f, float(np.dot(f, d)), u, p, n_rounds)
+
+
+def transport(U, W, S, caps):
+    """Exact min-cost transport of the demand ``W`` at ``U`` to the sites ``S``.
+
+    Parameters
+    ----------
+    U : np.ndarray, shape (n, d)
+    W : np.ndarray, shape (n,), > 0
     S : np.ndarray, shape (m, d)
-        Site locations.
     caps : np.ndarray, shape (m,)
         Capacity per site (``np.inf``: unlimited); ``caps.sum() >= W.sum()``.
-    prices : np.ndarray, shape (m,), optional
-        Capacity prices of a previous solve (a warm start for the choice of arcs).
-    n_near : int
-        Arcs per point in the first restricted problem.
 
     Returns
     -------
     Transport
-
-    Notes
-    -----
-    Column generation on a sparse LP: the restricted problem holds each point's
-    ``n_near`` sites of least ``d_ij + p_j``; after each HiGHS solve the duals
-    ``u_i`` (points) and ``p_j >= 0`` (capacities) price every left-out arc, and
-    arcs with ``d_ij + p_j - u_i < 0`` (up to ``N_ADD`` per point) join. When none
-    is left the restricted optimum is optimal for the full problem (LP duality).
-    Costs are scaled by the largest point-site distance before the solve. A
-    point may split its weight over several sites only where capacities bind.
-    Memory is ``O(n * n_near)`` plus one ``2048 x m`` distance block.
+        See :class:`TransportSolver` for the method.
     """
-    n, m = U.shape[0], S.shape[0]
-    scale = 0.0
-    for s in range(0, n, _BLOCK):
-        scale = max(scale, float(kern.l1_distances(U[s : s + _BLOCK], S).max()))
-    scale = scale if scale > 0 else 1.0
-    p = np.zeros(m) if prices is None else np.asarray(prices, float) / scale
-    rows, cols = _priced_nearest(U, S, p * scale, n_near)
-    big = 4.0 * (m + 1)
-    n_rounds = 0
-    while n_rounds < 200:
-        n_rounds += 1
-        dist = np.abs(U[rows] - S[cols]).sum(axis=1) / scale
-        f, art, u, p = _solve_restricted(rows, cols, dist, W, caps, big)
-        add_r, add_c = _violations(U, S, p * scale, u * scale, _RC_TOL * scale, N_ADD)
-        if add_r.shape[0] == 0:
-            if art.max(initial=0.0) <= 1e-9 * W.max():
-                break
-            # Artificial flow with no improving arc: the artificial cost is
-            # below some augmenting path's cost; make it dearer.
-            big *= 16.0
-            continue
-        key = np.unique(np.concatenate([rows * m + cols, add_r * m + add_c]))
-        rows, cols = key // m, key % m
-    else:
-        raise RuntimeError("transport did not converge in 200 rounds")
-    keep = f > 0
-    rows, cols, f = rows[keep], cols[keep], f[keep]
-    # HiGHS meets each point's row to ~1e-10; make it exact for the caller.
-    rowsum = np.bincount(rows, weights=f, minlength=n)
-    f = f * (W / rowsum)[rows]
-    d = np.abs(U[rows] - S[cols]).sum(axis=1)
-    return Transport(rows, cols, f, float(np.dot(f, d)), u * scale, p * scale,
-                     n_rounds)  # fmt: skip
+    return TransportSolver(U, W, S, caps, 0).solve(np.empty((0, U.shape[1])))
 
 
 # ---------------------------------------------------------------------------
@@ -486,14 +566,24 @@ class CapacitatedResult(NamedTuple):
     history: np.ndarray
 
 
-def alternate(U, W, centers, fixed, caps, max_iter, tol, tr=None):
+def alternate(solver, centers, max_iter, tol):
     """Alternate exact transport and exact median moves until the gain is small.
 
-    Returns ``(centers, transport, n_iter, history)``; the objective is
-    non-increasing (old flows stay feasible for the moved sites).
+    Parameters
+    ----------
+    solver : TransportSolver
+    centers : np.ndarray, shape (k, d)
+    max_iter : int
+    tol : float
+
+    Returns
+    -------
+    (centers, transport, n_iter, history)
+        The objective is non-increasing: the old flows stay feasible for the
+        moved sites, so the new optimum is at most their cost.
     """
-    if tr is None:
-        tr = transport(U, W, np.vstack([centers, fixed]), caps)
+    U = solver.U
+    tr = solver.solve(centers)
     history = [tr.objective]
     n_iter = 0
     for _ in range(max_iter):
@@ -501,7 +591,7 @@ def alternate(U, W, centers, fixed, caps, max_iter, tol, tr=None):
         if np.array_equal(new, centers):
             break
         n_iter += 1
-        tr_new = transport(U, W, np.vstack([new, fixed]), caps, prices=tr.prices)
+        tr_new = solver.solve(new)
         if tr_new.objective > tr.objective:
             break
         gain = tr.objective - tr_new.objective
@@ -564,8 +654,8 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
     recomputes the duals, a refused one moves to the next pair.
     """
     k = init.shape[0]
-    centers, tr, n_iter, history = alternate(U, W, init.copy(), fixed, caps,
-                                             max_iter, tol)  # fmt: skip
+    solver = TransportSolver(U, W, fixed, caps, k)
+    centers, tr, n_iter, history = alternate(solver, init.copy(), max_iter, tol)
     tried = set()
     for _ in range(n_trials):
         S = np.vstack([centers, fixed])
@@ -586,7 +676,7 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
         tried.add((j, i, tr.objective))
         trial = centers.copy()
         trial[j] = U[i]
-        c2, tr2, it, hist2 = alternate(U, W, trial, fixed, caps, max_iter, tol)
+        c2, tr2, it, _ = alternate(solver, trial, max_iter, tol)
         n_iter += it
         if tr2.objective < tr.objective * (1 - tol):
             logger.debug("move site %d to point %d: %.6g -> %.6g", j, i,
