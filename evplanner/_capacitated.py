@@ -68,6 +68,8 @@ N_ADD = 8
 _BLOCK = 2048
 #: Relative reduced-cost tolerance (of the largest distance) when proving optimality.
 _RC_TOL = 1e-9
+#: Demand locations whose opening gain the relocation moves estimate per trial.
+_N_CANDS = 50
 #: Relative capacity slack accepted as "not exceeded" after the LP solve.
 CAPACITY_RTOL = 1e-6
 _HIGHS = {
@@ -621,6 +623,38 @@ def _closing_costs(U, tr, S, k):
     return cost
 
 
+def _opening_gains(U, W, point_costs, cands, cap):
+    """Estimated saving of opening a site of capacity ``cap`` at each candidate.
+
+    At the current duals a point ``l`` would pay ``d(l, x)`` instead of ``u_l``
+    at a new site ``x``: the saving is the best ``sum (u_l - d(l, x)) f_l`` over
+    flows ``f_l <= W_l`` with ``sum f_l <= cap``, taken greedily (most saving
+    per unit first). A first-order (Lagrangian) estimate of the LP's change.
+
+    Parameters
+    ----------
+    U : np.ndarray, shape (n, d)
+    W, point_costs : np.ndarray, shape (n,)
+    cands : np.ndarray, int64, shape (c,)
+        Rows of ``U`` to evaluate as sites.
+    cap : float
+        Capacity of the new site (``np.inf`` allowed).
+
+    Returns
+    -------
+    np.ndarray, shape (c,)
+    """
+    out = np.zeros(cands.shape[0])
+    for t, i in enumerate(cands):
+        save = point_costs - np.abs(U - U[i]).sum(axis=1)
+        pos = np.flatnonzero(save > 0)
+        order = pos[np.argsort(-save[pos], kind="stable")]
+        take = np.minimum(W[order], np.maximum(cap - np.concatenate(
+            [[0.0], np.cumsum(W[order])[:-1]]), 0.0))  # fmt: skip
+        out[t] = float(np.dot(save[order], take))
+    return out
+
+
 def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
                        n_trials=10):  # fmt: skip
     """Capacitated K-Medians from ``init``: alternate, then relocation moves.
@@ -656,24 +690,28 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
     k = init.shape[0]
     solver = TransportSolver(U, W, fixed, caps, k)
     centers, tr, n_iter, history = alternate(solver, init.copy(), max_iter, tol)
-    tried = set()
+    cap_new = float(caps[:k].max()) if k else 0.0
+    refused = set()
     for _ in range(n_trials):
         S = np.vstack([centers, fixed])
-        close = np.argsort(_closing_costs(U, tr, S, k), kind="stable")
-        gain = W * tr.point_costs
+        closing = _closing_costs(U, tr, S, k)
         taken = np.zeros(U.shape[0], dtype=bool)
         for c in S:
             taken |= (U == c).all(axis=1)
-        order = [i for i in np.argsort(-gain, kind="stable") if not taken[i]]
-        move = next(
-            ((int(j), int(i)) for i in order[:5] for j in close[:3]
-             if (int(j), int(i), tr.objective) not in tried),
-            None,
-        )  # fmt: skip
+        free = np.flatnonzero(~taken)
+        if free.shape[0] == 0:
+            break
+        top = free[np.argsort(-(W * tr.point_costs)[free], kind="stable")[:_N_CANDS]]
+        opening = _opening_gains(U, W, tr.point_costs, top, cap_new)
+        # Best estimated net gain first; pairs refused at this objective are
+        # skipped, so each trial is a new pair.
+        net = opening[:, None] - closing[None, :]
+        tt, jj = np.unravel_index(np.argsort(-net, axis=None, kind="stable"), net.shape)
+        pairs = zip(top[tt].tolist(), jj.tolist(), strict=True)
+        move = next((p for p in pairs if (*p, tr.objective) not in refused), None)
         if move is None:
             break
-        j, i = move
-        tried.add((j, i, tr.objective))
+        i, j = move
         trial = centers.copy()
         trial[j] = U[i]
         c2, tr2, it, _ = alternate(solver, trial, max_iter, tol)
@@ -683,4 +721,6 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
                          tr.objective, tr2.objective)  # fmt: skip
             centers, tr = c2, tr2
             history.append(tr.objective)
+        else:
+            refused.add((i, j, tr.objective))
     return CapacitatedResult(centers, tr, n_iter, np.asarray(history))
