@@ -656,7 +656,7 @@ def _opening_gains(U, W, point_costs, cands, cap):
 
 
 def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
-                       n_trials=10):  # fmt: skip
+                       n_trials=10, max_trials=100):  # fmt: skip
     """Capacitated K-Medians from ``init``: alternate, then relocation moves.
 
     Parameters
@@ -673,7 +673,10 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
     tol : float
         Relative gain below which an alternation stops and a move is refused.
     n_trials : int
-        Relocation moves tried (each followed by an alternation).
+        Stop the relocation moves after this many refused in a row (each
+        trial is followed by an alternation).
+    max_trials : int
+        Stop after this many relocation moves in all.
 
     Returns
     -------
@@ -692,7 +695,10 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
     centers, tr, n_iter, history = alternate(solver, init.copy(), max_iter, tol)
     cap_new = float(caps[:k].max()) if k else 0.0
     refused = set()
-    for _ in range(n_trials):
+    n_refused = 0
+    for _ in range(max_trials):
+        if n_refused >= n_trials:
+            break
         S = np.vstack([centers, fixed])
         closing = _closing_costs(U, tr, S, k)
         taken = np.zeros(U.shape[0], dtype=bool)
@@ -721,6 +727,8 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
                          tr.objective, tr2.objective)  # fmt: skip
             centers, tr = c2, tr2
             history.append(tr.objective)
+            n_refused = 0
         else:
             refused.add((i, j, tr.objective))
+            n_refused += 1
     return CapacitatedResult(centers, tr, n_iter, np.asarray(history))
