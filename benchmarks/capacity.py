@@ -171,7 +171,8 @@ def spopt_single_source(X, w, F, cf, k, cap, time_limit):
         model.solve(pulp.HiGHS(msg=False, timeLimit=time_limit))
         status = pulp.LpStatus[model.problem.status]
         value = float(pulp.value(model.problem.objective))
-    except Exception as exc:  # spopt raises when stopped without a solution
+    except (RuntimeError, pulp.PulpError, TypeError) as exc:
+        # spopt raises when the solver stops without a solution.
         status, value = f"failed: {type(exc).__name__}", float("nan")
     return value, time.perf_counter() - start, status
 
@@ -260,7 +261,9 @@ def quality(args):
                      "evplanner_s": t_ev, "ratio": ratio,
                      "load": load_average()})  # fmt: skip
     worst = max(r["ratio"] for r in rows)
-    print(f"\nworst ratio {worst:.5f} (<= 1.02): {'MET' if worst <= 1.02 else 'MISSED'}")
+    print(
+        f"\nworst ratio {worst:.5f} (<= 1.02): {'MET' if worst <= 1.02 else 'MISSED'}"
+    )
     unproven = [r["instance"] for r in rows if not r["proven"]]
     if unproven:
         print(f"not proven optimal (ratio against the best found): {unproven}")
@@ -299,11 +302,13 @@ def wa(args):
     over = int((km.site_loads_ > caps_all * (1 + 1e-6)).sum())
     full = int((km.site_loads_ >= caps_all * (1 - 1e-9)).sum())
     split = int((np.diff(km.flows_.indptr) > 1).sum())
+    ratio = km.inertia_ / km0.inertia_
+    full_new = int((km.site_loads_[:N_NEW_WA] >= NEW_SITE_VEHICLES * (1 - 1e-9)).sum())
     print(f"capacitated KMedians: {t1:.2f} s ({t1 / t0:.2f}x the uncapacitated "
-          f"fit), objective {km.inertia_:,.0f} veh-m ({km.inertia_ / km0.inertia_:.3f}x "
+          f"fit), objective {km.inertia_:,.0f} veh-m ({ratio:.3f}x "
           f"the uncapacitated), {over} sites over capacity, {full} at capacity "
-          f"({int((km.site_loads_[:N_NEW_WA] >= NEW_SITE_VEHICLES * (1 - 1e-9)).sum())} "
-          f"new), {split} tracts split over sites, {km.n_iter_} location updates, "
+          f"({full_new} new), {split} tracts split over sites, "
+          f"{km.n_iter_} location updates, "
           f"max price {km.capacity_prices_.max():,.0f} m/vehicle")  # fmt: skip
     return {"n": X.shape[0], "vehicles": float(w.sum()), "stations": S.shape[0],
             "station_capacity": float(caps.sum()),
@@ -343,7 +348,8 @@ def scale(args):
         km_mem = ev_fit(Xn, wn, S, caps_n, N_NEW_WA, cap_n)
         t_mem = time.perf_counter() - start
     print(f"in memory: {t_mem:.1f} s, objective {km_mem.inertia_:.9e}, peak RSS "
-          f"{mib(rss.peak_self):,.0f} MiB (baseline {mib(rss.baseline_self):,.0f})")  # fmt: skip
+          f"{mib(rss.peak_self):,.0f} MiB (baseline "
+          f"{mib(rss.baseline_self):,.0f})")  # fmt: skip
     os.environ["NUMBA_NUM_THREADS"] = "1"
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -62,6 +62,10 @@ logger = logging.getLogger(__name__)
 
 #: Arcs per point in the first restricted transport problem.
 N_NEAR = 8
+#: Arcs per point to the new sites added each time they move.
+N_NEAR_MOVED = 3
+#: Most point-to-fixed-site distances kept in memory (8 bytes each).
+_FIXED_CACHE_ENTRIES = 16_000_000
 #: Arcs added per point and round for points with a negative reduced cost.
 N_ADD = 8
 #: Rows per block when computing distances to every site.
@@ -272,13 +276,17 @@ class Transport(NamedTuple):
     n_rounds: int
 
 
-def _priced_nearest(U, S, prices, n_arcs):
-    """Each point's ``n_arcs`` sites of least distance + price: (rows, cols)."""
-    n, m = U.shape[0], S.shape[0]
-    a = min(n_arcs, m)
+def _priced_nearest(blocks, prices, n_arcs):
+    """Each point's ``n_arcs`` sites of least distance + price: (rows, cols).
+
+    ``blocks`` yields ``(first_row, distances)`` with distances of shape
+    ``(rows, m)`` to every site, block after block.
+    """
     rows, cols = [], []
-    for s in range(0, n, _BLOCK):
-        key = kern.l1_distances(U[s : s + _BLOCK], S) + prices
+    for s, dist in blocks:
+        key = dist + prices
+        m = key.shape[1]
+        a = min(n_arcs, m)
         if a < m:
             idx = np.argpartition(key, a - 1, axis=1)[:, :a]
         else:
@@ -288,26 +296,33 @@ def _priced_nearest(U, S, prices, n_arcs):
     return np.concatenate(rows), np.concatenate(cols)
 
 
-def _violations(U, S, prices, point_costs, tol, n_add):
+def _violations(blocks, prices, point_costs, tol, n_add):
     """Arcs with a negative reduced cost ``d_ij + p_j - u_i < -tol``, most first.
 
     At most ``n_add`` per point; empty when the duals prove optimality.
+    ``blocks`` yields ``(first_row, parts)``: the distances of a block of points
+    to consecutive groups of sites, as a list of arrays (new sites, then fixed
+    ones), so that cached parts need no copying.
     """
-    n, m = U.shape[0], S.shape[0]
-    a = min(n_add, m)
     rows, cols = [], []
-    for s in range(0, n, _BLOCK):
-        red = (kern.l1_distances(U[s : s + _BLOCK], S) + prices
-               - point_costs[s : s + _BLOCK, None])  # fmt: skip
-        bad = (red < -tol).any(axis=1)
-        if not bad.any():
+    for s, parts in blocks:
+        lo = 0
+        keys = []
+        for dist in parts:
+            keys.append(dist + prices[lo : lo + dist.shape[1]])
+            lo += dist.shape[1]
+        u = point_costs[s : s + keys[0].shape[0]]
+        rmin = np.min([key.min(axis=1) for key in keys if key.shape[1]], axis=0)
+        bad = np.flatnonzero(rmin - u < -tol)
+        if bad.shape[0] == 0:
             continue
-        r = np.flatnonzero(bad)
-        sub = red[r]
-        idx = np.argpartition(sub, a - 1, axis=1)[:, :a] if a < m else (
-            np.broadcast_to(np.arange(m), sub.shape))  # fmt: skip
-        keep = np.take_along_axis(sub, idx, axis=1) < -tol
-        rows.append(np.repeat(r + s, a)[keep.ravel()])
+        red = np.hstack([key[bad] for key in keys]) - u[bad, None]
+        m = red.shape[1]
+        a = min(n_add, m)
+        idx = np.argpartition(red, a - 1, axis=1)[:, :a] if a < m else (
+            np.broadcast_to(np.arange(m), red.shape))  # fmt: skip
+        keep = np.take_along_axis(red, idx, axis=1) < -tol
+        rows.append(np.repeat(bad + s, a)[keep.ravel()])
         cols.append(idx.ravel()[keep.ravel()])
     if not rows:
         return np.empty(0, np.int64), np.empty(0, np.int64)
@@ -405,6 +420,29 @@ class TransportSolver:
                   np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32),
                   np.ones(n))  # fmt: skip
         self.h = h
+        # Distances to the fixed sites never change: keep them when small.
+        nf = fixed.shape[0]
+        self.d_fixed = (kern.l1_distances(U, fixed)
+                        if 0 < n * nf <= _FIXED_CACHE_ENTRIES else None)  # fmt: skip
+
+    def _blocks(self, S, only_new=False, split=False):
+        """``(first_row, distances)`` per block of points, to all sites or new ones.
+
+        With ``split`` the distances are a list ``[to new sites, to fixed
+        sites]`` (the latter a view of the cache when there is one).
+        """
+        U, k = self.U, self.k
+        for s in range(0, U.shape[0], _BLOCK):
+            Ub = U[s : s + _BLOCK]
+            if only_new:
+                yield s, kern.l1_distances(Ub, S[:k])
+                continue
+            new = kern.l1_distances(Ub, S[:k])
+            if self.d_fixed is None:
+                old = kern.l1_distances(Ub, S[k:])
+            else:
+                old = self.d_fixed[s : s + _BLOCK]
+            yield s, [new, old] if split else np.hstack([new, old])
 
     def _add_arcs(self, rows, cols, S):
         m = self.caps.shape[0]
@@ -445,7 +483,13 @@ class TransportSolver:
             cost = (np.abs(U[self.rows[movable]] - S[self.cols[movable]]).sum(axis=1)
                     / self.scale)  # fmt: skip
             h.changeColsCost(movable.shape[0], (n + movable).astype(np.int32), cost)
-        self._add_arcs(*_priced_nearest(U, S, self.prices, N_NEAR), S)
+        if self.rows.shape[0] == 0:
+            self._add_arcs(*_priced_nearest(self._blocks(S), self.prices, N_NEAR), S)
+        elif k:
+            # The fixed sites' arcs are in already; the moved sites need theirs.
+            near = _priced_nearest(self._blocks(S, only_new=True), self.prices[:k],
+                                   N_NEAR_MOVED)  # fmt: skip
+            self._add_arcs(*near, S)
         tol = _RC_TOL * self.scale
         n_rounds = 0
         while True:
@@ -462,7 +506,7 @@ class TransportSolver:
             p = np.zeros(self.caps.shape[0])
             p[self.limited] = np.maximum(-duals[n:], 0.0) * self.scale
             self.prices = p
-            add_r, add_c = _violations(U, S, p, u, tol, N_ADD)
+            add_r, add_c = _violations(self._blocks(S, split=True), p, u, tol, N_ADD)
             if add_r.shape[0]:
                 self._add_arcs(add_r, add_c, S)
                 continue
@@ -702,8 +746,8 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
         S = np.vstack([centers, fixed])
         closing = _closing_costs(U, tr, S, k)
         taken = np.zeros(U.shape[0], dtype=bool)
-        for c in S:
-            taken |= (U == c).all(axis=1)
+        at = locate_rows(S, U)  # U is lexsorted (np.unique)
+        taken[at[at >= 0]] = True
         free = np.flatnonzero(~taken)
         if free.shape[0] == 0:
             break

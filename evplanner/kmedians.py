@@ -53,8 +53,8 @@ _GATHER_BUDGET = 2_000_000
 _N_SWAP_TRIALS = 3
 #: Rows per block when counting distinct points in memory.
 _DISTINCT_BLOCK = 4096
-#: Relocation moves tried by the capacitated search after its first alternation.
-_N_RELOCATIONS = 10
+#: Relocation moves refused in a row after which the capacitated search stops.
+_N_RELOCATIONS = 30
 
 
 # ---------------------------------------------------------------------------
@@ -1262,14 +1262,23 @@ def _k_medians_capacitated(X, w, n_clusters, fixed, capacity, fixed_capacity,
         )
     caps = cap.check_capacities(capacity, fixed_capacity, n_clusters,
                                 fixed.shape[0], float(W.sum()))  # fmt: skip
-    start = k_medians(U, n_clusters, sample_weight=W,
+    # The start is the uncapacitated fit of the input as given (chunk-local
+    # and chunk-invariant on Dask), so that unlimited capacities reproduce it.
+    start = k_medians(X, n_clusters, sample_weight=w,
                       fixed_centers=fixed if fixed.shape[0] else None,
                       random_state=random_state, **params)  # fmt: skip
-    res = cap.capacitated_search(
-        U, W, start.centers, fixed, caps, max_iter=params["max_iter"],
-        tol=params["tol"],
-        n_trials=_N_RELOCATIONS if params["local_search"] else 0,
-    )  # fmt: skip
+    if np.isinf(caps).all():
+        # No capacity binds: the problem is the uncapacitated one, and its
+        # solution stands (flows = whole points to a nearest site).
+        tr = cap.TransportSolver(U, W, fixed, caps, n_clusters).solve(start.centers)
+        res = cap.CapacitatedResult(start.centers, tr, start.n_iter,
+                                    start.inertia_history)  # fmt: skip
+    else:
+        res = cap.capacitated_search(
+            U, W, start.centers, fixed, caps, max_iter=params["max_iter"],
+            tol=params["tol"],
+            n_trials=_N_RELOCATIONS if params["local_search"] else 0,
+        )  # fmt: skip
     tr = res.transport
     m = n_clusters + fixed.shape[0]
     flows_u = sp.csr_matrix((tr.flow, (tr.rows, tr.cols)), shape=(U.shape[0], m))
