@@ -53,6 +53,8 @@ _GATHER_BUDGET = 2_000_000
 _N_SWAP_TRIALS = 3
 #: Rows per block when counting distinct points in memory.
 _DISTINCT_BLOCK = 4096
+#: Most distinct demand locations the capacitated search accepts.
+_MAX_DISTINCT = 500_000
 #: Relocation moves refused in a row after which the capacitated search stops.
 _N_RELOCATIONS = 30
 
@@ -1199,14 +1201,19 @@ def _block_aggregate(X, w, offset, limit):
     s = _summary(X, w, offset, limit)
     if s["bad_x"] is None and s["bad_w"] is None:
         U, W, _ = cap.aggregate_points(X, w)
-        s["agg"] = (U, W)
+        s["agg"] = (U, W) if U.shape[0] <= _MAX_DISTINCT else None
     return s
 
 
 def _combine_aggregate(a, b, limit):
     out = _combine_summary(a, b, limit)
     if "agg" in a and "agg" in b:
-        out["agg"] = cap.merge_aggregates(a["agg"], b["agg"])
+        agg = None
+        if a["agg"] is not None and b["agg"] is not None:
+            agg = cap.merge_aggregates(a["agg"], b["agg"])
+        out["agg"] = (
+            agg if agg is not None and agg[0].shape[0] <= _MAX_DISTINCT else None
+        )
     return out
 
 
@@ -1253,6 +1260,13 @@ def _k_medians_capacitated(X, w, n_clusters, fixed, capacity, fixed_capacity,
     else:
         s = _block_aggregate(X, w, 0, limit)
     _raise_bad_input(s)
+    if s["agg"] is None:
+        raise ValueError(
+            f"capacitated K-Medians needs at most {_MAX_DISTINCT:,} distinct demand "
+            f"locations (its exact transport step holds them in memory), got more "
+            f"among n_samples={s['n']:,}: aggregate the demand first (for example "
+            "to census tracts or block groups)"
+        )
     U, W = s["agg"]
     if U.shape[0] < n_clusters:
         raise ValueError(
@@ -1374,19 +1388,27 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     *Capacities.* With ``capacity`` or ``fixed_capacity`` the fit minimises
     ``sum_ij f_ij |x_i - c_j|_1`` over the new sites ``c`` and the flows ``f``
     with ``sum_j f_ij = w_i`` and ``sum_i f_ij <= capacity_j``: a point's
-    weight may split across sites. It starts from the uncapacitated solution
-    and alternates an exact transportation problem (sparse LP by HiGHS,
-    proven optimal by reduced costs) with exact weighted L1 medians of the
-    flows each new site receives; then, with ``local_search``, up to 10
-    relocation moves judged by the exact transport (see
-    :mod:`evplanner._capacitated`). ``labels_`` is then the site receiving
-    the largest share of each point (lowest index on ties; the nearest site
-    for zero-weight points), ``inertia_`` the flow-weighted distance, and
-    ``predict``/``transform``/``score`` still use the nearest site. The model
-    depends on the demand only through its distinct locations and their
-    summed weight: NumPy and Dask input aggregate them (Dask chunk by chunk,
-    merged in a tree) and run the same in-memory search, so they give the
-    same result; the distinct locations must fit in client memory. A total
+    weight may split across sites. It starts from the uncapacitated fit of
+    the input (the same as without capacities, chunked on Dask), then
+    alternates an exact transportation problem (a sparse LP, HiGHS, warm
+    started, proven optimal by reduced costs) with exact weighted L1 medians
+    of the flows each new site receives; then, with ``local_search``,
+    relocation moves (close a new site, open one at a demand point, re-
+    alternate) judged by the exact transport, until 30 in a row are refused
+    (see :mod:`evplanner._capacitated`). With unlimited capacities (all
+    ``np.inf``) the uncapacitated fit is returned as it is. ``labels_`` is
+    then the site receiving the largest share of each point (lowest index on
+    ties; the nearest site for zero-weight points), ``inertia_`` the
+    flow-weighted distance, and ``predict``/``transform``/``score`` still use
+    the nearest site. The capacitated search depends on the demand only
+    through its distinct locations and their summed weights: NumPy input and
+    Dask input (chunk by chunk, merged in a tree by
+    :func:`evplanner._chunked.tree_reduce`) reduce to the same ones, and the
+    same in-memory search runs on them, so both give the same result. The
+    client holds the distinct locations (the LP has about 8 arcs per
+    location, so this suits up to some 10^5 distinct locations, e.g. tract or
+    block-group demand with any number of vehicles) and, for Dask input,
+    ``flows_`` and the row-to-location index (8 bytes per row). A total
     capacity below the total weight raises ``ValueError`` naming both.
     Not available together with ``candidates``.
 

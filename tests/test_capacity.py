@@ -316,3 +316,15 @@ def test_tiny_instances_reach_the_discrete_optimum(seed):
                   random_state=0).fit(X, sample_weight=w)  # fmt: skip
     assert_valid(km, X, w, np.concatenate([np.full(k, capacity), cf]))
     assert km.inertia_ <= opt * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("dask_input", [False, True])
+def test_too_many_distinct_locations(clustered_points, monkeypatch, dask_input):
+    import evplanner.kmedians as kmedians_module
+
+    monkeypatch.setattr(kmedians_module, "_MAX_DISTINCT", 50)
+    X, w = clustered_points
+    if dask_input:
+        X, w = da.from_array(X, chunks=(40, 2)), da.from_array(w, chunks=(40,))
+    with pytest.raises(ValueError, match="at most 50 distinct demand locations"):
+        KMedians(2, capacity=1e6).fit(X, sample_weight=w)
