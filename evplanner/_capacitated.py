@@ -651,17 +651,20 @@ def alternate(solver, centers, max_iter, tol):
 def _closing_costs(U, tr, S, k):
     """Estimated cost of closing each new site: its flows re-sent at the prices.
 
-    For every unit that site ``j`` receives from point ``i``, the cheapest other
-    site by distance plus price, minus what it costs now (both priced, so a
-    first-order estimate of the LP's change).
+    For every unit that site ``j`` receives from point ``i``: the cheapest other
+    site by distance plus price, minus the distance it travels now (a
+    first-order estimate of the LP's change; ``j``'s own price is not
+    subtracted, since its capacity goes with it, so a full, dear site is
+    dear to close).
     """
     cost = np.zeros(k)
     new = tr.cols < k
     rows, cols, f = tr.rows[new], tr.cols[new], tr.flow[new]
     if rows.shape[0] == 0:
         return cost
-    key = kern.l1_distances(U[rows], S) + tr.prices
-    now = key[np.arange(rows.shape[0]), cols]
+    dist = kern.l1_distances(U[rows], S)
+    now = dist[np.arange(rows.shape[0]), cols]
+    key = dist + tr.prices
     key[np.arange(rows.shape[0]), cols] = np.inf
     np.add.at(cost, cols, f * (key.min(axis=1) - now))
     return cost
