@@ -1419,6 +1419,15 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     >>> km = KMedians(n_clusters=1, fixed_centers=[[11.0, 0.0]]).fit(X)
     >>> km.cluster_centers_.tolist(), km.labels_.tolist(), km.inertia_
     ([[0.0, 0.0]], [0, 0, 1, 1], 4.0)
+
+    With capacities (the existing site serves one unit, the new one three):
+
+    >>> km = KMedians(n_clusters=1, capacity=3.0, fixed_centers=[[11.0, 0.0]],
+    ...               fixed_capacity=[1.0], random_state=0).fit(X)
+    >>> km.cluster_centers_.tolist(), km.site_loads_.tolist(), km.inertia_
+    ([[2.0, 0.0]], [3.0, 1.0], 11.0)
+    >>> km.flows_.toarray().tolist()
+    [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
     """
 
     def __init__(
