@@ -80,7 +80,6 @@ _HIGHS = {
     "primal_feasibility_tolerance": 1e-10,
     "dual_feasibility_tolerance": 1e-10,
     "solver": "simplex",
-    "threads": 1,
 }
 
 
