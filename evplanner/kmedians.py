@@ -28,10 +28,12 @@ from typing import NamedTuple
 import dask
 import dask.array as da
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from evplanner import _capacitated as cap
 from evplanner import _discrete
 from evplanner import _kernels as kern
 from evplanner._chunked import tree_reduce
@@ -51,6 +53,10 @@ _GATHER_BUDGET = 2_000_000
 _N_SWAP_TRIALS = 3
 #: Rows per block when counting distinct points in memory.
 _DISTINCT_BLOCK = 4096
+#: Most distinct demand locations the capacitated search accepts.
+_MAX_DISTINCT = 500_000
+#: Relocation moves refused in a row after which the capacitated search stops.
+_N_RELOCATIONS = 30
 
 
 # ---------------------------------------------------------------------------
@@ -1161,6 +1167,152 @@ def _k_medians_candidates(
 
 
 # ---------------------------------------------------------------------------
+# Capacitated driver (the maths is in evplanner._capacitated)
+# ---------------------------------------------------------------------------
+
+
+class CapacitatedFit(NamedTuple):
+    """What :func:`_k_medians_capacitated` returns.
+
+    Attributes
+    ----------
+    centers : np.ndarray, shape (n_clusters, n_features)
+    flows : scipy.sparse.csr_matrix, shape (n_samples, n_clusters + n_fixed)
+    labels : np.ndarray or dask.array.Array, shape (n_samples,), int64
+    inertia : float
+    n_iter : int
+    inertia_history : np.ndarray
+    site_loads : np.ndarray, shape (n_clusters + n_fixed,)
+    prices : np.ndarray, shape (n_clusters + n_fixed,)
+    """
+
+    centers: np.ndarray
+    flows: object
+    labels: np.ndarray | da.Array
+    inertia: float
+    n_iter: int
+    inertia_history: np.ndarray
+    site_loads: np.ndarray
+    prices: np.ndarray
+
+
+def _block_aggregate(X, w, offset, limit):
+    """Validity summary and distinct (location, summed weight) pairs of a block."""
+    s = _summary(X, w, offset, limit)
+    if s["bad_x"] is None and s["bad_w"] is None:
+        U, W, _ = cap.aggregate_points(X, w)
+        s["agg"] = (U, W) if U.shape[0] <= _MAX_DISTINCT else None
+    return s
+
+
+def _combine_aggregate(a, b, limit):
+    out = _combine_summary(a, b, limit)
+    if "agg" in a and "agg" in b:
+        agg = None
+        if a["agg"] is not None and b["agg"] is not None:
+            agg = cap.merge_aggregates(a["agg"], b["agg"])
+        out["agg"] = (
+            agg if agg is not None and agg[0].shape[0] <= _MAX_DISTINCT else None
+        )
+    return out
+
+
+def _block_locate(X, U):
+    return cap.locate_rows(X, U)
+
+
+def _block_capacitated_labels(X, U, labels_u, sites):
+    """Largest-share site per row; zero-weight rows (no flow): the nearest site."""
+    idx = cap.locate_rows(X, U)
+    out = labels_u[np.maximum(idx, 0)]
+    miss = np.flatnonzero(idx < 0)
+    if miss.shape[0]:
+        out[miss] = kern.assign_l1(np.ascontiguousarray(X[miss]), sites)[0]
+    return out
+
+
+def _k_medians_capacitated(X, w, n_clusters, fixed, capacity, fixed_capacity,
+                           candidates, params, random_state):  # fmt: skip
+    """Capacitated K-Medians on NumPy or Dask input (see :class:`KMedians`).
+
+    Both inputs reduce to the same distinct locations and summed weights (on
+    Dask, chunk by chunk, merged in a tree), on which the in-memory search of
+    :mod:`evplanner._capacitated` runs; the flows are mapped back to the rows.
+    """
+    if candidates is not None:
+        raise ValueError(
+            "capacity/fixed_capacity cannot be combined with candidates yet: "
+            "drop candidates (new sites anywhere) or the capacities"
+        )
+    limit = n_clusters
+    if isinstance(X, da.Array):
+        X, w = dask.persist(X, w)
+        xb = list(X.to_delayed().ravel())
+        wb = list(w.to_delayed().ravel())
+        off = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
+        parts = [
+            dask.delayed(_block_aggregate)(a, b, o, limit)
+            for a, b, o in zip(xb, wb, off, strict=True)
+        ]
+        (s,) = dask.compute(
+            tree_reduce(parts, lambda a, b: _combine_aggregate(a, b, limit))
+        )
+    else:
+        s = _block_aggregate(X, w, 0, limit)
+    _raise_bad_input(s)
+    if s["agg"] is None:
+        raise ValueError(
+            f"capacitated K-Medians needs at most {_MAX_DISTINCT:,} distinct demand "
+            f"locations (its exact transport step holds them in memory), got more "
+            f"among n_samples={s['n']:,}: aggregate the demand first (for example "
+            "to census tracts or block groups)"
+        )
+    U, W = s["agg"]
+    if U.shape[0] < n_clusters:
+        raise ValueError(
+            f"n_clusters={n_clusters} exceeds the number of distinct points with "
+            f"positive weight ({U.shape[0]}, n_samples={s['n']}); expected "
+            f"n_clusters <= {U.shape[0]}"
+        )
+    caps = cap.check_capacities(capacity, fixed_capacity, n_clusters,
+                                fixed.shape[0], float(W.sum()))  # fmt: skip
+    # The start is the uncapacitated fit of the input as given (chunk-local
+    # and chunk-invariant on Dask), so that unlimited capacities reproduce it.
+    start = k_medians(X, n_clusters, sample_weight=w,
+                      fixed_centers=fixed if fixed.shape[0] else None,
+                      random_state=random_state, **params)  # fmt: skip
+    if np.isinf(caps).all():
+        # No capacity binds: the problem is the uncapacitated one, and its
+        # solution stands (flows = whole points to a nearest site).
+        tr = cap.TransportSolver(U, W, fixed, caps, n_clusters).solve(start.centers)
+        res = cap.CapacitatedResult(start.centers, tr, start.n_iter,
+                                    start.inertia_history)  # fmt: skip
+    else:
+        res = cap.capacitated_search(
+            U, W, start.centers, fixed, caps, max_iter=params["max_iter"],
+            tol=params["tol"],
+            n_trials=_N_RELOCATIONS if params["local_search"] else 0,
+        )  # fmt: skip
+    tr = res.transport
+    m = n_clusters + fixed.shape[0]
+    flows_u = sp.csr_matrix((tr.flow, (tr.rows, tr.cols)), shape=(U.shape[0], m))
+    labels_u = np.asarray(flows_u.argmax(axis=1)).ravel().astype(np.int64)
+    sites = np.vstack([res.centers, fixed])
+    if isinstance(X, da.Array):
+        inverse = X.map_blocks(_block_locate, U, dtype=np.int64, drop_axis=1)
+        inverse, w_np = dask.compute(inverse, w)
+        labels = X.map_blocks(_block_capacitated_labels, U, labels_u, sites,
+                              dtype=np.int64, drop_axis=1)  # fmt: skip
+    else:
+        inverse, w_np = cap.locate_rows(X, U), w
+        labels = _block_capacitated_labels(X, U, labels_u, sites)
+    flows = cap.row_flows(flows_u, inverse, w_np, W)
+    loads = np.bincount(tr.cols, weights=tr.flow, minlength=m)
+    return CapacitatedFit(res.centers, flows, labels, tr.objective, res.n_iter,
+                          res.history, loads, tr.prices)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
 # Estimator
 # ---------------------------------------------------------------------------
 
@@ -1185,6 +1337,13 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     candidates : np.ndarray, shape (n_candidates, n_features), optional
         Candidate sites: the new sites are chosen among them (discrete
         p-median; see :func:`k_medians`).
+    capacity : float, optional
+        Most demand weight each *new* site serves (same units as
+        ``sample_weight``, e.g. vehicles). Given this or ``fixed_capacity``,
+        the fit is the capacitated K-Medians of *Capacities* below.
+    fixed_capacity : np.ndarray, shape (n_fixed,), optional
+        Most demand weight each fixed site serves (``np.inf``: unlimited).
+        Without ``capacity`` the new sites are unlimited.
     random_state : int, RandomState or None
 
     Attributes
@@ -1208,6 +1367,50 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         With ``candidates``: the rows of ``candidates`` opened (ascending);
         ``cluster_centers_ == candidates[center_indices_]``. Else None.
     n_features_in_ : int
+    flows_ : scipy.sparse.csr_matrix, shape (n_samples, n_clusters + n_fixed)
+        Capacitated fits only: the weight each point sends to each site (new
+        sites first, then fixed ones, as in ``labels_``); each row sums to the
+        point's weight. Built in client memory also for Dask input (about 12
+        bytes per non-zero; a point splits over two or more sites only where
+        capacities bind, so about ``n_samples`` non-zeros).
+    site_loads_ : np.ndarray, shape (n_clusters + n_fixed,)
+        Capacitated fits only: the weight each site serves (column sums of
+        ``flows_``), at most its capacity (to 1e-6 relative).
+    capacity_prices_ : np.ndarray, shape (n_clusters + n_fixed,)
+        Capacitated fits only: the Lagrangian price of each site's capacity
+        (the transport dual, in units of ``X`` per unit weight, >= 0): how
+        much the objective would fall per unit of extra capacity there. 0 where
+        capacity is spare. In an optimal flow a point only sends weight to
+        sites minimising ``distance + price``.
+
+    Notes
+    -----
+    *Capacities.* With ``capacity`` or ``fixed_capacity`` the fit minimises
+    ``sum_ij f_ij |x_i - c_j|_1`` over the new sites ``c`` and the flows ``f``
+    with ``sum_j f_ij = w_i`` and ``sum_i f_ij <= capacity_j``: a point's
+    weight may split across sites. It starts from the uncapacitated fit of
+    the input (the same as without capacities, chunked on Dask), then
+    alternates an exact transportation problem (a sparse LP, HiGHS, warm
+    started, proven optimal by reduced costs) with exact weighted L1 medians
+    of the flows each new site receives; then, with ``local_search``,
+    relocation moves (close a new site, open one at a demand point, re-
+    alternate) judged by the exact transport, until 30 in a row are refused
+    (see :mod:`evplanner._capacitated`). With unlimited capacities (all
+    ``np.inf``) the uncapacitated fit is returned as it is. ``labels_`` is
+    then the site receiving the largest share of each point (lowest index on
+    ties; the nearest site for zero-weight points), ``inertia_`` the
+    flow-weighted distance, and ``predict``/``transform``/``score`` still use
+    the nearest site. The capacitated search depends on the demand only
+    through its distinct locations and their summed weights: NumPy input and
+    Dask input (chunk by chunk, merged in a tree by
+    :func:`evplanner._chunked.tree_reduce`) reduce to the same ones, and the
+    same in-memory search runs on them, so both give the same result. The
+    client holds the distinct locations (the LP has about 8 arcs per
+    location, so this suits up to some 10^5 distinct locations, e.g. tract or
+    block-group demand with any number of vehicles) and, for Dask input,
+    ``flows_`` and the row-to-location index (8 bytes per row). A total
+    capacity below the total weight raises ``ValueError`` naming both.
+    Not available together with ``candidates``.
 
     Examples
     --------
@@ -1216,6 +1419,15 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     >>> km = KMedians(n_clusters=1, fixed_centers=[[11.0, 0.0]]).fit(X)
     >>> km.cluster_centers_.tolist(), km.labels_.tolist(), km.inertia_
     ([[0.0, 0.0]], [0, 0, 1, 1], 4.0)
+
+    With capacities (the existing site serves one unit, the new one three):
+
+    >>> km = KMedians(n_clusters=1, capacity=3.0, fixed_centers=[[11.0, 0.0]],
+    ...               fixed_capacity=[1.0], random_state=0).fit(X)
+    >>> km.cluster_centers_.tolist(), km.site_loads_.tolist(), km.inertia_
+    ([[2.0, 0.0]], [3.0, 1.0], 11.0)
+    >>> km.flows_.toarray().tolist()
+    [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
     """
 
     def __init__(
@@ -1230,6 +1442,8 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         n_swap_candidates: int = 100,
         fixed_centers: np.ndarray | None = None,
         candidates: np.ndarray | None = None,
+        capacity: float | None = None,
+        fixed_capacity: np.ndarray | None = None,
         random_state: int | np.random.RandomState | None = None,
     ):
         self.n_clusters = n_clusters
@@ -1241,6 +1455,8 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_swap_candidates = n_swap_candidates
         self.fixed_centers = fixed_centers
         self.candidates = candidates
+        self.capacity = capacity
+        self.fixed_capacity = fixed_capacity
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -1286,6 +1502,8 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
             self.
         """
         X = self._check_X(X, reset=True)
+        if self.capacity is not None or self.fixed_capacity is not None:
+            return self._fit_capacitated(X, sample_weight)
         res = k_medians(
             X,
             self.n_clusters,
@@ -1307,6 +1525,40 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         self.inertia_history_ = res.inertia_history
         self.n_iter_ = res.n_iter
         self.center_indices_ = res.center_indices
+        return self
+
+    def _fit_capacitated(self, X, sample_weight):
+        _check_params(self.n_clusters, self.init, self.n_init, self.max_iter,
+                      self.tol, self.n_swap_candidates)  # fmt: skip
+        w = _to_weights(sample_weight, X)
+        fixed = _to_fixed(self.fixed_centers, X.shape[1])
+        if self.fixed_capacity is not None and self.fixed_centers is None:
+            raise ValueError(
+                "fixed_capacity was given without fixed_centers: expected "
+                "fixed_centers of shape (n_fixed, n_features) to go with it"
+            )
+        params = {
+            "init": _to_init(self.init, self.n_clusters, X.shape[1]),
+            "n_init": self.n_init,
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "local_search": self.local_search,
+            "n_swap_candidates": self.n_swap_candidates,
+        }
+        res = _k_medians_capacitated(
+            X, w, self.n_clusters, fixed, self.capacity, self.fixed_capacity,
+            self.candidates, params, self.random_state,
+        )  # fmt: skip
+        self.cluster_centers_ = res.centers
+        self.fixed_centers_ = fixed
+        self.labels_ = res.labels
+        self.inertia_ = res.inertia
+        self.inertia_history_ = res.inertia_history
+        self.n_iter_ = res.n_iter
+        self.center_indices_ = None
+        self.flows_ = res.flows
+        self.site_loads_ = res.site_loads
+        self.capacity_prices_ = res.prices
         return self
 
     def _all_centers(self):
