@@ -82,7 +82,7 @@ def test_offered_load():
     assert float(offered_load_erlangs(300, 0.1, 2.0, 12.0)) == pytest.approx(5.0)
 
 
-# --------------------------------------------------------------------------- queue sizing
+# ---------------------------------------------------------------------- queue sizing
 
 QUEUE = {"sessions_per_vehicle_day": 0.2, "session_hours": 2.0, "hours_per_day": 20.0}
 
@@ -134,7 +134,7 @@ def test_queue_needs_one_target():
                            **QUEUE)  # fmt: skip
 
 
-# --------------------------------------------------------------------------- ratio model
+# ----------------------------------------------------------------------- ratio model
 
 
 def test_ratio_defaults_follow_the_published_counts():
