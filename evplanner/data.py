@@ -784,8 +784,10 @@ def _clean_station_frame(
     status[unparsable & pd.isna(status)] = UNPARSABLE_POINT
     _lonlat_status(lon, lat, status)
     out["lon"], out["lat"] = lon, lat
-    ports = {col: pd.to_numeric(out[col], errors="coerce").to_numpy("float64", copy=True)
-             for col in PORT_COLUMNS}  # fmt: skip
+    ports = {
+        col: pd.to_numeric(out[col], errors="coerce").to_numpy("float64", copy=True)
+        for col in PORT_COLUMNS
+    }
     for values in ports.values():
         # A negative or fractional count is no count: the station gets the default.
         values[(values < 0) | (values != np.floor(values))] = np.nan

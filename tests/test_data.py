@@ -271,8 +271,9 @@ def test_station_csv_keeps_its_ports(tmp_path, header):
 
 
 def test_station_csv_with_one_ports_column(tmp_path):
-    frame, report = load_stations(write(tmp_path, "mine.csv",
-                                        ["lon,lat,Ports", "-122.3,47.6,6"]))  # fmt: skip
+    frame, report = load_stations(
+        write(tmp_path, "mine.csv", ["lon,lat,Ports", "-122.3,47.6,6"])
+    )
     assert frame[["level2_ports", "dc_fast_ports"]].values.tolist() == [[6, 0]]
     assert report.assumed == {}
 

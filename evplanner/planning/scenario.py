@@ -349,19 +349,31 @@ got 0
         if self.hours_per_day > 24:
             raise _fail("hours_per_day", "hours from 0 to 24", self.hours_per_day)
         if self.max_mean_wait_hours is not None:
-            set_(self, "max_mean_wait_hours",
-                 _positive("max_mean_wait_hours", self.max_mean_wait_hours))  # fmt: skip
+            set_(
+                self,
+                "max_mean_wait_hours",
+                _positive("max_mean_wait_hours", self.max_mean_wait_hours),
+            )
             if self.max_wait_probability is not None:
-                raise _fail("max_wait_probability", "None with a mean-wait target "
-                            "(give one queue target)", self.max_wait_probability)  # fmt: skip
+                raise _fail(
+                    "max_wait_probability",
+                    "None with a mean-wait target (give one queue target)",
+                    self.max_wait_probability,
+                )
         elif self.max_wait_probability is None:
             raise _fail("max_wait_probability", "a queue target (or "
                         "max_mean_wait_hours)", None)  # fmt: skip
         else:
-            set_(self, "max_wait_probability",
-                 _positive("max_wait_probability", self.max_wait_probability, 1.0))  # fmt: skip
-        set_(self, "new_site_ports",
-             _integer("new_site_ports", self.new_site_ports, 1, MAX_SITE_PORTS))  # fmt: skip
+            set_(
+                self,
+                "max_wait_probability",
+                _positive("max_wait_probability", self.max_wait_probability, 1.0),
+            )
+        set_(
+            self,
+            "new_site_ports",
+            _integer("new_site_ports", self.new_site_ports, 1, MAX_SITE_PORTS),
+        )
         set_(self, "capacitated", bool(self.capacitated))
         if self.capacitated:
             if self.algorithm != "kmedians" or self.candidates != "none":
