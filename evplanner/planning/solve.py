@@ -224,8 +224,12 @@ def _fit_capacitated(scenario: Scenario, demand: Demand, existing: ExistingSites
     ).fit(demand.X, sample_weight=demand.weight)  # fmt: skip
     loads = np.asarray(model.site_loads_, dtype="float64")
     served = float(np.asarray(model.flows_.sum()))
-    info = {"loads": loads, "stated_capacity_vehicles": stated,
-            "served_vehicles": served, "objective_m": float(model.inertia_)}  # fmt: skip
+    info = {
+        "loads": loads,
+        "stated_capacity_vehicles": stated,
+        "served_vehicles": served,
+        "objective_m": float(model.inertia_),
+    }
     return _Fit(np.asarray(model.cluster_centers_, "float64"), int(model.n_iter_),
                 capacitated=info)  # fmt: skip
 
