@@ -27,8 +27,10 @@ needs_core = pytest.mark.skipif(
     reason="KMedians has no capacity parameter (capacitated core not merged)",
 )
 
-SIZING_COLUMNS = ("load_vehicles", "ports", "capacity_vehicles", "ports_needed",
-                  "ports_to_add", "vehicles_per_port", "overloaded", "action")  # fmt: skip
+SIZING_COLUMNS = (
+    "load_vehicles", "ports", "capacity_vehicles", "ports_needed", "ports_to_add",
+    "vehicles_per_port", "overloaded", "action",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +180,7 @@ def test_plan_without_existing_sites_sizes_new_ones():
     assert (plan.sites["action"] == BUILD_NEW_SITE).all()
 
 
-# --------------------------------------------------------------------------- capacitated
+# ---------------------------------------------------------------------- capacitated
 
 
 @needs_core
