@@ -476,7 +476,9 @@ def _sizing_line(sizing: dict) -> str:
         f"{sizing['new_site_ports_needed']:,} ports; unserved "
         f"{sizing['unserved_vehicles']:,.0f} vehicles, suggested extra sites of "
         f"{sizing['new_site_ports']} ports: {sizing['suggested_extra_sites']:,}"
-    )
+        + (f"; with capacities: mean distance {sizing['mean_distance_m']:,.0f} m"
+           if sizing["capacitated"] else "")
+    )  # fmt: skip
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
