@@ -520,7 +520,10 @@ def test_report_is_written(capsys, tmp_path):
     assert code == 0, err
     html = (tmp_path / "plan.html").read_text()
     assert 'id="map"' in html and "data:image/png;base64," in html
-    assert html.count("<tr><td>N") == 4 and "2025-02-09" in html
+    site_table = html.split('<table id="sites">')[1].split("</table>")[0]
+    assert site_table.count("<tr><td>N") == 4 and "2025-02-09" in html
+    sized = html.split('<table id="sized-new-sites">')[1].split("</table>")[0]
+    assert sized.count("<tr><td>N") == 4
     assert f"report: {tmp_path / 'plan.html'}" in out
 
 
