@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 #: Columns of the table :func:`sweep` returns.
 SWEEP_COLUMNS = ("new_sites", "objective_m", "mean_distance_m", "median_distance_m",
                  "p90_distance_m", "max_distance_m", "coverage_share", "radius_m",
-                 "n_iter", "fit_seconds")  # fmt: skip
+                 "n_iter", "fit_seconds", "new_site_ports_needed", "n_overloaded",
+                 "ports_to_add", "unserved_vehicles",
+                 "suggested_extra_sites")  # fmt: skip
 
 #: K-Means restarts (scikit-learn), for the comparison algorithm.
 KMEANS_N_INIT = 4
@@ -423,6 +425,7 @@ def sweep(
             "p90_distance_m": c.p90_distance_m, "max_distance_m": c.max_distance_m,
             "coverage_share": c.coverage_share, "radius_m": c.radius_m,
             "n_iter": plan.n_iter, "fit_seconds": plan.timings["fit"],
+            **{name: plan.sizing[name] for name in SWEEP_COLUMNS[10:]},
         })  # fmt: skip
         if progress is not None:
             progress(done, len(counts), plan)

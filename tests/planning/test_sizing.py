@@ -274,3 +274,13 @@ def test_site_table_round_trips_as_csv(king_plan, tmp_path):
     assert back["overloaded"].dtype == bool
     assert set(back["action"].fillna("")) <= {ADD_PORTS, BUILD_NEW_SITE, ""}
     assert back["ports"].dtype.kind == "i"
+
+
+def test_sweep_reports_the_sizing_of_each_plan(king_plan):
+    from evplanner.planning import sweep
+
+    table = sweep(king_plan.scenario, [5])
+    row = table.iloc[0]
+    for name in ("new_site_ports_needed", "n_overloaded", "ports_to_add",
+                 "unserved_vehicles", "suggested_extra_sites"):  # fmt: skip
+        assert row[name] == pytest.approx(king_plan.sizing[name]), name
