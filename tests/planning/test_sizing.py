@@ -284,3 +284,15 @@ def test_sweep_reports_the_sizing_of_each_plan(king_plan):
     for name in ("new_site_ports_needed", "n_overloaded", "ports_to_add",
                  "unserved_vehicles", "suggested_extra_sites"):  # fmt: skip
         assert row[name] == pytest.approx(king_plan.sizing[name]), name
+
+
+def test_rollout_holds_earlier_sites_with_their_ports():
+    from evplanner.planning.rollout import rollout
+
+    r = rollout(Scenario(new_sites=2, counties=["Whitman"]), [2024, 2026])
+    first, second = r.plans
+    built = first.sites[first.sites["kind"] == "new"]
+    held = second.sites[second.sites["station_id"].str.startswith("planned:")]
+    # Held with the ports they were sized with in their year, not as bare points.
+    assert held["ports"].tolist() == built["ports"].tolist()
+    assert (held["capacity_vehicles"] > 0).all()
