@@ -36,6 +36,13 @@ FIELD_OPTIONS = {
     "weighting": "--weighting", "existing": "--existing",
     "radius_m": "--radius-km", "seed": "--seed", "max_iter": "--max-iter",
     "crs": "--crs", "algorithm": "--algorithm",
+    "sizing": "--sizing", "vehicles_per_l2_port": "--vehicles-per-l2-port",
+    "vehicles_per_dc_port": "--vehicles-per-dc-port",
+    "sessions_per_vehicle_day": "--sessions-per-vehicle-day",
+    "session_hours": "--session-hours", "hours_per_day": "--hours-per-day",
+    "max_wait_probability": "--max-wait-probability",
+    "max_mean_wait_hours": "--max-mean-wait-hours",
+    "new_site_ports": "--new-site-ports", "capacitated": "--capacitated",
 }  # fmt: skip
 #: Most values one sweep may try.
 MAX_SWEEP_VALUES = 200
@@ -242,7 +249,28 @@ def _scenario(args: argparse.Namespace, new_sites: int):
         existing=_existing(args), radius_m=args.radius_km * 1000.0,
         candidates=_candidates(args), objective=args.objective, snap=args.snap,
         seed=args.seed, max_iter=args.max_iter, crs=args.crs,
+        **_sizing(args),
     )  # fmt: skip
+
+
+def _sizing(args: argparse.Namespace) -> dict:
+    """The sizing options as Scenario fields (defaults: the Scenario's own)."""
+    from evplanner.planning import Scenario
+
+    defaults = Scenario()
+    out = {"sizing": args.sizing, "capacitated": args.capacitated}
+    for name in ("vehicles_per_l2_port", "vehicles_per_dc_port",
+                 "sessions_per_vehicle_day", "session_hours", "hours_per_day",
+                 "new_site_ports"):  # fmt: skip
+        value = getattr(args, name)
+        out[name] = getattr(defaults, name) if value is None else value
+    if args.max_mean_wait_hours is not None:
+        # A mean-wait target replaces the default probability target.
+        out["max_mean_wait_hours"] = args.max_mean_wait_hours
+        out["max_wait_probability"] = args.max_wait_probability
+    elif args.max_wait_probability is not None:
+        out["max_wait_probability"] = args.max_wait_probability
+    return out
 
 
 def _candidates(args: argparse.Namespace) -> str:
@@ -426,6 +454,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
               f"{plan.today.mean_distance_m:,.0f} m, "
               f"{100 * plan.today.coverage_share:.1f}% within "
               f"{c.radius_m / 1000:g} km")  # fmt: skip
+    if plan.sizing is not None:
+        print(_sizing_line(plan.sizing))
     for note in plan.notes:
         print(f"note: {note}")
     written = [f"sites: {args.out}"] + [
@@ -435,6 +465,20 @@ def cmd_solve(args: argparse.Namespace) -> int:
     ]
     print("; ".join(written))
     return EXIT_OK
+
+
+def _sizing_line(sizing: dict) -> str:
+    """One line: overloaded stations, ports to add, new sites' ports, shortfall."""
+    return (
+        f"sizing ({sizing['model']['method']}): {sizing['n_overloaded']:,} of "
+        f"{sizing['existing_with_load']:,} existing stations with load overloaded "
+        f"({sizing['ports_to_add']:,} ports to add); new sites need "
+        f"{sizing['new_site_ports_needed']:,} ports; unserved "
+        f"{sizing['unserved_vehicles']:,.0f} vehicles, suggested extra sites of "
+        f"{sizing['new_site_ports']} ports: {sizing['suggested_extra_sites']:,}"
+        + (f"; with capacities: mean distance {sizing['mean_distance_m']:,.0f} m"
+           if sizing["capacitated"] else "")
+    )  # fmt: skip
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -717,6 +761,54 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
         default=300,
         help="cap on Lloyd iterations (default 300)",
     )
+    size = sub.add_argument_group(
+        "sizing and capacity",
+        "how many ports a site needs for the vehicles it serves (see the README's "
+        "capacity model for the defaults and their sources)",
+    )
+    size.add_argument(
+        "--sizing", default="ratio", choices=("ratio", "queue"),
+        help="vehicles per port by charger type (default) or an Erlang C queue",
+    )  # fmt: skip
+    size.add_argument(
+        "--vehicles-per-l2-port", type=float, metavar="V",
+        help="ratio model: vehicles per public Level 2 port (default 33, NREL 2030)",
+    )  # fmt: skip
+    size.add_argument(
+        "--vehicles-per-dc-port", type=float, metavar="V",
+        help="ratio model: vehicles per public DC fast port (default 181, NREL 2030)",
+    )  # fmt: skip
+    size.add_argument(
+        "--sessions-per-vehicle-day", type=float, metavar="S",
+        help="queue model: public sessions a vehicle starts per day (default 0.15)",
+    )  # fmt: skip
+    size.add_argument(
+        "--session-hours", type=float, metavar="H",
+        help="queue model: mean session length in hours (default 1.5)",
+    )  # fmt: skip
+    size.add_argument(
+        "--hours-per-day", type=float, metavar="H",
+        help="queue model: hours a day sessions arrive over (default 18)",
+    )  # fmt: skip
+    size.add_argument(
+        "--max-wait-probability", type=float, metavar="P",
+        help="queue model target: probability an arriving vehicle waits "
+        "(default 0.2)",
+    )  # fmt: skip
+    size.add_argument(
+        "--max-mean-wait-hours", type=float, metavar="H",
+        help="queue model target instead: mean wait in hours",
+    )  # fmt: skip
+    size.add_argument(
+        "--new-site-ports", type=int, metavar="N",
+        help="ports of one new site: its capacity with --capacitated, and the size "
+        "of the suggested extra sites (default 10)",
+    )  # fmt: skip
+    size.add_argument(
+        "--capacitated", action="store_true",
+        help="capacity-aware siting: no site serves more vehicles than its ports "
+        "allow (needs the capacitated K-Medians core)",
+    )  # fmt: skip
     run = sub.add_argument_group("where to run (default: in memory)")
     run.add_argument(
         "--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler"

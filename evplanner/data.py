@@ -133,6 +133,22 @@ _AFDC_COLUMNS = {
     "Open Date": "open_date",
 }
 _AFDC_REQUIRED = ["Fuel Type Code", "Latitude", "Longitude"]
+#: Port columns of :data:`STATION_COLUMNS` (Level 1, Level 2, DC fast).
+PORT_COLUMNS = ("level1_ports", "level2_ports", "dc_fast_ports")
+#: Ports assumed at a station whose file gives none (no port columns, or all empty
+#: or zero): 2 Level 2 ports, the median of the bundled public stations (2,473
+#: stations of 2025-02, median 2 Level 2 ports, 2 ports in all). Counted in the
+#: load report's ``assumed``.
+DEFAULT_STATION_PORTS = {"level1_ports": 0, "level2_ports": 2, "dc_fast_ports": 0}
+#: The load report's name for stations given the default ports.
+PORTS_ASSUMED = "ports missing: 2 Level 2 ports assumed"
+# A station list's port columns (lower case: matched ignoring case): ours, the AFDC
+# export's, or one "ports" column (counted as Level 2).
+_PORT_ALIASES = {
+    "level1_ports": ("level1_ports", "ev level1 evse num"),
+    "level2_ports": ("level2_ports", "ev level2 evse num", "ports"),
+    "dc_fast_ports": ("dc_fast_ports", "ev dc fast count"),
+}
 
 _LON_ALIASES = ("lon", "longitude", "lng", "long", "x")
 _LAT_ALIASES = ("lat", "latitude", "y")
@@ -167,6 +183,9 @@ class LoadReport:
         Rows left out, by reason.
     examples : dict of str to str
         For each drop reason, the first row concerned (1-based data row and value).
+    assumed : dict of str to int
+        Rows kept with a stated default for a missing value, by what was assumed
+        (stations without port counts: :data:`DEFAULT_STATION_PORTS`).
     out_of_area : int
         Rows outside the planning area (:data:`OUTSIDE_AREA`): registered in another
         state, or, for rows without a state (plain lon/lat files, stations), outside
@@ -184,6 +203,7 @@ class LoadReport:
     examples: dict[str, str] = field(default_factory=dict)
     out_of_area: int = 0
     kept_out_of_area: bool = False
+    assumed: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_dropped(self) -> int:
@@ -202,6 +222,7 @@ class LoadReport:
             "examples": dict(self.examples),
             "out_of_area": self.out_of_area,
             "kept_out_of_area": self.kept_out_of_area,
+            "assumed": dict(self.assumed),
         }
 
     def format(self) -> str:
@@ -224,6 +245,8 @@ class LoadReport:
                 f"  {OUTSIDE_AREA} ({PLANNING_STATE}): {self.out_of_area:,} ({verb})"
                 + (f" (first: {example})" if example else "")
             )
+        for what, count in sorted(self.assumed.items()):
+            lines.append(f"rows kept with {what}: {count:,}")
         return "\n".join(lines)
 
     def merge(self, other: LoadReport) -> LoadReport:
@@ -232,6 +255,9 @@ class LoadReport:
         for reason, count in other.dropped.items():
             dropped[reason] = dropped.get(reason, 0) + count
         examples = {**other.examples, **self.examples}
+        assumed = dict(self.assumed)
+        for what, count in other.assumed.items():
+            assumed[what] = assumed.get(what, 0) + count
         return LoadReport(
             source=self.source,
             kind=self.kind,
@@ -241,6 +267,7 @@ class LoadReport:
             examples=examples,
             out_of_area=self.out_of_area + other.out_of_area,
             kept_out_of_area=self.kept_out_of_area,
+            assumed=assumed,
         )
 
 
@@ -742,6 +769,9 @@ def _clean_station_frame(
         status = np.full(len(frame), None, dtype=object)
         out = pd.DataFrame({c: frame[c] if c in frame.columns else pd.NA
                             for c in STATION_COLUMNS})  # fmt: skip
+        for ours, aliases in _PORT_ALIASES.items():
+            found = _find_column(frame.columns, aliases)
+            out[ours] = frame[found] if found is not None else pd.NA
         out["lon"], out["lat"] = frame[lon_col], frame[lat_col]
         if "name" not in frame.columns:
             out["name"] = [f"site {i + 1}" for i in range(len(frame))]
@@ -754,8 +784,19 @@ def _clean_station_frame(
     status[unparsable & pd.isna(status)] = UNPARSABLE_POINT
     _lonlat_status(lon, lat, status)
     out["lon"], out["lat"] = lon, lat
-    for col in ("level1_ports", "level2_ports", "dc_fast_ports"):
-        out[col] = pd.to_numeric(out[col], errors="coerce").fillna(0).astype("int32")
+    ports = {
+        col: pd.to_numeric(out[col], errors="coerce").to_numpy("float64", copy=True)
+        for col in PORT_COLUMNS
+    }
+    for values in ports.values():
+        # A negative or fractional count is no count: the station gets the default.
+        values[(values < 0) | (values != np.floor(values))] = np.nan
+    # Empty means none of that type (as in the AFDC export), unless no type has any.
+    no_ports = np.nansum(np.column_stack(list(ports.values())), axis=1) <= 0
+    for col, values in ports.items():
+        values = np.where(np.isnan(values), 0, values)
+        values[no_ports] = DEFAULT_STATION_PORTS[col]
+        out[col] = values.astype("int32")
     out["station_id"] = out["station_id"].astype("string")
     if out["station_id"].isna().all():
         out["station_id"] = pd.array([str(i + 1) for i in range(len(out))], "string")
@@ -767,11 +808,14 @@ def _clean_station_frame(
     if strict:
         left_out = outside if not keep_out_of_area else np.zeros_like(outside)
         _refuse_bad_stations(status, left_out, shown, path)
+    out["_no_ports"] = no_ports
     out, outside = _apply_status(out, status, report, shown, outside)
     _count_outside(report, out, outside, keep_out_of_area)
     if not keep_out_of_area and report.out_of_area:
         out = out.loc[~outside.to_numpy()].reset_index(drop=True)
     report.rows_kept = len(out)
+    if out["_no_ports"].any():
+        report.assumed[PORTS_ASSUMED] = int(out["_no_ports"].sum())
     return out[STATION_COLUMNS], report
 
 

@@ -30,7 +30,7 @@ SITE_COLUMNS = [
     "site_id", "lon", "lat", "vehicles_served", "mean_distance_m", "max_distance_m",
 ]  # fmt: skip
 METRIC_KEYS = {"schema", "scenario", "demand", "existing", "coverage", "today",
-               "candidates",
+               "candidates", "sizing",
                "change", "fit", "load_report", "notes", "run"}  # fmt: skip
 
 
@@ -99,6 +99,32 @@ def run(capsys, *argv):
         (["--k", "3", "--report", "r.txt"], "--report r.txt: expected an .html"),
         (["--k", "3", "--worker-timeout", "0s"], "--worker-timeout: expected a"),
         (["--k", "three"], "invalid int value"),
+        (["--k", "3", "--sizing", "fifo"], "invalid choice: 'fifo'"),
+        (
+            ["--k", "3", "--vehicles-per-l2-port", "0"],
+            "--vehicles-per-l2-port: expected a finite number > 0, got 0.0",
+        ),
+        (
+            ["--k", "3", "--max-wait-probability", "1.5"],
+            "--max-wait-probability: expected a finite number > 0 and < 1",
+        ),
+        (
+            [
+                "--k",
+                "3",
+                "--max-mean-wait-hours",
+                "0.5",
+                "--max-wait-probability",
+                "0.1",
+            ],
+            "--max-wait-probability: expected None with a mean-wait target",
+        ),  # fmt: skip
+        (["--k", "3", "--hours-per-day", "30"], "--hours-per-day: expected hours"),
+        (["--k", "3", "--new-site-ports", "0"], "--new-site-ports: expected an"),
+        (
+            ["--k", "3", "--capacitated", "--weighting", "range"],
+            "--capacitated: expected False unless the demand counts vehicles",
+        ),
     ],
 )
 def test_solve_bad_arguments_exit_2(capsys, tmp_path, monkeypatch, argv, message):
@@ -494,7 +520,10 @@ def test_report_is_written(capsys, tmp_path):
     assert code == 0, err
     html = (tmp_path / "plan.html").read_text()
     assert 'id="map"' in html and "data:image/png;base64," in html
-    assert html.count("<tr><td>N") == 4 and "2025-02-09" in html
+    site_table = html.split('<table id="sites">')[1].split("</table>")[0]
+    assert site_table.count("<tr><td>N") == 4 and "2025-02-09" in html
+    sized = html.split('<table id="sized-new-sites">')[1].split("</table>")[0]
+    assert sized.count("<tr><td>N") == 4
     assert f"report: {tmp_path / 'plan.html'}" in out
 
 
@@ -564,6 +593,72 @@ def test_tract_demand_with_todays_stations(capsys, tmp_path):
     assert len(existing) == 2_473 and existing["vehicles_served"].gt(0).sum() > 500
     assert sites["vehicles_served"].sum() == pytest.approx(150_137)
     assert new["evs_per_1000_residents"].notna().all()
+
+
+def test_sizing_with_todays_stations(capsys, tmp_path):
+    """Overloaded stations and sized new sites, in the CSV, metrics and report."""
+    code, out, err = run(
+        capsys, "solve", "--k", 10, "--existing", "public", "--quiet",
+        "--out", tmp_path / "s.csv", "--metrics", tmp_path / "m.json",
+        "--report", tmp_path / "r.html",
+    )  # fmt: skip
+    assert code == 0, err
+    sites = pd.read_csv(tmp_path / "s.csv", dtype={"station_id": "string",
+                                                   "action": "string"})  # fmt: skip
+    new, existing = sites[sites["kind"] == "new"], sites[sites["kind"] == "existing"]
+    # Every new site is sized: ports for its vehicles, about 28 vehicles a port.
+    assert (new["action"] == "build new site").all() and (new["ports"] >= 1).all()
+    assert new["vehicles_per_port"].between(1, 27.92).all()
+    # Existing stations keep their ports (6,653 on 2,473 stations); the overloaded
+    # ones are listed with the ports to add.
+    assert existing["ports"].sum() == 6_653
+    over = existing[existing["overloaded"]]
+    assert len(over) > 100 and (over["action"] == "add ports").all()
+    assert (over["ports_to_add"] > 0).all()
+    assert (existing.loc[~existing["overloaded"], "action"].isna()).all()
+    # The 1-port station in Burien the issue names: 963 vehicles on one port.
+    assert existing["vehicles_per_port"].max() == pytest.approx(963.0)
+    m = json.loads((tmp_path / "m.json").read_text())["sizing"]
+    assert m["n_overloaded"] == len(over)
+    assert m["ports_to_add"] == int(over["ports_to_add"].sum())
+    assert m["new_site_ports_needed"] == int(new["ports"].sum())
+    assert m["existing_vehicles_per_port"]["median"] == pytest.approx(48.0)
+    assert m["unserved_vehicles"] > 0 and m["suggested_extra_sites"] > 0
+    assert m["model"]["vehicles_per_l2_port"] == 33.0
+    html = (tmp_path / "r.html").read_text()
+    assert "Overloaded stations: add ports here" in html
+    assert "New sites: build here, this size" in html
+    assert html.count("<td>build new site</td>") == 10
+    assert html.count("<td>add ports</td>") == min(len(over), 25)
+    assert f"{len(over):,} of {m['existing_with_load']:,} with load" in html
+    assert f"sizing (ratio): {len(over):,} of" in out
+
+
+def test_sizing_options_reach_the_plan(capsys, tmp_path):
+    code, out, err = run(
+        capsys, "solve", "--k", 3, "--county", "Whitman", "--quiet",
+        "--sizing", "queue", "--sessions-per-vehicle-day", "0.3",
+        "--session-hours", "2", "--hours-per-day", "16",
+        "--max-mean-wait-hours", "0.25", "--new-site-ports", "6",
+        "--out", tmp_path / "s.csv", "--metrics", tmp_path / "m.json",
+    )  # fmt: skip
+    assert code == 0, err
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["sizing"]["model"] == {
+        "method": "queue", "sessions_per_vehicle_day": 0.3, "session_hours": 2.0,
+        "hours_per_day": 16.0, "max_wait_probability": None,
+        "max_mean_wait_hours": 0.25,
+    }  # fmt: skip
+    assert m["scenario"]["new_site_ports"] == 6
+    sites = pd.read_csv(tmp_path / "s.csv")
+    from evplanner.sizing import queue_ports_needed
+
+    expected = queue_ports_needed(
+        sites["load_vehicles"].to_numpy(), sessions_per_vehicle_day=0.3,
+        session_hours=2.0, hours_per_day=16.0, max_mean_wait_hours=0.25,
+    )  # fmt: skip
+    assert sites["ports"].tolist() == np.maximum(expected, 1).tolist()
+    assert "sizing (queue)" in out
 
 
 # --------------------------------------------------------------------------- hardening

@@ -10,12 +10,14 @@ from evplanner.data import (
     BUNDLED_STATIONS,
     BUNDLED_TRACTS,
     BUNDLED_VEHICLES,
+    DEFAULT_STATION_PORTS,
     INVALID_WEIGHT,
     MAX_TOTAL_WEIGHT,
     MISSING_LOCATION,
     NOT_ELECTRIC,
     OUT_OF_RANGE,
     OUTSIDE_AREA,
+    PORTS_ASSUMED,
     UNPARSABLE_POINT,
     build_bundled_data,
     check_total_weight,
@@ -245,7 +247,35 @@ def test_plain_station_csv(tmp_path):
     assert report.kind == "station-points"
     assert len(frame) == 2 and list(frame["name"]) == ["site 1", "site 2"]
     assert report.dropped == {OUT_OF_RANGE: 1}
-    assert (frame["level2_ports"] == 0).all()
+    # No port columns: the stated default (2 Level 2 ports), counted per kept row.
+    assert (frame["level2_ports"] == DEFAULT_STATION_PORTS["level2_ports"]).all()
+    assert (frame["dc_fast_ports"] == 0).all()
+    assert report.assumed == {PORTS_ASSUMED: 2}
+    assert f"rows kept with {PORTS_ASSUMED}: 2" in report.format()
+    assert report.to_dict()["assumed"] == {PORTS_ASSUMED: 2}
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["level1_ports,level2_ports,dc_fast_ports",
+     "EV Level1 EVSE Num,EV Level2 EVSE Num,EV DC Fast Count"],
+)  # fmt: skip
+def test_station_csv_keeps_its_ports(tmp_path, header):
+    rows = [f"name,lon,lat,{header}", "A,-122.3,47.6,0,4,2", "B,-122.2,47.6,,,3",
+            "C,-122.1,47.6,,,", "D,-122.0,47.6,0,-1,0"]  # fmt: skip
+    frame, report = load_stations(write(tmp_path, "mine.csv", rows))
+    assert frame["level2_ports"].tolist() == [4, 0, 2, 2]
+    assert frame["dc_fast_ports"].tolist() == [2, 3, 0, 0]
+    # C has no ports given, D only an invalid count: both get the default.
+    assert report.assumed == {PORTS_ASSUMED: 2}
+
+
+def test_station_csv_with_one_ports_column(tmp_path):
+    frame, report = load_stations(
+        write(tmp_path, "mine.csv", ["lon,lat,Ports", "-122.3,47.6,6"])
+    )
+    assert frame[["level2_ports", "dc_fast_ports"]].values.tolist() == [[6, 0]]
+    assert report.assumed == {}
 
 
 def test_station_csv_without_coordinates(tmp_path):

@@ -21,7 +21,14 @@ from evplanner.metrics import Coverage, compare_networks
 from evplanner.planning.scenario import Scenario
 from evplanner.projection import to_lonlat, to_metres
 
-__all__ = ["METRICS_SCHEMA", "SITE_COLUMNS", "WEIGHT_UNITS", "Plan", "site_table"]
+__all__ = [
+    "METRICS_SCHEMA",
+    "SITE_COLUMNS",
+    "WEIGHT_UNITS",
+    "Plan",
+    "site_table",
+    "size_sites",
+]
 
 #: Version tag of the metrics JSON written by :meth:`Plan.metrics`.
 METRICS_SCHEMA = "evplanner.plan/1"
@@ -45,7 +52,20 @@ SITE_COLUMNS = (
     "max_distance_m",
     "residents_served",  # 2020 residents of the assigned demand (tract demand)
     "evs_per_1000_residents",  # vehicles served per 1,000 residents served
+    # Sizing (evplanner.sizing; the plan's metrics["sizing"] holds the model):
+    "load_vehicles",  # vehicles the site is sized for (nearest site, or the
+    # capacitated flows when capacity-aware)
+    "ports",  # existing: its ports (all types); new: the ports it needs
+    "capacity_vehicles",  # vehicles its ports serve under the sizing model
+    "ports_needed",  # ports it needs for load_vehicles (existing: ports + ports_to_add)
+    "ports_to_add",  # existing: ports to add so capacity covers the load; new: 0
+    "vehicles_per_port",  # load per port: load_vehicles / ports
+    "overloaded",  # existing: load_vehicles above capacity_vehicles
+    "action",  # "add ports", "build new site" or ""
 )
+
+#: The site table's sizing actions.
+ADD_PORTS, BUILD_NEW_SITE = "add ports", "build new site"
 
 #: What one unit of demand weight is, per weighting.
 WEIGHT_UNITS = {
@@ -118,6 +138,131 @@ def site_table(
     })  # fmt: skip
 
 
+def size_sites(
+    load_vehicles: np.ndarray,
+    n_new_sites: int,
+    existing: pd.DataFrame,
+    scenario: Scenario,
+    *,
+    capacitated: dict | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Ports, capacity and load per port of every site, and the plan's shortfall.
+
+    Parameters
+    ----------
+    load_vehicles : numpy.ndarray, shape (k + m,)
+        Vehicles each site serves: new sites first, then the existing ones.
+    n_new_sites : int
+        ``k``.
+    existing : pandas.DataFrame, shape (m,)
+        The existing sites' rows, with their port counts.
+    scenario : Scenario
+        The sizing model (``scenario.sizing_model``) and ``new_site_ports``.
+    capacitated : dict, optional
+        Capacity-aware plans: ``stated_capacity_vehicles`` (the capacity of the
+        existing sites plus ``k`` new sites of ``new_site_ports``),
+        ``objective_m`` and ``served_vehicles`` of the capacitated assignment.
+
+    Returns
+    -------
+    columns : pandas.DataFrame, shape (k + m,)
+        The sizing columns of :data:`SITE_COLUMNS`.
+    summary : dict
+        ``metrics()["sizing"]`` (see :meth:`Plan.metrics`).
+
+    Notes
+    -----
+    New sites get the ports their load needs (at least one). An existing site is
+    overloaded when its load exceeds its capacity; ``ports_to_add`` is then what
+    covers the excess. *Unserved vehicles* are, with nearest-site assignment, the
+    vehicles above capacity at overloaded existing sites (the new sites are sized
+    to their load); with capacity-aware siting, the demand above the stated
+    capacity of existing plus new sites (the solver then lets the new sites grow
+    to carry it, and their ``ports`` show the size that takes). The suggested extra
+    sites are the unserved vehicles over the capacity of one new site of
+    ``new_site_ports`` ports, rounded up.
+    """
+    from evplanner.sizing import overloaded, suggested_extra_sites, vehicles_per_port
+
+    model = scenario.sizing_model
+    k, m = int(n_new_sites), len(existing)
+    load = np.asarray(load_vehicles, dtype="float64")
+    by_type = {c: existing[c].to_numpy("int64") if m else np.zeros(0, "int64")
+               for c in ("level1_ports", "level2_ports", "dc_fast_ports")}  # fmt: skip
+    ports_e = sum(by_type.values())
+    cap_e = np.asarray(model.capacity_vehicles(**by_type), dtype="float64")
+    add_e = np.asarray(model.ports_to_add(load[k:], **by_type), dtype="int64")
+    over_e = overloaded(load[k:], cap_e)
+    ports_n = np.maximum(np.asarray(model.ports_needed(load[:k]), "int64"), 1)
+    cap_n = np.array([model.site_capacity_vehicles(int(p)) for p in ports_n])
+    ports = np.concatenate([ports_n, ports_e]).astype("int64")
+    to_add = np.concatenate([np.zeros(k, "int64"), add_e])
+    over = np.concatenate([np.zeros(k, bool), over_e])
+    columns = pd.DataFrame({
+        "load_vehicles": load,
+        "ports": ports,
+        "capacity_vehicles": np.concatenate([cap_n, cap_e]),
+        "ports_needed": ports + to_add,
+        "ports_to_add": to_add,
+        "vehicles_per_port": vehicles_per_port(load, ports),
+        "overloaded": over,
+        "action": [BUILD_NEW_SITE] * k + [ADD_PORTS if o else "" for o in over_e],
+    })  # fmt: skip
+    site_capacity = model.site_capacity_vehicles(scenario.new_site_ports)
+    overflow = float(np.maximum(load[k:] - cap_e, 0.0).sum())
+    total = float(load.sum())
+    if capacitated is None:
+        unserved = overflow
+        rule = (
+            "Nearest-site assignment: each demand point uses its nearest site. New "
+            "sites are sized to their load; the vehicles above an existing station's "
+            "capacity are unserved until ports are added there (ports_to_add) or "
+            f"extra sites of {scenario.new_site_ports} ports are built."
+        )
+    else:
+        unserved = max(total - capacitated["stated_capacity_vehicles"], 0.0)
+        rule = (
+            "Capacity-aware siting: no site serves more than its capacity. When the "
+            "demand exceeds the capacity of the existing stations plus the new sites "
+            f"of {scenario.new_site_ports} ports, the excess is unserved at that "
+            "size; the new sites are then allowed to grow to carry it (their ports "
+            "show the size that takes), or extra sites can be built."
+        )
+    loaded = (load[k:] > 0) & (ports_e > 0)
+    per_port = load[k:][loaded] / ports_e[loaded]
+    summary = {
+        "model": model.to_dict(),
+        "description": model.describe(),
+        "capacitated": capacitated is not None,
+        "new_site_ports": scenario.new_site_ports,
+        "new_site_capacity_vehicles": site_capacity,
+        "load_vehicles": total,
+        "existing_ports": int(ports_e.sum()),
+        "existing_capacity_vehicles": float(cap_e.sum()),
+        "existing_with_load": int((load[k:] > 0).sum()),
+        "existing_vehicles_per_port": {
+            "median": float(np.median(per_port)) if len(per_port) else None,
+            "p90": float(np.quantile(per_port, 0.9)) if len(per_port) else None,
+            "max": float(per_port.max()) if len(per_port) else None,
+        },
+        "n_overloaded": int(over_e.sum()),
+        "ports_to_add": int(add_e.sum()),
+        "overflow_vehicles": overflow,
+        "new_site_ports_needed": int(ports_n.sum()),
+        "unserved_vehicles": unserved,
+        "suggested_extra_sites": suggested_extra_sites(unserved, site_capacity),
+        "rule": rule,
+    }
+    if capacitated is not None:
+        summary.update({
+            "stated_capacity_vehicles": capacitated["stated_capacity_vehicles"],
+            "served_vehicles": capacitated["served_vehicles"],
+            "objective_m": capacitated["objective_m"],
+            "mean_distance_m": capacitated["objective_m"] / total if total else None,
+        })  # fmt: skip
+    return columns, summary
+
+
 @dataclass(frozen=True)
 class Plan:
     """Where the new sites go, and how well the network serves the demand.
@@ -166,6 +311,8 @@ class Plan:
         ``snap_cost_share`` and ``snapped_duplicates``.
     chosen_candidates : numpy.ndarray or None
         Rows of the candidate table the new sites are at.
+    sizing : dict or None
+        The sizing summary (:func:`size_sites`; ``metrics()["sizing"]``).
     """
 
     scenario: Scenario
@@ -188,6 +335,7 @@ class Plan:
     demand: pd.DataFrame | None = field(default=None, repr=False)
     candidates: dict | None = field(default=None, repr=False)
     chosen_candidates: np.ndarray | None = field(default=None, repr=False)
+    sizing: dict | None = field(default=None, repr=False)
 
     @property
     def n_new_sites(self) -> int:
@@ -218,7 +366,18 @@ class Plan:
             (``demand``, ``existing``: :meth:`evplanner.data.LoadReport.to_dict`
             or null); ``notes``; and ``run`` (``mode``, ``n_partitions``,
             ``seconds``, ``created_utc``, ``evplanner_version``): the only part
-            that differs between two runs of the same scenario.
+            that differs between two runs of the same scenario. ``sizing``:
+            ``model`` (the sizing parameters and, for the ratio model, their
+            ``source``), ``description``, ``capacitated``, ``new_site_ports``,
+            ``new_site_capacity_vehicles``, ``load_vehicles``, ``existing_ports``,
+            ``existing_capacity_vehicles``, ``existing_with_load``,
+            ``existing_vehicles_per_port`` (``median``, ``p90``, ``max`` over the
+            existing sites with load), ``n_overloaded``, ``ports_to_add``,
+            ``overflow_vehicles``, ``new_site_ports_needed``,
+            ``unserved_vehicles``, ``suggested_extra_sites``, ``rule``; with
+            capacity-aware siting also ``stated_capacity_vehicles``,
+            ``served_vehicles``, ``objective_m`` and ``mean_distance_m`` of the
+            capacitated assignment.
         """
         from evplanner import __version__
 
@@ -248,6 +407,7 @@ class Plan:
             "fit": {"algorithm": self.scenario.algorithm, "n_iter": self.n_iter,
                     "objective_m": c.objective_m},
             "candidates": self.candidates,
+            "sizing": self.sizing,
             "load_report": {
                 "demand": None if self.demand_report is None
                 else self.demand_report.to_dict(),

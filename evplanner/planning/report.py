@@ -178,6 +178,83 @@ def _site_rows(plan: Plan) -> tuple[str, str]:
     return "\n".join(rows), note
 
 
+#: Overloaded stations listed in the report (most ports to add first).
+MAX_OVERLOADED_ROWS = 25
+
+
+def _sizing_section(plan: Plan) -> str:
+    """Overloaded stations, sized new sites, and the capacity model's assumptions."""
+    sizing = plan.sizing
+    if sizing is None:
+        return ""
+    sites = plan.sites
+    new = sites[sites["kind"] == "new"]
+    over = sites[sites["overloaded"]].sort_values(
+        ["ports_to_add", "load_vehicles"], ascending=False, kind="stable"
+    )
+    shown = over.head(MAX_OVERLOADED_ROWS)
+
+    def rows(frame, cells) -> str:
+        return "\n".join(
+            "<tr>" + "".join(f"<td>{_e(c(r))}</td>" for c in cells) + "</tr>"
+            for r in frame.itertuples()
+        )
+
+    new_rows = rows(new, (
+        lambda r: r.site_id, lambda r: f"{r.load_vehicles:,.0f}",
+        lambda r: f"{r.ports:,}", lambda r: f"{r.vehicles_per_port:,.1f}",
+        lambda r: f"{r.capacity_vehicles:,.0f}", lambda r: r.action,
+    ))  # fmt: skip
+    over_rows = rows(shown, (
+        lambda r: r.site_id, lambda r: r.name, lambda r: f"{r.load_vehicles:,.0f}",
+        lambda r: f"{r.ports:,}", lambda r: f"{r.capacity_vehicles:,.0f}",
+        lambda r: f"{r.vehicles_per_port:,.1f}", lambda r: f"{r.ports_to_add:,}",
+        lambda r: r.action,
+    ))  # fmt: skip
+    note = ""
+    if len(over) > len(shown):
+        note = (f"<p class='note'>Showing the {len(shown)} stations with the most "
+                f"ports to add of {len(over):,} overloaded; the sites file lists "
+                "all of them (column <code>overloaded</code>).</p>")  # fmt: skip
+    per_port = sizing["existing_vehicles_per_port"]
+    facts = [
+        ("Existing stations overloaded",
+         f"{sizing['n_overloaded']:,} of {sizing['existing_with_load']:,} with load"),
+        ("Ports to add at overloaded stations", f"{sizing['ports_to_add']:,}"),
+        ("Ports the new sites need", f"{sizing['new_site_ports_needed']:,}"),
+        ("Vehicles per port at existing stations with load (median / 90th "
+         "percentile / worst)",
+         " / ".join("–" if per_port[q] is None else f"{per_port[q]:,.1f}"
+                    for q in ("median", "p90", "max"))),
+        ("Unserved vehicles", f"{sizing['unserved_vehicles']:,.0f}"),
+        (f"Suggested extra sites of {sizing['new_site_ports']} ports "
+         f"({sizing['new_site_capacity_vehicles']:,.0f} vehicles each)",
+         f"{sizing['suggested_extra_sites']:,}"),
+    ]  # fmt: skip
+    if sizing["capacitated"]:
+        facts.append(("Mean distance with capacities (L1)",
+                      _km(sizing["mean_distance_m"] or float("nan"))))  # fmt: skip
+    fact_rows = "".join(f"<tr><th>{_e(t)}</th><td>{_e(v)}</td></tr>"
+                        for t, v in facts)  # fmt: skip
+    return f"""<h2>Sizing: ports and capacity</h2>
+<table id="sizing-summary">{fact_rows}</table>
+<p id="sizing-model">{_e(sizing["description"])}</p>
+<p class="note">{_e(sizing["rule"])}</p>
+<h3>Overloaded stations: add ports here</h3>
+<table id="overloaded"><thead><tr><th>site</th><th>name</th><th>vehicles</th>
+<th>ports</th><th>capacity (vehicles)</th><th>vehicles per port</th>
+<th>ports to add</th><th>action</th></tr></thead><tbody>
+{over_rows}
+</tbody></table>{note}
+<h3>New sites: build here, this size</h3>
+<table id="sized-new-sites"><thead><tr><th>site</th><th>vehicles</th><th>ports</th>
+<th>vehicles per port</th><th>capacity (vehicles)</th><th>action</th></tr></thead>
+<tbody>
+{new_rows}
+</tbody></table>
+"""
+
+
 _PARAMETERS = (
     ("new_sites", "New sites placed"),
     ("existing", "Existing sites held fixed"),
@@ -201,6 +278,16 @@ _PARAMETERS = (
     ("max_iter", "Iteration cap"),
     ("crs", "CRS requested"),
     ("demand", "Demand files (empty: bundled)"),
+    ("sizing", "Sizing model"),
+    ("vehicles_per_l2_port", "Ratio model: vehicles per public Level 2 port"),
+    ("vehicles_per_dc_port", "Ratio model: vehicles per public DC fast port"),
+    ("sessions_per_vehicle_day", "Queue model: public sessions per vehicle per day"),
+    ("session_hours", "Queue model: mean session length (h)"),
+    ("hours_per_day", "Queue model: hours a day sessions arrive over"),
+    ("max_wait_probability", "Queue model target: probability of waiting"),
+    ("max_mean_wait_hours", "Queue model target: mean wait (h)"),
+    ("new_site_ports", "Ports of one new site"),
+    ("capacitated", "Capacity-aware siting"),
 )
 
 
@@ -303,6 +390,7 @@ img {{ max-width: 100%; border: 1px solid #ddd; }}
 <th>max distance</th></tr></thead><tbody>
 {site_rows}
 </tbody></table>{site_note}
+{_sizing_section(plan)}
 <h2>Method and assumptions</h2>
 <p>{method}</p>
 {"<ul>" + notes + "</ul>" if notes else ""}

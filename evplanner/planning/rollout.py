@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from evplanner._json import json_ready
@@ -139,8 +140,17 @@ def _as_existing(plan: Plan, year: int) -> pd.DataFrame:
     rows["name"] = [f"new site {year} {sid}" for sid in new["site_id"]]
     rows["lon"] = new["lon"].to_numpy()
     rows["lat"] = new["lat"].to_numpy()
-    for col in ("level1_ports", "level2_ports", "dc_fast_ports"):
-        rows[col] = 0
+    # Built as sized: its ports, split between Level 2 and DC fast in the ratio
+    # model's mix (the queue model counts all ports alike), so a later year does
+    # not see last year's sites as overloaded stations without ports.
+    ports = new["ports"].to_numpy("int64")
+    s = plan.scenario
+    dc_share = s.vehicles_per_l2_port / (s.vehicles_per_l2_port
+                                         + s.vehicles_per_dc_port)  # fmt: skip
+    dc = np.rint(ports * dc_share).astype("int64")
+    rows["level1_ports"] = 0
+    rows["level2_ports"] = ports - dc
+    rows["dc_fast_ports"] = dc
     return rows
 
 

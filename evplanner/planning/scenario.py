@@ -22,6 +22,7 @@ __all__ = [
     "EXISTING_CHOICES",
     "EV_TYPES",
     "OBJECTIVES",
+    "SIZING_METHODS",
     "TRACT_FALLBACKS",
     "WEIGHTINGS",
     "Scenario",
@@ -52,6 +53,11 @@ UPLOAD_PREFIX = "upload:"
 EV_TYPES = ("BEV", "PHEV")
 #: Largest number of new sites accepted (the bundled data has ~1,800 locations).
 MAX_NEW_SITES = 5_000
+#: How sites are sized (:mod:`evplanner.sizing`): vehicles per port by charger type,
+#: or an Erlang C queue.
+SIZING_METHODS = ("ratio", "queue")
+#: Most ports one new site may be given.
+MAX_SITE_PORTS = 1_000
 
 
 def _fail(field: str, expected: str, value: Any) -> InputError:
@@ -70,6 +76,18 @@ def _strings(field: str, value: Any) -> tuple[str, ...]:
     if any(not v for v in out):
         raise _fail(field, "non-empty names", value)
     return out
+
+
+def _positive(field: str, value: Any, high: float | None = None) -> float:
+    """A finite float > 0 (and < ``high`` when given)."""
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0 and (high is None or number < high)):
+        bound = "" if high is None else f" and < {high:g}"
+        raise _fail(field, f"a finite number > 0{bound}", value)
+    return number
 
 
 def _integer(field: str, value: Any, low: int, high: int | None = None) -> int:
@@ -159,6 +177,29 @@ class Scenario:
     crs : str
         ``"auto"`` (the UTM zone of the demand) or an EPSG code such as
         ``"EPSG:32610"``: the projected CRS distances are measured in.
+    sizing : {"ratio", "queue"}
+        How the ports a site needs follow from the vehicles it serves
+        (:mod:`evplanner.sizing`): vehicles per port by charger type, or an Erlang C
+        queue.
+    vehicles_per_l2_port, vehicles_per_dc_port : float
+        Ratio model: vehicles per public Level 2 / DC fast port (defaults: NREL's
+        2030 national network, 33 and 181).
+    sessions_per_vehicle_day, session_hours, hours_per_day : float
+        Queue model: public sessions a vehicle starts per day, mean session length
+        (hours), hours a day the sessions arrive over.
+    max_wait_probability : float in (0, 1) or None
+        Queue model target: probability that an arriving vehicle waits.
+    max_mean_wait_hours : float or None
+        Queue model target instead: mean wait in hours (then
+        ``max_wait_probability`` must be None).
+    new_site_ports : int
+        Ports of one new site: its capacity when ``capacitated``, and the size of
+        the extra sites suggested for unserved demand.
+    capacitated : bool
+        Capacity-aware siting: every site serves at most its capacity in vehicles
+        (existing sites: from their ports; new sites: ``new_site_ports``), and a
+        tract's vehicles may split across sites. Needs K-Medians without
+        candidates and demand counted in vehicles.
 
     Examples
     --------
@@ -193,6 +234,16 @@ got 0
     seed: int = 0
     max_iter: int = 300
     crs: str = "auto"
+    sizing: str = "ratio"
+    vehicles_per_l2_port: float = 33.0
+    vehicles_per_dc_port: float = 181.0
+    sessions_per_vehicle_day: float = 0.15
+    session_hours: float = 1.5
+    hours_per_day: float = 18.0
+    max_wait_probability: float | None = 0.2
+    max_mean_wait_hours: float | None = None
+    new_site_ports: int = 10
+    capacitated: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are set once, here
@@ -285,6 +336,70 @@ got 0
         set_(self, "max_iter", _integer("max_iter", self.max_iter, 1))
         if not isinstance(self.crs, str) or not self.crs.strip():
             raise _fail("crs", "'auto' or an EPSG code", self.crs)
+        self._check_sizing()
+
+    def _check_sizing(self) -> None:
+        set_ = object.__setattr__
+        if self.sizing not in SIZING_METHODS:
+            raise _fail("sizing", f"one of {SIZING_METHODS}", self.sizing)
+        for name in ("vehicles_per_l2_port", "vehicles_per_dc_port",
+                     "sessions_per_vehicle_day", "session_hours"):  # fmt: skip
+            set_(self, name, _positive(name, getattr(self, name)))
+        set_(self, "hours_per_day", _positive("hours_per_day", self.hours_per_day))
+        if self.hours_per_day > 24:
+            raise _fail("hours_per_day", "hours from 0 to 24", self.hours_per_day)
+        if self.max_mean_wait_hours is not None:
+            set_(
+                self,
+                "max_mean_wait_hours",
+                _positive("max_mean_wait_hours", self.max_mean_wait_hours),
+            )
+            if self.max_wait_probability is not None:
+                raise _fail(
+                    "max_wait_probability",
+                    "None with a mean-wait target (give one queue target)",
+                    self.max_wait_probability,
+                )
+        elif self.max_wait_probability is None:
+            raise _fail("max_wait_probability", "a queue target (or "
+                        "max_mean_wait_hours)", None)  # fmt: skip
+        else:
+            set_(
+                self,
+                "max_wait_probability",
+                _positive("max_wait_probability", self.max_wait_probability, 1.0),
+            )
+        set_(
+            self,
+            "new_site_ports",
+            _integer("new_site_ports", self.new_site_ports, 1, MAX_SITE_PORTS),
+        )
+        set_(self, "capacitated", bool(self.capacitated))
+        if self.capacitated:
+            if self.algorithm != "kmedians" or self.candidates != "none":
+                raise _fail("capacitated", "False with K-Means or candidate sites "
+                            "(capacity-aware siting places sites freely with "
+                            "K-Medians)", self.capacitated)  # fmt: skip
+            if self.weighting != "vehicles" or self.residents_share > 0:
+                raise _fail("capacitated", "False unless the demand counts vehicles "
+                            "(weighting 'vehicles', no residents share): capacities "
+                            "are in vehicles", self.capacitated)  # fmt: skip
+
+    @property
+    def sizing_model(self):
+        """The :class:`evplanner.sizing.SizingModel` of this scenario."""
+        from evplanner.sizing import SizingModel
+
+        return SizingModel(
+            method=self.sizing,
+            vehicles_per_l2_port=self.vehicles_per_l2_port,
+            vehicles_per_dc_port=self.vehicles_per_dc_port,
+            sessions_per_vehicle_day=self.sessions_per_vehicle_day,
+            session_hours=self.session_hours,
+            hours_per_day=self.hours_per_day,
+            max_wait_probability=self.max_wait_probability,
+            max_mean_wait_hours=self.max_mean_wait_hours,
+        )
 
     # --- derived ----------------------------------------------------------------------
     @property
@@ -323,7 +438,10 @@ got 0
             self.objective,
             self.snap,
         )
-        # The coverage objective places sites by the radius too.
+        # The coverage objective places sites by the radius too; capacity-aware
+        # siting by the capacities (the sizing model and the new sites' ports).
+        if self.capacitated:
+            key += (True, self.sizing_model, self.new_site_ports)
         return key + ((self.radius_m,) if self.objective == "coverage" else ())
 
     def replace(self, **changes: Any) -> Scenario:

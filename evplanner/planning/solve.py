@@ -26,7 +26,7 @@ from evplanner.planning.inputs import (
     load_demand,
     load_existing,
 )
-from evplanner.planning.plan import Plan, site_table
+from evplanner.planning.plan import Plan, site_table, size_sites
 from evplanner.planning.scenario import Scenario
 
 __all__ = ["SWEEP_COLUMNS", "solve", "sweep"]
@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 #: Columns of the table :func:`sweep` returns.
 SWEEP_COLUMNS = ("new_sites", "objective_m", "mean_distance_m", "median_distance_m",
                  "p90_distance_m", "max_distance_m", "coverage_share", "radius_m",
-                 "n_iter", "fit_seconds")  # fmt: skip
+                 "n_iter", "fit_seconds", "new_site_ports_needed", "n_overloaded",
+                 "ports_to_add", "unserved_vehicles",
+                 "suggested_extra_sites")  # fmt: skip
 
 #: K-Means restarts (scikit-learn), for the comparison algorithm.
 KMEANS_N_INIT = 4
@@ -51,6 +53,7 @@ class _Fit:
     notes: list[str] = field(default_factory=list)
     chosen: np.ndarray | None = None  # candidate rows of the new sites
     candidates: dict | None = None  # the candidate summary of the plan
+    capacitated: dict | None = None  # loads and objective of a capacitated fit
 
 
 def _fit(scenario: Scenario, demand: Demand, existing_m: np.ndarray,
@@ -158,6 +161,81 @@ def _fit_candidates(scenario: Scenario, demand: Demand, fixed,
                 candidates=summary)  # fmt: skip
 
 
+# --------------------------------------------------------------------------------------
+# Capacity-aware siting
+# --------------------------------------------------------------------------------------
+
+
+def has_capacitated_core() -> bool:
+    """Whether :class:`evplanner.kmedians.KMedians` takes site capacities."""
+    import inspect
+
+    from evplanner.kmedians import KMedians
+
+    return "capacity" in inspect.signature(KMedians).parameters
+
+
+def _capacities(scenario: Scenario, existing: ExistingSites, total_vehicles: float):
+    """Capacity of one new site and of each existing one (vehicles), the stated
+    total, and the new sites' capacity the solver is given.
+
+    When the demand exceeds the stated capacity the problem has no feasible
+    assignment; the rule (documented in :func:`size_sites`) lets the new sites grow
+    evenly until it has, and reports the excess as unserved.
+    """
+    model = scenario.sizing_model
+    k = scenario.new_sites
+    new_cap = model.site_capacity_vehicles(scenario.new_site_ports)
+    st = existing.stations
+    fixed_cap = np.asarray(model.capacity_vehicles(
+        st["level1_ports"].to_numpy("int64"), st["level2_ports"].to_numpy("int64"),
+        st["dc_fast_ports"].to_numpy("int64"),
+    ), dtype="float64") if len(st) else np.zeros(0)  # fmt: skip
+    stated = float(fixed_cap.sum() + k * new_cap)
+    solver_cap = new_cap
+    if total_vehicles > stated:
+        # A little headroom so rounding never makes the relaxed problem infeasible.
+        solver_cap = (total_vehicles - fixed_cap.sum()) / k * (1 + 1e-6)
+    return new_cap, fixed_cap, stated, solver_cap
+
+
+def _fit_capacitated(scenario: Scenario, demand: Demand, existing: ExistingSites,
+                     fixed) -> _Fit:  # fmt: skip
+    """New sites placed with capacities: ``KMedians(capacity=, fixed_capacity=)``.
+
+    The seam to the capacitated core: its fitted ``site_loads_`` (new sites, then
+    fixed ones) size the sites, ``flows_`` give the served demand, ``inertia_``
+    the capacitated objective.
+    """
+    if not has_capacitated_core():
+        raise InputError(
+            "capacity-aware siting needs the capacitated K-Medians core "
+            "(KMedians(capacity=...)), which this build does not have",
+            field="capacitated",
+        )
+    from evplanner.kmedians import KMedians
+
+    total = float(np.sum(demand.weight))
+    _, fixed_cap, stated, solver_cap = _capacities(scenario, existing, total)
+    params = {"capacity": solver_cap}
+    if fixed is not None:
+        params.update(fixed_centers=fixed, fixed_capacity=fixed_cap)
+    model = KMedians(
+        n_clusters=scenario.new_sites, random_state=scenario.seed,
+        max_iter=scenario.max_iter, **params,
+    ).fit(demand.X, sample_weight=demand.weight)  # fmt: skip
+    loads = np.asarray(model.site_loads_, dtype="float64")
+    served = float(np.asarray(model.flows_.sum()))
+    info = {
+        "loads": loads,
+        "stated_capacity_vehicles": stated,
+        "served_vehicles": served,
+        "objective_m": float(model.inertia_),
+    }
+    return _Fit(np.asarray(model.cluster_centers_, "float64"), int(model.n_iter_),
+                capacitated=info)  # fmt: skip
+
+
 def _too_many(k: int, n_points: int) -> InputError:
     return InputError(
         f"the demand has {n_points:,} location(s), fewer than the {k:,} new sites "
@@ -215,8 +293,14 @@ def solve(
     existing_m = existing.metres(demand.crs)
     loaded = time.perf_counter()
     reuse = (previous is not None and previous.scenario.sites_key == scenario.sites_key
-             and previous.crs == demand.crs)  # fmt: skip
-    if reuse:
+             and previous.crs == demand.crs
+             and not scenario.capacitated)  # fmt: skip
+    if scenario.capacitated:
+        if scenario.new_sites > demand.n_points:
+            raise _too_many(scenario.new_sites, demand.n_points)
+        fit = _fit_capacitated(scenario, demand, existing,
+                               existing_m if len(existing_m) else None)  # fmt: skip
+    elif reuse:
         fit = _Fit(previous.new_sites_m, 0, list(previous.notes),
                    previous.chosen_candidates, previous.candidates)  # fmt: skip
     else:
@@ -248,6 +332,14 @@ def solve(
         residents = np.bincount(cover.labels, weights=demand.population,
                                 minlength=cover.n_sites)  # fmt: skip
     sites = site_table(cover, new_m, existing.stations, demand.crs, residents)
+    # Sized by the vehicles each site serves: its nearest-site demand, or the
+    # capacitated flows (weight is vehicles there: the scenario requires it).
+    loads = (cover.site_vehicles if fit.capacitated is None
+             else fit.capacitated["loads"])  # fmt: skip
+    sized, sizing = size_sites(loads, k, existing.stations, scenario,
+                               capacitated=fit.capacitated)  # fmt: skip
+    for column in sized.columns:
+        sites[column] = sized[column].to_numpy()
     if fit.chosen is not None:
         sites.loc[: k - 1, "candidate_id"] = (
             candidates.sites["candidate_id"].astype(str).to_numpy()[fit.chosen]
@@ -270,7 +362,7 @@ def solve(
                  "metrics": done - fitted, "total": done - start},
         mode=_mode(client), n_partitions=demand.n_partitions, notes=tuple(notes),
         created_utc=datetime.now(UTC).isoformat(timespec="seconds"), demand=points,
-        candidates=fit.candidates, chosen_candidates=fit.chosen,
+        candidates=fit.candidates, chosen_candidates=fit.chosen, sizing=sizing,
     )  # fmt: skip
     logger.info("solved: %s (%.2f s)", plan.summary(), done - start)
     return plan
@@ -333,6 +425,7 @@ def sweep(
             "p90_distance_m": c.p90_distance_m, "max_distance_m": c.max_distance_m,
             "coverage_share": c.coverage_share, "radius_m": c.radius_m,
             "n_iter": plan.n_iter, "fit_seconds": plan.timings["fit"],
+            **{name: plan.sizing[name] for name in SWEEP_COLUMNS[10:]},
         })  # fmt: skip
         if progress is not None:
             progress(done, len(counts), plan)

@@ -120,7 +120,8 @@ def test_report_holds_map_numbers_table_parameters_and_sources(tmp_path):
         r'5000,}"',
         html,
     )
-    assert len(re.findall(r"<tr><td>N\d", html)) == 5
+    site_table = html.split('<table id="sites">')[1].split("</table>")[0]
+    assert len(re.findall(r"<tr><td>N\d", site_table)) == 5
     assert "Showing the 15 busiest of 2,473 existing sites" in html
     assert "Demand within 3 km, with the new sites" in html
     assert f"{100 * plan.coverage.coverage_share:.1f}%" in html
