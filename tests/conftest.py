@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 
@@ -41,3 +42,40 @@ def clustered_points(rng) -> tuple[np.ndarray, np.ndarray]:
     X = centres[pick] + rng.normal(0, 800.0, size=(300, 2))
     w = rng.integers(1, 6, size=300).astype(float)
     return X, w
+
+
+@pytest.fixture
+def dask_threads():
+    """Real Dask scheduling (threads) without a process start-up cost per test."""
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
+@pytest.fixture
+def cluster_client():
+    """A client of a real two-worker ``LocalCluster`` (one process per worker)."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def vehicles():
+    """The bundled vehicle table (:func:`evplanner.data.load_vehicles`)."""
+    from evplanner.data import load_vehicles
+
+    return load_vehicles()[0]
+
+
+@pytest.fixture(scope="module")
+def tracts():
+    """The bundled census tract table (:func:`evplanner.data.load_tracts`)."""
+    from evplanner.data import load_tracts
+
+    return load_tracts()

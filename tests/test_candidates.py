@@ -5,7 +5,6 @@ from __future__ import annotations
 import doctest
 import itertools
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -16,6 +15,9 @@ from evplanner import _discrete_kernels as dk
 from evplanner.errors import InputError
 from evplanner.kmedians import KMedians, k_medians
 from tests.chunking import CHUNKINGS, to_dask
+
+# Real Dask scheduling (threads), no process start-up cost per test.
+pytestmark = pytest.mark.usefixtures("dask_threads")
 
 
 def _cost(X, w, sites):
@@ -29,12 +31,6 @@ def _brute_force(X, w, C, F, k):
         if best is None or obj < best[0]:
             best = (obj, S)
     return best
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    with dask.config.set(scheduler="threads"):
-        yield
 
 
 @pytest.fixture
@@ -361,20 +357,13 @@ def test_docstring_examples():
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_candidates_on_a_real_local_cluster(instance):
-    distributed = pytest.importorskip("distributed")
+def test_candidates_on_a_real_local_cluster(instance, cluster_client):
     X, w, C, F = instance
     kw = dict(candidates=C, fixed_centers=F, random_state=1)
     ref = KMedians(4, **kw).fit(X, sample_weight=w)
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster),
-    ):
-        Xd, wd = to_dask(X, w, "uneven")
-        est = KMedians(4, **kw).fit(Xd, sample_weight=wd)
-        labels = est.labels_.compute()
+    Xd, wd = to_dask(X, w, "uneven")
+    est = KMedians(4, **kw).fit(Xd, sample_weight=wd)
+    labels = est.labels_.compute()
     np.testing.assert_array_equal(est.center_indices_, ref.center_indices_)
     np.testing.assert_array_equal(labels, ref.labels_)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evplanner.data import load_tracts, load_vehicles
+from evplanner.data import load_vehicles
 from evplanner.demand import (
     DEMAND_COLUMNS,
     MISSING_TRACT,
@@ -27,16 +27,6 @@ from evplanner.demand import (
     tract_layer,
     utility_names,
 )
-
-
-@pytest.fixture(scope="module")
-def vehicles():
-    return load_vehicles()[0]
-
-
-@pytest.fixture(scope="module")
-def tracts():
-    return load_tracts()
 
 
 def small_vehicles():

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evplanner.data import load_tracts, load_vehicles
 from evplanner.demand import DEMAND_COLUMNS
 from evplanner.forecast import (
     forecast_demand,
@@ -17,16 +16,6 @@ from evplanner.forecast import (
 )
 
 KING_A, KING_B, PIERCE = "53033004800", "53033022101", "53053071206"
-
-
-@pytest.fixture(scope="module")
-def vehicles():
-    return load_vehicles()[0]
-
-
-@pytest.fixture(scope="module")
-def tracts():
-    return load_tracts()
 
 
 def cohort_vehicles(counts: dict) -> pd.DataFrame:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import doctest
 import itertools
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -17,17 +16,13 @@ from evplanner.errors import InputError
 from evplanner.kmedians import KMedians, k_medians
 from tests.chunking import CHUNKINGS, to_dask
 
+# Real Dask scheduling (threads), no process start-up cost per test.
+pytestmark = pytest.mark.usefixtures("dask_threads")
+
 
 def _objective(X, w, centers):
     D = np.abs(X[:, None, :] - centers[None, :, :]).sum(axis=2)
     return float(np.sum(w * D.min(axis=1)))
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    # Real Dask scheduling (threads) but no process start-up cost per test.
-    with dask.config.set(scheduler="threads"):
-        yield
 
 
 @pytest.fixture
@@ -541,23 +536,16 @@ def test_sklearn_compatible(estimator, check):
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_dask_path_on_a_real_local_cluster(outlier_points):
+def test_dask_path_on_a_real_local_cluster(outlier_points, cluster_client):
     # Worker processes: every per-chunk function and combine step must pickle
     # and run away from the client, and still give the in-memory answer.
-    distributed = pytest.importorskip("distributed")
     X, w = outlier_points
     # One run, few passes: each compute round-trips through the scheduler.
     kw = dict(n_init=1, n_swap_candidates=10, random_state=11)
     r_np = k_medians(X, 4, sample_weight=w, **kw)
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster),
-    ):
-        Xd, wd = to_dask(X, w, "uneven")
-        est = KMedians(4, **kw).fit(Xd, sample_weight=wd)
-        labels = est.labels_.compute()
+    Xd, wd = to_dask(X, w, "uneven")
+    est = KMedians(4, **kw).fit(Xd, sample_weight=wd)
+    labels = est.labels_.compute()
     np.testing.assert_allclose(est.cluster_centers_, r_np.centers, rtol=1e-6)
     assert est.inertia_ == pytest.approx(r_np.inertia, rel=1e-12)
     np.testing.assert_array_equal(labels, r_np.labels)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import doctest
 import itertools
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -16,18 +15,15 @@ from evplanner import _discrete_kernels as dk
 from evplanner.errors import InputError
 from tests.chunking import CHUNKINGS, to_dask
 
+# Real Dask scheduling (threads), no process start-up cost per test.
+pytestmark = pytest.mark.usefixtures("dask_threads")
+
 
 def _covered(X, w, sites, radius):
     if sites.shape[0] == 0:
         return 0.0
     d = np.abs(X[:, None] - sites[None]).sum(2).min(1)
     return float(w[d <= radius].sum())
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    with dask.config.set(scheduler="threads"):
-        yield
 
 
 @pytest.fixture
@@ -240,23 +236,16 @@ def test_docstring_examples():
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_max_coverage_on_a_real_local_cluster(instance):
-    distributed = pytest.importorskip("distributed")
+def test_max_coverage_on_a_real_local_cluster(instance, cluster_client):
     X, w, C, F = instance
     ref = MaxCoverage(4, 1_000.0, C, fixed_centers=F, random_state=3).fit(
         X, sample_weight=w
     )
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster),
-    ):
-        Xd, wd = to_dask(X, w, "uneven")
-        est = MaxCoverage(4, 1_000.0, C, fixed_centers=F, random_state=3).fit(
-            Xd, sample_weight=wd
-        )
-        labels = est.labels_.compute()
+    Xd, wd = to_dask(X, w, "uneven")
+    est = MaxCoverage(4, 1_000.0, C, fixed_centers=F, random_state=3).fit(
+        Xd, sample_weight=wd
+    )
+    labels = est.labels_.compute()
     np.testing.assert_array_equal(est.center_indices_, ref.center_indices_)
     assert est.covered_weight_ == pytest.approx(ref.covered_weight_, rel=1e-12)
     np.testing.assert_array_equal(labels, ref.labels_)
