@@ -166,15 +166,6 @@ def _fit_candidates(scenario: Scenario, demand: Demand, fixed,
 # --------------------------------------------------------------------------------------
 
 
-def has_capacitated_core() -> bool:
-    """Whether :class:`evplanner.kmedians.KMedians` takes site capacities."""
-    import inspect
-
-    from evplanner.kmedians import KMedians
-
-    return "capacity" in inspect.signature(KMedians).parameters
-
-
 def _capacities(scenario: Scenario, existing: ExistingSites, total_vehicles: float):
     """Capacity of one new site and of each existing one (vehicles), the stated
     total, and the new sites' capacity the solver is given.
@@ -203,16 +194,9 @@ def _fit_capacitated(scenario: Scenario, demand: Demand, existing: ExistingSites
                      fixed) -> _Fit:  # fmt: skip
     """New sites placed with capacities: ``KMedians(capacity=, fixed_capacity=)``.
 
-    The seam to the capacitated core: its fitted ``site_loads_`` (new sites, then
-    fixed ones) size the sites, ``flows_`` give the served demand, ``inertia_``
-    the capacitated objective.
+    Its fitted ``site_loads_`` (new sites, then fixed ones) size the sites,
+    ``flows_`` give the served demand, ``inertia_`` the capacitated objective.
     """
-    if not has_capacitated_core():
-        raise InputError(
-            "capacity-aware siting needs the capacitated K-Medians core "
-            "(KMedians(capacity=...)), which this build does not have",
-            field="capacitated",
-        )
     from evplanner.kmedians import KMedians
 
     total = float(np.sum(demand.weight))
