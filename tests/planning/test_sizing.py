@@ -198,6 +198,22 @@ def test_capacitated_plan_respects_capacities():
     assert s["mean_distance_m"] >= plan.coverage.mean_distance_m - 1e-6
 
 
+def test_capacitated_plan_is_reused_when_only_the_radius_changes():
+    scenario = Scenario(new_sites=3, counties=["Whitman"], existing="public",
+                        capacitated=True, new_site_ports=20)  # fmt: skip
+    plan = solve(scenario)
+    again = solve(scenario.replace(radius_m=2_000.0), previous=plan)
+    assert again.n_iter == 0  # not refitted
+    assert again.sizing["capacitated"]
+    pd.testing.assert_frame_equal(again.sites[list(SIZING_COLUMNS)],
+                                  plan.sites[list(SIZING_COLUMNS)])  # fmt: skip
+    for name in ("objective_m", "served_vehicles", "unserved_vehicles"):
+        assert again.sizing[name] == plan.sizing[name]
+    # Other capacities are another plan.
+    other = solve(scenario.replace(new_site_ports=30), previous=plan)
+    assert other.n_iter > 0
+
+
 def test_capacitated_shortfall_is_reported_not_raised():
     # One port per new site and no existing sites: far too little capacity.
     scenario = Scenario(new_sites=2, counties=["Whitman"], capacitated=True,
