@@ -807,7 +807,7 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
     size.add_argument(
         "--capacitated", action="store_true",
         help="capacity-aware siting: no site serves more vehicles than its ports "
-        "allow (needs the capacitated K-Medians core)",
+        "allow (a tract's vehicles may split across sites)",
     )  # fmt: skip
     run = sub.add_argument_group("where to run (default: in memory)")
     run.add_argument(

@@ -661,6 +661,28 @@ def test_sizing_options_reach_the_plan(capsys, tmp_path):
     assert "sizing (queue)" in out
 
 
+def test_capacitated_solve(capsys, tmp_path):
+    code, out, err = run(
+        capsys, "solve", "--k", 3, "--county", "Whitman", "--existing", "public",
+        "--capacitated", "--new-site-ports", "8", "--quiet",
+        "--out", tmp_path / "s.csv", "--metrics", tmp_path / "m.json",
+    )  # fmt: skip
+    assert code == 0, err
+    sites = pd.read_csv(tmp_path / "s.csv")
+    m = json.loads((tmp_path / "m.json").read_text())
+    s = m["sizing"]
+    assert m["scenario"]["capacitated"] and s["capacitated"]
+    # Every vehicle is carried, no site above its capacity.
+    assert sites["load_vehicles"].sum() == pytest.approx(m["demand"]["total_vehicles"])
+    assert (sites["load_vehicles"]
+            <= sites["capacity_vehicles"] * (1 + 1e-6)).all()  # fmt: skip
+    assert not sites["overloaded"].any() and s["unserved_vehicles"] == 0
+    assert s["mean_distance_m"] == pytest.approx(
+        s["objective_m"] / m["demand"]["total_vehicles"]
+    )
+    assert "with capacities: mean distance" in out
+
+
 # --------------------------------------------------------------------------- hardening
 
 

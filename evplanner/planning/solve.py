@@ -166,15 +166,6 @@ def _fit_candidates(scenario: Scenario, demand: Demand, fixed,
 # --------------------------------------------------------------------------------------
 
 
-def has_capacitated_core() -> bool:
-    """Whether :class:`evplanner.kmedians.KMedians` takes site capacities."""
-    import inspect
-
-    from evplanner.kmedians import KMedians
-
-    return "capacity" in inspect.signature(KMedians).parameters
-
-
 def _capacities(scenario: Scenario, existing: ExistingSites, total_vehicles: float):
     """Capacity of one new site and of each existing one (vehicles), the stated
     total, and the new sites' capacity the solver is given.
@@ -203,16 +194,9 @@ def _fit_capacitated(scenario: Scenario, demand: Demand, existing: ExistingSites
                      fixed) -> _Fit:  # fmt: skip
     """New sites placed with capacities: ``KMedians(capacity=, fixed_capacity=)``.
 
-    The seam to the capacitated core: its fitted ``site_loads_`` (new sites, then
-    fixed ones) size the sites, ``flows_`` give the served demand, ``inertia_``
-    the capacitated objective.
+    Its fitted ``site_loads_`` (new sites, then fixed ones) size the sites,
+    ``flows_`` give the served demand, ``inertia_`` the capacitated objective.
     """
-    if not has_capacitated_core():
-        raise InputError(
-            "capacity-aware siting needs the capacitated K-Medians core "
-            "(KMedians(capacity=...)), which this build does not have",
-            field="capacitated",
-        )
     from evplanner.kmedians import KMedians
 
     total = float(np.sum(demand.weight))
@@ -293,16 +277,25 @@ def solve(
     existing_m = existing.metres(demand.crs)
     loaded = time.perf_counter()
     reuse = (previous is not None and previous.scenario.sites_key == scenario.sites_key
-             and previous.crs == demand.crs
-             and not scenario.capacitated)  # fmt: skip
-    if scenario.capacitated:
+             and previous.crs == demand.crs)  # fmt: skip
+    if reuse:
+        # The same sites (and, capacity-aware, the same capacities: they are in
+        # the sites key, so the same flows and loads).
+        capacitated = None
+        if scenario.capacitated:
+            capacitated = {
+                "loads": previous.sites["load_vehicles"].to_numpy("float64"),
+                **{name: previous.sizing[name] for name in (
+                    "stated_capacity_vehicles", "served_vehicles", "objective_m")},
+            }  # fmt: skip
+        fit = _Fit(previous.new_sites_m, 0, list(previous.notes),
+                   previous.chosen_candidates, previous.candidates,
+                   capacitated)  # fmt: skip
+    elif scenario.capacitated:
         if scenario.new_sites > demand.n_points:
             raise _too_many(scenario.new_sites, demand.n_points)
         fit = _fit_capacitated(scenario, demand, existing,
                                existing_m if len(existing_m) else None)  # fmt: skip
-    elif reuse:
-        fit = _Fit(previous.new_sites_m, 0, list(previous.notes),
-                   previous.chosen_candidates, previous.candidates)  # fmt: skip
     else:
         fit = _fit(scenario, demand, existing_m, candidates)
     new_m, n_iter, notes = fit.centers_m, fit.n_iter, fit.notes
