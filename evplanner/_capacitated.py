@@ -52,6 +52,7 @@ __all__ = [
     "aggregate_points",
     "capacitated_search",
     "check_capacities",
+    "flow_best_candidates",
     "flow_medians",
     "row_flows",
     "transport",
@@ -586,6 +587,49 @@ def flow_medians(U, tr, centers):
     return out
 
 
+def flow_best_candidates(U, tr, centers, C):
+    """Move each new site to the candidate that serves its flows at least cost.
+
+    The discrete location step: for new site ``j`` the candidate ``c`` of ``C``
+    minimising ``sum_i f_ij |x_i - c|_1``, among candidates that no other new
+    site holds (sites in order; a site's own candidate is always allowed, so
+    no site's cost rises).
+
+    Parameters
+    ----------
+    U : np.ndarray, shape (n, d)
+    tr : Transport
+    centers : np.ndarray, shape (k, d)
+        The new sites now, each a row of ``C``.
+    C : np.ndarray, shape (m, d)
+        Candidate sites, lexsorted and distinct (``np.unique(axis=0)``).
+
+    Returns
+    -------
+    np.ndarray, shape (k, d)
+    """
+    k = centers.shape[0]
+    out = centers.copy()
+    held = locate_rows(centers, C)
+    new = tr.cols < k
+    rows, cols, f = tr.rows[new], tr.cols[new], tr.flow[new]
+    for j in range(k):
+        on = cols == j
+        if not on.any():
+            continue
+        cost = np.zeros(C.shape[0])
+        r, fj = rows[on], f[on]
+        for s in range(0, r.shape[0], _BLOCK):
+            cost += fj[s : s + _BLOCK] @ kern.l1_distances(U[r[s : s + _BLOCK]], C)
+        others = np.delete(held, j)
+        cost[others[others >= 0]] = np.inf
+        best = int(np.argmin(cost))
+        if cost[best] < cost[held[j]]:
+            held[j] = best
+            out[j] = C[best]
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Search: alternate, then relocation moves
 # ---------------------------------------------------------------------------
@@ -611,7 +655,7 @@ class CapacitatedResult(NamedTuple):
     history: np.ndarray
 
 
-def alternate(solver, centers, max_iter, tol):
+def alternate(solver, centers, max_iter, tol, locate=flow_medians):
     """Alternate exact transport and exact median moves until the gain is small.
 
     Parameters
@@ -620,6 +664,10 @@ def alternate(solver, centers, max_iter, tol):
     centers : np.ndarray, shape (k, d)
     max_iter : int
     tol : float
+    locate : callable
+        ``locate(U, transport, centers) -> centers``: the location step
+        (:func:`flow_medians`, or :func:`flow_best_candidates` bound to the
+        candidates).
 
     Returns
     -------
@@ -632,7 +680,7 @@ def alternate(solver, centers, max_iter, tol):
     history = [tr.objective]
     n_iter = 0
     for _ in range(max_iter):
-        new = flow_medians(U, tr, centers)
+        new = locate(U, tr, centers)
         if np.array_equal(new, centers):
             break
         n_iter += 1
@@ -669,7 +717,7 @@ def _closing_costs(U, tr, S, k):
     return cost
 
 
-def _opening_gains(U, W, point_costs, cands, cap):
+def _opening_gains(U, W, point_costs, P, cap):
     """Estimated saving of opening a site of capacity ``cap`` at each candidate.
 
     At the current duals a point ``l`` would pay ``d(l, x)`` instead of ``u_l``
@@ -681,8 +729,8 @@ def _opening_gains(U, W, point_costs, cands, cap):
     ----------
     U : np.ndarray, shape (n, d)
     W, point_costs : np.ndarray, shape (n,)
-    cands : np.ndarray, int64, shape (c,)
-        Rows of ``U`` to evaluate as sites.
+    P : np.ndarray, shape (c, d)
+        Positions to evaluate as sites.
     cap : float
         Capacity of the new site (``np.inf`` allowed).
 
@@ -690,9 +738,9 @@ def _opening_gains(U, W, point_costs, cands, cap):
     -------
     np.ndarray, shape (c,)
     """
-    out = np.zeros(cands.shape[0])
-    for t, i in enumerate(cands):
-        save = point_costs - np.abs(U - U[i]).sum(axis=1)
+    out = np.zeros(P.shape[0])
+    for t, x in enumerate(P):
+        save = point_costs - np.abs(U - x).sum(axis=1)
         pos = np.flatnonzero(save > 0)
         order = pos[np.argsort(-save[pos], kind="stable")]
         take = np.minimum(W[order], np.maximum(cap - np.concatenate(
@@ -701,8 +749,28 @@ def _opening_gains(U, W, point_costs, cands, cap):
     return out
 
 
+def _dear_positions(U, dearness, pool, free):
+    """Rows of ``pool`` (among ``free``) where a move would open a site.
+
+    The ``_N_CANDS`` demand locations of highest ``dearness`` (weight times
+    marginal cost); when the pool is not the demand locations, each one's
+    nearest free pool row instead (distinct, in the same order).
+    """
+    order = np.argsort(-dearness, kind="stable")
+    if pool is U:
+        return order[np.isin(order, free)][:_N_CANDS]
+    out = []
+    for i in order[: 4 * _N_CANDS]:
+        near = int(free[np.argmin(np.abs(pool[free] - U[i]).sum(axis=1))])
+        if near not in out:
+            out.append(near)
+        if len(out) == _N_CANDS:
+            break
+    return np.asarray(out, dtype=np.int64)
+
+
 def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
-                       n_trials=10, max_trials=100):  # fmt: skip
+                       n_trials=10, max_trials=100, candidates=None):  # fmt: skip
     """Capacitated K-Medians from ``init``: alternate, then relocation moves.
 
     Parameters
@@ -723,6 +791,11 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
         trial is followed by an alternation).
     max_trials : int
         Stop after this many relocation moves in all.
+    candidates : np.ndarray, shape (m, d), optional
+        Lexsorted distinct candidate sites (``np.unique(axis=0)``): new sites
+        stay on them (``init`` must be rows of it), the location step is
+        :func:`flow_best_candidates` and moves open candidates (each of the
+        dearest demand locations' nearest free candidate).
 
     Returns
     -------
@@ -738,7 +811,16 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
     """
     k = init.shape[0]
     solver = TransportSolver(U, W, fixed, caps, k)
-    centers, tr, n_iter, history = alternate(solver, init.copy(), max_iter, tol)
+    if candidates is None:
+        pool, locate = U, flow_medians
+    else:
+        pool = candidates
+
+        def locate(U_, tr_, centers_):
+            return flow_best_candidates(U_, tr_, centers_, candidates)
+
+    centers, tr, n_iter, history = alternate(solver, init.copy(), max_iter, tol,
+                                             locate)  # fmt: skip
     cap_new = float(caps[:k].max()) if k else 0.0
     refused = set()
     n_refused = 0
@@ -747,14 +829,14 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
             break
         S = np.vstack([centers, fixed])
         closing = _closing_costs(U, tr, S, k)
-        taken = np.zeros(U.shape[0], dtype=bool)
-        at = locate_rows(S, U)  # U is lexsorted (np.unique)
+        taken = np.zeros(pool.shape[0], dtype=bool)
+        at = locate_rows(S, pool)  # the pool is lexsorted (np.unique)
         taken[at[at >= 0]] = True
         free = np.flatnonzero(~taken)
         if free.shape[0] == 0:
             break
-        top = free[np.argsort(-(W * tr.point_costs)[free], kind="stable")[:_N_CANDS]]
-        opening = _opening_gains(U, W, tr.point_costs, top, cap_new)
+        top = _dear_positions(U, W * tr.point_costs, pool, free)
+        opening = _opening_gains(U, W, tr.point_costs, pool[top], cap_new)
         # Best estimated net gain first; pairs refused at this objective are
         # skipped, so each trial is a new pair.
         net = opening[:, None] - closing[None, :]
@@ -765,11 +847,11 @@ def capacitated_search(U, W, init, fixed, caps, *, max_iter=300, tol=1e-4,
             break
         i, j = move
         trial = centers.copy()
-        trial[j] = U[i]
-        c2, tr2, it, _ = alternate(solver, trial, max_iter, tol)
+        trial[j] = pool[i]
+        c2, tr2, it, _ = alternate(solver, trial, max_iter, tol, locate)
         n_iter += it
         if tr2.objective < tr.objective * (1 - tol):
-            logger.debug("move site %d to point %d: %.6g -> %.6g", j, i,
+            logger.debug("move site %d to %s: %.6g -> %.6g", j, pool[i],
                          tr.objective, tr2.objective)  # fmt: skip
             centers, tr = c2, tr2
             history.append(tr.objective)

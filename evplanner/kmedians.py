@@ -1184,6 +1184,8 @@ class CapacitatedFit(NamedTuple):
     inertia_history : np.ndarray
     site_loads : np.ndarray, shape (n_clusters + n_fixed,)
     prices : np.ndarray, shape (n_clusters + n_fixed,)
+    center_indices : np.ndarray, shape (n_clusters,), int64, or None
+        With candidates: the rows opened, ascending.
     """
 
     centers: np.ndarray
@@ -1194,6 +1196,7 @@ class CapacitatedFit(NamedTuple):
     inertia_history: np.ndarray
     site_loads: np.ndarray
     prices: np.ndarray
+    center_indices: np.ndarray | None = None
 
 
 def _block_aggregate(X, w, offset, limit):
@@ -1239,11 +1242,9 @@ def _k_medians_capacitated(X, w, n_clusters, fixed, capacity, fixed_capacity,
     Dask, chunk by chunk, merged in a tree), on which the in-memory search of
     :mod:`evplanner._capacitated` runs; the flows are mapped back to the rows.
     """
+    cand = None
     if candidates is not None:
-        raise ValueError(
-            "capacity/fixed_capacity cannot be combined with candidates yet: "
-            "drop candidates (new sites anywhere) or the capacities"
-        )
+        cand = _discrete.check_candidates(candidates, X.shape[1], n_clusters)
     limit = n_clusters
     if isinstance(X, da.Array):
         X, w = dask.persist(X, w)
@@ -1280,7 +1281,8 @@ def _k_medians_capacitated(X, w, n_clusters, fixed, capacity, fixed_capacity,
     # and chunk-invariant on Dask), so that unlimited capacities reproduce it.
     start = k_medians(X, n_clusters, sample_weight=w,
                       fixed_centers=fixed if fixed.shape[0] else None,
-                      random_state=random_state, **params)  # fmt: skip
+                      candidates=cand, random_state=random_state,
+                      **params)  # fmt: skip
     if np.isinf(caps).all():
         # No capacity binds: the problem is the uncapacitated one, and its
         # solution stands (flows = whole points to a nearest site).
@@ -1292,12 +1294,25 @@ def _k_medians_capacitated(X, w, n_clusters, fixed, capacity, fixed_capacity,
             U, W, start.centers, fixed, caps, max_iter=params["max_iter"],
             tol=params["tol"],
             n_trials=_N_RELOCATIONS if params["local_search"] else 0,
+            candidates=None if cand is None else np.unique(cand, axis=0),
         )  # fmt: skip
     tr = res.transport
+    centers, cols, prices, indices = res.centers, tr.cols, tr.prices, None
+    if cand is not None:
+        # Report the opened candidates in ascending order, as without
+        # capacities; the new sites' columns follow.
+        uniq, first = np.unique(cand, axis=0, return_index=True)
+        indices = first[cap.locate_rows(centers, uniq)].astype(np.int64)
+        perm = np.argsort(indices, kind="stable")
+        inv = np.empty(n_clusters, dtype=np.int64)
+        inv[perm] = np.arange(n_clusters)
+        centers, indices = centers[perm], indices[perm]
+        cols = np.where(cols < n_clusters, inv[np.minimum(cols, n_clusters - 1)], cols)
+        prices = np.concatenate([prices[:n_clusters][perm], prices[n_clusters:]])
     m = n_clusters + fixed.shape[0]
-    flows_u = sp.csr_matrix((tr.flow, (tr.rows, tr.cols)), shape=(U.shape[0], m))
+    flows_u = sp.csr_matrix((tr.flow, (tr.rows, cols)), shape=(U.shape[0], m))
     labels_u = np.asarray(flows_u.argmax(axis=1)).ravel().astype(np.int64)
-    sites = np.vstack([res.centers, fixed])
+    sites = np.vstack([centers, fixed])
     if isinstance(X, da.Array):
         inverse = X.map_blocks(_block_locate, U, dtype=np.int64, drop_axis=1)
         inverse, w_np = dask.compute(inverse, w)
@@ -1307,9 +1322,9 @@ def _k_medians_capacitated(X, w, n_clusters, fixed, capacity, fixed_capacity,
         inverse, w_np = cap.locate_rows(X, U), w
         labels = _block_capacitated_labels(X, U, labels_u, sites)
     flows = cap.row_flows(flows_u, inverse, w_np, W)
-    loads = np.bincount(tr.cols, weights=tr.flow, minlength=m)
-    return CapacitatedFit(res.centers, flows, labels, tr.objective, res.n_iter,
-                          res.history, loads, tr.prices)  # fmt: skip
+    loads = np.bincount(cols, weights=tr.flow, minlength=m)
+    return CapacitatedFit(centers, flows, labels, tr.objective, res.n_iter,
+                          res.history, loads, prices, indices)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -1396,7 +1411,11 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     relocation moves (close a new site, open one at a demand point, re-
     alternate) judged by the exact transport, until 30 in a row are refused
     (see :mod:`evplanner._capacitated`). With unlimited capacities (all
-    ``np.inf``) the uncapacitated fit is returned as it is. ``labels_`` is
+    ``np.inf``) the uncapacitated fit is returned as it is. With
+    ``candidates`` the new sites stay on candidates: the start is the
+    uncapacitated discrete fit, the location step moves each new site to the
+    free candidate that serves its flows at least cost, and moves open
+    candidates near the dearest demand locations. ``labels_`` is
     then the site receiving the largest share of each point (lowest index on
     ties; the nearest site for zero-weight points), ``inertia_`` the
     flow-weighted distance, and ``predict``/``transform``/``score`` still use
@@ -1410,7 +1429,6 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     block-group demand with any number of vehicles) and, for Dask input,
     ``flows_`` and the row-to-location index (8 bytes per row). A total
     capacity below the total weight raises ``ValueError`` naming both.
-    Not available together with ``candidates``.
 
     Examples
     --------
@@ -1555,7 +1573,7 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         self.inertia_ = res.inertia
         self.inertia_history_ = res.inertia_history
         self.n_iter_ = res.n_iter
-        self.center_indices_ = None
+        self.center_indices_ = res.center_indices
         self.flows_ = res.flows
         self.site_loads_ = res.site_loads
         self.capacity_prices_ = res.prices

@@ -179,10 +179,37 @@ def test_fixed_capacity_needs_fixed_centers(clustered_points):
         KMedians(2, fixed_capacity=[10.0]).fit(X, sample_weight=w)
 
 
-def test_capacity_with_candidates_is_refused(clustered_points):
-    X, w = clustered_points
-    with pytest.raises(ValueError, match="cannot be combined with candidates"):
-        KMedians(2, capacity=1e9, candidates=X[:20]).fit(X, sample_weight=w)
+def test_capacity_with_candidates(problem, rng):
+    X, w, F, cf, k, capacity = problem
+    C = np.vstack([X[::7], rng.uniform(-2_000, 12_000, size=(30, 2))])
+    km = fit(X, w, F, cf, k, capacity, candidates=C)
+    assert_valid(km, X, w, np.concatenate([np.full(k, capacity), cf]))
+    idx = km.center_indices_
+    assert np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(km.cluster_centers_, C[idx])
+    # Never better than the continuous search, which may put sites anywhere
+    # (not guaranteed for heuristics in general, but by a wide margin here).
+    assert km.inertia_ >= fit(X, w, F, cf, k, capacity).inertia_ * 0.99
+    Xd = da.from_array(X, chunks=(100, 2))
+    kd = fit(Xd, da.from_array(w, chunks=(100,)), F, cf, k, capacity, candidates=C)
+    np.testing.assert_array_equal(kd.center_indices_, idx)
+    assert (kd.flows_ != km.flows_).nnz == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tiny_candidates_reach_the_optimum(seed):
+    """With candidates = the demand points, the brute-force optimum is the optimum."""
+    rng = np.random.default_rng(100 + seed)
+    n, k = 10, 2 + seed % 2
+    X = np.round(rng.normal(size=(n, 2)) * 10, 1)
+    w = rng.integers(1, 6, size=n).astype(float)
+    capacity = float(np.ceil(1.1 * w.sum() / k))
+    opt = brute_force_capacitated(X, w, np.empty((0, 2)), np.empty(0), k, capacity)
+    km = KMedians(k, capacity=capacity, candidates=X,
+                  random_state=0).fit(X, sample_weight=w)  # fmt: skip
+    assert_valid(km, X, w, np.full(k, capacity))
+    np.testing.assert_array_equal(km.cluster_centers_, X[km.center_indices_])
+    assert km.inertia_ <= opt * (1 + 1e-9)
 
 
 def test_uncapacitated_path_unchanged(problem):
