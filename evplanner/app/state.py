@@ -5,13 +5,18 @@
 server's event loop: the scenario is snapshotted, handed to a one-thread executor
 owned by the session, and the result comes back on the event loop (Bokeh's
 ``add_next_tick_callback``, through ``pn.state.execute``). A generation counter makes
-a newer change supersede an older one: a queued stale solve is cancelled, a running
-one finishes but its result is dropped. The elbow, the K-Means comparison and the
-staged rollout (:func:`evplanner.app.engine.rollout`, on request) run the same way,
-each kind with its own counter.
+a newer change supersede an older one: a queued stale solve is cancelled (or skipped
+when its thread has just picked it up), a running one finishes but its result is
+dropped. The elbow, the K-Means comparison and the staged rollout
+(:func:`evplanner.app.engine.rollout`, on request) run the same way, each kind with
+its own counter.
 
-The only object shared between sessions is the read-only
-:class:`~evplanner.app.engine.DataStore`, loaded once with ``pn.cache``.
+The only object shared between sessions is the
+:class:`~evplanner.app.engine.DataStore`, loaded once with ``pn.cache``: read-only
+data, plus the process-wide cache of solutions (a new session whose controls some
+session has solved before gets its first solution from it without solving) and the
+compute lanes that keep one session's heavy solve from stalling the others' k
+changes.
 """
 
 from __future__ import annotations
@@ -63,6 +68,15 @@ def bundled_store() -> DataStore:
     is safe, and loading it per session would cost ~1 s and ~100 MB each time.
     """
     return DataStore.from_files()
+
+
+def _in_server_session() -> bool:
+    doc = pn.state.curdoc
+    return doc is not None and doc.session_context is not None
+
+
+class Superseded(Exception):
+    """A queued job whose request a newer one of the same session replaced."""
 
 
 class PlannerState(param.Parameterized):
@@ -256,11 +270,23 @@ class PlannerState(param.Parameterized):
         self._message_at = 0
         self._uploaded: ExistingSites | None = None
         self._upload_existing = ""  # "upload:<content hash>" of the last upload
-        # The first solve runs here, synchronously: the page is then built around a
-        # solution (map extent, table columns) and the first paint shows sites.
+        # The first solution: from the process-wide cache when any session has
+        # solved these controls (the defaults, nearly always), so that the page is
+        # built around it and the first paint shows sites. In a served session a
+        # miss is solved like any other request, off the event loop, once the page
+        # has loaded (the session's document then exists to receive it). Without a
+        # server (scripts, tests) it is solved here.
+        scenario = self.scenario()
+        first = engine.cached_solution(self._store, scenario)
+        if first is None and _in_server_session():
+            self.status = "Solving…"
+            pn.state.onload(self._request_solve)
+            return
         try:
-            self.solution = engine.solve(self._store, self.scenario())
-            self.status = self._solved_text(self.solution)
+            if first is None:
+                first = engine.solve(self._store, scenario)
+            self.solution = first
+            self.status = self._solved_text(first)
         except ValueError as err:
             self._set_message(str(err), "warning")
 
@@ -451,14 +477,24 @@ class PlannerState(param.Parameterized):
             busy=True, status="Solving…" if kind == "solve" else f"Computing {kind}…"
         )
         doc = pn.state.curdoc
-        future = self._executor.submit(job)
+        future = self._executor.submit(self._run_if_latest, kind, gen, job)
         self._pending[kind] = future
         future.add_done_callback(partial(self._deliver, kind, gen, doc))
+
+    def _run_if_latest(self, kind: str, gen: int, job):
+        # On the solver thread. A request that a newer one of its kind replaced
+        # while it waited in the queue is skipped, not computed: cancel() above
+        # can miss it when the thread has just picked it up.
+        with self._cond:
+            if gen != self._latest[kind]:
+                raise Superseded(f"{kind} {gen}")
+        return job()
 
     def _deliver(self, kind: str, gen: int, doc, future: Future):
         # Runs on the solver thread (or wherever the future completed). Model
         # changes must happen on the session's event loop when there is one.
-        if future.cancelled():
+        if future.cancelled() or isinstance(future.exception(), Superseded):
+            # A newer request of the kind is outstanding: it clears "busy".
             self._mark_applied(kind, gen)
             return
         callback = partial(self._apply, kind, gen, future)
