@@ -66,6 +66,7 @@ __all__ = [
     "compare",
     "parse_uploaded_stations",
     "rollout",
+    "upload_too_large",
     "solve",
     "sweep",
     "web_mercator",
@@ -142,23 +143,45 @@ class ComputeLanes:
 
     def __init__(self):
         self._light = threading.Lock()
-        self._heavy = threading.Lock()
+        self._heavy = threading.Lock() if _threadsafe_numba() else self._light
+
+    @property
+    def separate(self) -> bool:
+        """Whether heavy fits have a lane of their own."""
+        return self._heavy is not self._light
 
     def lock(self, heavy: bool) -> threading.Lock:
         """The lock to hold for a fit (``heavy``: see :data:`HEAVY_FIXED_STATIONS`)."""
-        if heavy and _threadsafe_numba():
-            return self._heavy
-        return self._light
+        return self._heavy if heavy else self._light
 
 
 def _threadsafe_numba() -> bool:
-    """Whether numba's parallel kernels may be entered from two threads at once."""
+    """Whether numba's parallel kernels may be entered from two threads at once.
+
+    True for the omp and tbb threading layers, false for ``workqueue``. Decided
+    before any parallel kernel has run (the layer is chosen at the first one), the
+    way numba chooses: a configured layer, or else tbb, then omp, then workqueue.
+    """
+    import importlib
+
     import numba
 
     try:
         return numba.threading_layer() != "workqueue"
-    except ValueError:  # no parallel kernel has run yet: the light lane will load it
+    except ValueError:  # no parallel kernel has run yet
+        pass
+    layer = str(numba.config.THREADING_LAYER).lower()
+    if layer in ("tbb", "omp", "threadsafe", "safe"):
+        return True
+    if layer == "workqueue":
         return False
+    for pool in ("tbbpool", "omppool"):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{pool}")
+            return True
+        except ImportError:
+            continue
+    return False
 
 
 class SolutionCache:
@@ -435,9 +458,7 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
     if data is None or len(data) == 0:
         raise InputError("the uploaded file is empty", path=name)
     if len(data) > max_bytes:
-        raise InputError(f"the uploaded file is {len(data) / 1e6:.1f} MB, larger than "
-                         f"the {max_bytes / 1e6:.1f} MB limit for a station list",
-                         path=name)  # fmt: skip
+        raise upload_too_large(name, len(data), max_bytes)
     if not name.lower().endswith(".csv"):
         raise InputError("expected a .csv file with lon and lat columns", path=name)
     # Lines after the header, before any parsing: a too-long list costs nothing.
@@ -467,6 +488,16 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
     token = hashlib.sha256(data).hexdigest()[:16]
     sites = ExistingSites(stations.reset_index(drop=True), report, f"uploaded {name}")
     return sites, f"{UPLOAD_PREFIX}{token}"
+
+
+def upload_too_large(filename: str, size_bytes: int,
+                     max_bytes: int = MAX_UPLOAD_BYTES) -> InputError:  # fmt: skip
+    """The error for an upload of ``size_bytes`` over the limit (also when the
+    browser refused it and only its name and size reached the server)."""
+    name = Path(filename or "upload.csv").name
+    return InputError(f"the file is {size_bytes / 1e6:.1f} MB, larger than the "
+                      f"{max_bytes / 1e6:.1f} MB limit for a station list; it was "
+                      "not uploaded", path=name)  # fmt: skip
 
 
 def _too_many(n_rows: int, max_stations: int) -> str:

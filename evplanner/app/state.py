@@ -420,6 +420,11 @@ class PlannerState(param.Parameterized):
             f"Uploaded {len(sites)} existing stations from {name}.", "info"
         )
 
+    def refuse_upload(self, filename: str | None, size_bytes: int) -> None:
+        """Say that a file over the size limit was refused (by the browser)."""
+        err = engine.upload_too_large(filename or "upload.csv", size_bytes)
+        self._set_message(f"Upload rejected: {err}", "danger")
+
     @param.depends("compute_sweep", watch=True)
     def _on_sweep(self):
         self._submit(
