@@ -593,8 +593,8 @@ def test_upload_widget_checks_size_again_on_the_server(state):
 
 
 def test_second_identical_state_is_served_from_the_cache():
-    store = engine.DataStore(*(getattr(bundled_store(), f) for f in ("vehicles",
-                                                                    "stations")))  # fmt: skip
+    shared = bundled_store()
+    store = engine.DataStore(shared.vehicles, shared.stations)  # a cache of its own
     first = PlannerState(store=store)
     try:
         assert store.solutions.misses == 1 and store.solutions.hits == 0
