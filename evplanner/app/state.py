@@ -273,14 +273,16 @@ class PlannerState(param.Parameterized):
         # The first solution: from the process-wide cache when any session has
         # solved these controls (the defaults, nearly always), so that the page is
         # built around it and the first paint shows sites. In a served session a
-        # miss is solved like any other request, off the event loop, once the page
-        # has loaded (the session's document then exists to receive it). Without a
-        # server (scripts, tests) it is solved here.
+        # miss is solved like any other request, off the event loop, requested on
+        # the loop's next tick (the session then exists to receive the result;
+        # pn.state.onload would wait for a browser's "document ready", which
+        # other clients never send). Without a server (scripts, tests) it is
+        # solved here.
         scenario = self.scenario()
         first = engine.cached_solution(self._store, scenario)
         if first is None and _in_server_session():
-            self.status = "Solving…"
-            pn.state.onload(self._request_solve)
+            self.param.update(busy=True, status="Solving…")
+            pn.state.curdoc.add_next_tick_callback(self._request_solve)
             return
         try:
             if first is None:
