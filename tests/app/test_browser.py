@@ -753,7 +753,8 @@ def test_k_change_completes_while_another_session_solves_a_heavy_upload(
     lat = rng.uniform(45.8, 48.8, MAX_UPLOAD_STATIONS)
     heavy = tmp_path / "state_wide.csv"
     heavy.write_text(
-        "lon,lat\n" + "".join(f"{a:.5f},{b:.5f}\n" for a, b in zip(lon, lat))
+        "lon,lat\n"
+        + "".join(f"{a:.5f},{b:.5f}\n" for a, b in zip(lon, lat, strict=True))
     )
     context, other, errors = _second_page(server, browser)
     try:
