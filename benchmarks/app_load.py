@@ -287,8 +287,10 @@ class BokehSession:
             m for m in doc.models if isinstance(m, Slider) and m.step == 1
         )
         self.status = next(
-            m for m in doc.models if "Solved:" in str(getattr(m, "text", ""))
+            m for m in doc.models if "status-text" in str(getattr(m, "text", ""))
         )
+        # A session whose first solution is not cached yet gets it a moment later.
+        self.session._connection._loop_until(lambda: "Solved:" in self.status.text)
         self.table = next(
             m
             for m in doc.models

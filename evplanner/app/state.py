@@ -267,6 +267,7 @@ class PlannerState(param.Parameterized):
         self._latest = dict.fromkeys(kinds, 0)
         self._applied = dict.fromkeys(kinds, 0)
         self._pending: dict[str, Future] = {}
+        self._closed = False
         self._message_at = 0
         self._uploaded: ExistingSites | None = None
         self._upload_existing = ""  # "upload:<content hash>" of the last upload
@@ -358,6 +359,7 @@ class PlannerState(param.Parameterized):
 
     def close(self) -> None:
         """Stop the session's solver thread (called when the session ends)."""
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # --- reacting to the controls --------------------------------------------------
@@ -472,6 +474,8 @@ class PlannerState(param.Parameterized):
         Each kind ("solve", "sweep", "compare") has its own generation counter: the
         latest request of a kind supersedes the earlier ones of that kind.
         """
+        if self._closed:  # the session ended (e.g. before its first solve started)
+            return
         with self._cond:
             self._latest[kind] += 1
             gen = self._latest[kind]
