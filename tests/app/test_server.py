@@ -129,8 +129,11 @@ def _client_session(url: str):
 
 
 def _status_div(session):
+    """The status line's Div (its first solution may still be on the way)."""
     return next(
-        m for m in session.document.models if "Solved:" in str(getattr(m, "text", ""))
+        m
+        for m in session.document.models
+        if "status-text" in str(getattr(m, "text", ""))
     )
 
 
