@@ -284,7 +284,9 @@ class BokehSession:
         # The k slider (integer steps, unlike the radius slider), the status line
         # and the sites table's data source.
         self.slider = next(
-            m for m in doc.models if isinstance(m, Slider) and m.step == 1
+            m
+            for m in doc.models
+            if isinstance(m, Slider) and m.step == 1 and m.start == 1
         )
         self.status = next(
             m for m in doc.models if "status-text" in str(getattr(m, "text", ""))

@@ -163,7 +163,9 @@ def test_server_websocket_limit_drops_only_the_oversize_client(tmp_path):
         status = _status_div(session)
         session._connection._loop_until(lambda: "Solved:" in status.text)
         slider = next(
-            m for m in session.document.models if isinstance(m, Slider) and m.step == 1
+            m
+            for m in session.document.models
+            if isinstance(m, Slider) and m.step == 1 and m.start == 1
         )
         slider.value = 11
         session._connection._loop_until(lambda: "(k=11)" in status.text)
