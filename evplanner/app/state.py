@@ -70,11 +70,6 @@ def bundled_store() -> DataStore:
     return DataStore.from_files()
 
 
-def _in_server_session() -> bool:
-    doc = pn.state.curdoc
-    return doc is not None and doc.session_context is not None
-
-
 class Superseded(Exception):
     """A queued job whose request a newer one of the same session replaced."""
 
@@ -271,20 +266,13 @@ class PlannerState(param.Parameterized):
         self._message_at = 0
         self._uploaded: ExistingSites | None = None
         self._upload_existing = ""  # "upload:<content hash>" of the last upload
-        # The first solution: from the process-wide cache when any session has
-        # solved these controls (the defaults, nearly always), so that the page is
-        # built around it and the first paint shows sites. In a served session a
-        # miss is solved like any other request, off the event loop, requested on
-        # the loop's next tick (the session then exists to receive the result;
-        # pn.state.onload would wait for a browser's "document ready", which
-        # other clients never send). Without a server (scripts, tests) it is
-        # solved here.
+        # The first solution, through the process-wide cache: every new session
+        # starts from the default controls, so only a process's first session
+        # solves here (on the event loop, once); every later one is served from
+        # the cache at once. The page is then built around a solution (the
+        # HoloViews tabs cannot start from an empty one).
         scenario = self.scenario()
         first = engine.cached_solution(self._store, scenario)
-        if first is None and _in_server_session():
-            self.param.update(busy=True, status="Solving…")
-            pn.state.curdoc.add_next_tick_callback(self._request_solve)
-            return
         try:
             if first is None:
                 first = engine.solve(self._store, scenario)

@@ -756,6 +756,10 @@ def test_k_change_completes_while_another_session_solves_a_heavy_upload(
         "lon,lat\n"
         + "".join(f"{a:.5f},{b:.5f}\n" for a, b in zip(lon, lat, strict=True))
     )
+    # A plans without fixed stations: its k change is a light solve.
+    before = status(page)
+    page.get_by_label("Existing stations (kept fixed)").select_option(label="None")
+    wait_new_solution(page, before)
     context, other, errors = _second_page(server, browser)
     try:
         other.locator("input[type='file']").set_input_files(str(heavy))
