@@ -24,8 +24,11 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
+# The websocket message limit (4 MiB) leaves room for one upload at the app's 2 MB
+# cap and disconnects a client that sends more before reading it whole.
 serve: $(VENV)/.installed
 	$(BIN)/panel serve apps/planner.py --port $(PORT) --address $(ADDRESS) \
+		--websocket-max-message-size 4194304 \
 		--allow-websocket-origin $(ADDRESS):$(PORT) \
 		--allow-websocket-origin localhost:$(PORT)
 

@@ -109,7 +109,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, log_path: Path, procs: int = 1) -> subprocess.Popen:
+def start_server(
+    port: int, log_path: Path, procs: int = 1, extra: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    from evplanner.app.server import SERVE_OPTIONS
+
     cmd = [
         sys.executable,
         "-m",
@@ -124,6 +128,8 @@ def start_server(port: int, log_path: Path, procs: int = 1) -> subprocess.Popen:
         f"127.0.0.1:{port}",
         "--num-procs",
         str(procs),
+        *SERVE_OPTIONS,
+        *extra,
     ]
     log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until killed
     return subprocess.Popen(
@@ -278,11 +284,15 @@ class BokehSession:
         # The k slider (integer steps, unlike the radius slider), the status line
         # and the sites table's data source.
         self.slider = next(
-            m for m in doc.models if isinstance(m, Slider) and m.step == 1
+            m
+            for m in doc.models
+            if isinstance(m, Slider) and m.step == 1 and m.start == 1
         )
         self.status = next(
-            m for m in doc.models if "Solved:" in str(getattr(m, "text", ""))
+            m for m in doc.models if "status-text" in str(getattr(m, "text", ""))
         )
+        # A session whose first solution is not cached yet gets it a moment later.
+        self.session._connection._loop_until(lambda: "Solved:" in self.status.text)
         self.table = next(
             m
             for m in doc.models
@@ -430,6 +440,201 @@ async def measure(client: str, url: str, server_pid: int, args, browser=None) ->
     return out
 
 
+# --------------------------------------------------------------------------------------
+# Issue 9 figures: opening at once, a k change during a heavy upload, memory
+# --------------------------------------------------------------------------------------
+async def static_latency(port: int, stop: asyncio.Event) -> list[float]:
+    """Fetch one of the server's static files over and over until ``stop``.
+
+    Returns the seconds each request took: a stalled event loop shows here.
+    """
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}/static/js/bokeh.min.js"
+
+    def fetch() -> float:
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=300) as response:
+            response.read()
+        return time.perf_counter() - t0
+
+    times = []
+    while not stop.is_set():
+        times.append(await asyncio.to_thread(fetch))
+        await asyncio.sleep(0.2)
+    return times
+
+
+async def open_at_once(client: str, url: str, port: int, n: int, browser=None):
+    """Open ``n`` sessions at the same moment; seconds until each shows sites."""
+
+    def new_session():
+        return Session(browser, url) if client == "browser" else BokehSession(url)
+
+    sessions = [new_session() for _ in range(n)]
+    stop = asyncio.Event()
+    static = asyncio.create_task(static_latency(port, stop))
+    t0 = time.perf_counter()
+    opens = await asyncio.gather(*(s.open() for s in sessions))
+    wall = time.perf_counter() - t0
+    stop.set()
+    static_s = await static
+    errors = [e for s in sessions for e in s.errors]
+    for s in sessions:
+        await s.close()
+    return {
+        "client": client,
+        "sessions": n,
+        "open_s": opens,
+        "slowest_s": max(opens),
+        "all_s": wall,
+        "static_max_s": max(static_s) if static_s else None,
+        "static_requests": len(static_s),
+        "errors": errors,
+    }
+
+
+def stations_csv(path: Path, n: int, seed: int = 9) -> Path:
+    """``n`` stations spread over Washington (lon, lat), as a user might upload."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lon = rng.uniform(-124.0, -117.5, n)
+    lat = rng.uniform(45.8, 48.8, n)
+    rows = "".join(f"{a:.5f},{b:.5f}\n" for a, b in zip(lon, lat, strict=True))
+    path.write_text("lon,lat\n" + rows)
+    return path
+
+
+async def k_change_during_upload(url: str, browser, n_stations: int) -> dict:
+    """Session A's k change alone, then while session B's upload of
+    ``n_stations`` stations is being solved; B's upload-to-solution time."""
+    a, b = Session(browser, url), Session(browser, url)
+    await a.open()
+    await b.open()
+    csv = stations_csv(OUT_DIR / f"stations_{n_stations}.csv", n_stations)
+    out = {"stations": n_stations, "bytes": csv.stat().st_size}
+    await a.prepare(12)
+    out["alone_s"] = await a.commit_and_wait()
+    await a.prepare(9)
+    t0 = time.perf_counter()
+    await b.page.locator("input[type='file']").set_input_files(str(csv))
+    await b.page.get_by_text(f"Uploaded {n_stations} existing stations").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    out["upload_received_s"] = time.perf_counter() - t0
+    during = asyncio.create_task(a.commit_and_wait())
+    await b.page.get_by_text("Solved: 7 new sites (k=7)").wait_for(timeout=TIMEOUT_MS)
+    out["upload_to_solution_s"] = time.perf_counter() - t0
+    out["during_s"] = await during
+    out["heavy_solve_s"] = await b.server_solve_s()
+    out["errors"] = a.errors + b.errors
+    await a.close()
+    await b.close()
+    return out
+
+
+def server_rss_mb(server_pid: int) -> float:
+    import psutil
+
+    procs = [psutil.Process(server_pid)]
+    procs += procs[0].children(recursive=True)
+    return sum(p.memory_info().rss for p in procs) / 2**20
+
+
+async def memory_rounds(url: str, server_pid: int, rounds: int, n: int) -> dict:
+    """Server RSS after each round of opening ``n`` sessions at once and closing
+    them (Bokeh client; the server discards closed sessions within ~2 s here)."""
+    rss = [server_rss_mb(server_pid)]
+    print(f"[memory] server RSS before: {rss[0]:.0f} MB")
+    for r in range(rounds):
+        sessions = [BokehSession(url) for _ in range(n)]
+        await asyncio.gather(*(s.open() for s in sessions))
+        for s in sessions:
+            await s.close()
+        await asyncio.sleep(4.0)  # unused-session check every 0.5 s, lifetime 1 s
+        rss.append(server_rss_mb(server_pid))
+        print(f"[memory] round {r + 1}: server RSS {rss[-1]:.0f} MB")
+    return {
+        "rounds": rounds,
+        "sessions": n,
+        "rss_mb": rss,
+        "growth_rounds_2_to_last_mb_per_round": (rss[-1] - rss[1]) / max(1, rounds - 1),
+    }
+
+
+async def run_issue9(args) -> dict:
+    """The three figures of issue 9 on one server, in this order."""
+    from playwright.async_api import async_playwright
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    # Closed sessions are discarded after 1 s (checked every 0.5 s) rather than
+    # Bokeh's 15 s, so that each memory round starts without the last one's.
+    extra = ("--unused-session-lifetime", "1000", "--check-unused-sessions", "500")
+    proc = start_server(port, OUT_DIR / "app_load_server.log", args.procs, extra)
+    url = f"http://127.0.0.1:{port}/planner"
+    result: dict = {"load_before": os.getloadavg(), "cores": os.cpu_count()}
+    try:
+        await wait_for_server(port, proc)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS
+            )
+            # A fresh server: the first of the 20 sessions computes the default
+            # solution (numba's cached kernels load here too), the others wait for
+            # that one result.
+            opened = await open_at_once("browser", url, port, args.sessions, browser)
+            print(
+                f"[open] {args.sessions} browser sessions at once on a fresh server: "
+                f"slowest page ready {opened['slowest_s']:.1f} s, median "
+                f"{statistics.median(opened['open_s']):.1f} s; a static file "
+                f"request took at most {opened['static_max_s']:.2f} s "
+                f"({opened['static_requests']} requests meanwhile)"
+            )
+            result["open_browser"] = opened
+            await wait_until_quiet(proc.pid)
+            opened = await open_at_once("bokeh", url, port, args.sessions)
+            print(
+                f"[open] {args.sessions} Bokeh-client sessions at once: slowest "
+                f"{opened['slowest_s']:.1f} s, median "
+                f"{statistics.median(opened['open_s']):.1f} s; static file at most "
+                f"{opened['static_max_s']:.2f} s"
+            )
+            result["open_bokeh"] = opened
+            await wait_until_quiet(proc.pid)
+            upload = await k_change_during_upload(url, browser, args.stations)
+            print(
+                f"[upload] session A's k change alone {upload['alone_s']:.3f} s; "
+                f"while session B's {upload['stations']:,}-station upload "
+                f"({upload['bytes'] / 1e6:.2f} MB) solves: {upload['during_s']:.3f} s "
+                f"({upload['during_s'] / upload['alone_s']:.1f}x); B's solve "
+                f"{upload['heavy_solve_s']:.2f} s, upload to solution on B's page "
+                f"{upload['upload_to_solution_s']:.2f} s"
+            )
+            result["upload"] = upload
+            await browser.close()
+        await wait_until_quiet(proc.pid)
+        result["memory"] = await memory_rounds(
+            url, proc.pid, args.memory_rounds, args.sessions
+        )
+        mem = result["memory"]
+        print(
+            f"[memory] server RSS {mem['rss_mb'][0]:.0f} MB before, "
+            f"{mem['rss_mb'][1]:.0f} MB after round 1, {mem['rss_mb'][-1]:.0f} MB "
+            f"after round {mem['rounds']}: "
+            f"{mem['growth_rounds_2_to_last_mb_per_round']:+.1f} MB per round"
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    result["load_after"] = os.getloadavg()
+    return result
+
+
 async def run(args) -> dict:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -485,7 +690,16 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--client", choices=["both", "browser", "bokeh"], default="both"
     )
-    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument(
+        "--scenario",
+        choices=["changes", "issue9"],
+        default="changes",
+        help="changes: concurrent k changes (below); issue9: 20 sessions opening "
+        "at once, a k change during a 20,000-station upload, memory over rounds",
+    )
+    parser.add_argument("--sessions", type=int, default=None)
+    parser.add_argument("--stations", type=int, default=20_000)
+    parser.add_argument("--memory-rounds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--procs",
@@ -498,6 +712,13 @@ def main(argv=None) -> int:
         print(f"needs Debian chromium at {CHROMIUM}", file=sys.stderr)
         return 2
     print(f"load average before: {os.getloadavg()}  cores: {os.cpu_count()}")
+    if args.scenario == "issue9":
+        args.sessions = args.sessions or 20
+        result = asyncio.run(run_issue9(args))
+        print(f"load average after: {result['load_after']}")
+        (OUT_DIR / "app_load_issue9.json").write_text(json.dumps(result, indent=1))
+        return 0
+    args.sessions = args.sessions or 10
     result = asyncio.run(run(args))
     print(f"load average after: {result['load_after']}\n")
     for out in result["results"]:

@@ -6,6 +6,7 @@ Panel), the per-session state is :class:`PlannerState`, the page :class:`Planner
 """
 
 from evplanner.app.layout import PlannerApp, create_app
+from evplanner.app.server import serve
 from evplanner.app.state import PlannerState, bundled_store
 
-__all__ = ["PlannerApp", "PlannerState", "bundled_store", "create_app"]
+__all__ = ["PlannerApp", "PlannerState", "bundled_store", "create_app", "serve"]

@@ -6,9 +6,11 @@
 * :func:`parse_uploaded_stations`: an uploaded station list as
   :class:`~evplanner.planning.ExistingSites`.
 * :func:`solve`, :func:`sweep`, :func:`compare`, :func:`rollout`: the planning
-  layer's functions on the store's data, serialised across sessions, and a plan (or
-  a staged rollout) shaped for display (:class:`Solution`, :class:`RolloutView`:
-  Web Mercator coordinates, kilometres).
+  layer's functions on the store's data, on two compute lanes shared by the
+  sessions (light and heavy fits, :class:`ComputeLanes`), solutions cached
+  process-wide per scenario (:class:`SolutionCache`), and a plan (or a staged
+  rollout) shaped for display (:class:`Solution`, :class:`RolloutView`: Web
+  Mercator coordinates, kilometres).
 
 Every number shown comes from the :class:`~evplanner.planning.Plan`; nothing here
 recomputes a metric.
@@ -21,6 +23,8 @@ import logging
 import re
 import tempfile
 import threading
+from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +55,10 @@ __all__ = [
     "DEMAND_AT",
     "EXISTING",
     "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_STATIONS",
     "OBJECTIVES",
+    "ComputeLanes",
+    "SolutionCache",
     "WEIGHTINGS",
     "DataStore",
     "RolloutView",
@@ -59,6 +66,7 @@ __all__ = [
     "compare",
     "parse_uploaded_stations",
     "rollout",
+    "upload_too_large",
     "solve",
     "sweep",
     "web_mercator",
@@ -104,12 +112,149 @@ EXISTING = {
 #: vehicle file, an image) from tying up a server thread.
 MAX_UPLOAD_BYTES = 2_000_000
 
-#: Serialises the numba-backed fits of all sessions in one server process. The
-#: kernels already use every core for one fit, so running sessions' fits one after
-#: another is as fast overall as overlapping them, and it never oversubscribes the
-#: cores with spinning OpenMP teams (nor calls numba's ``workqueue`` layer, which is
-#: not thread-safe, from two threads at once).
-_COMPUTE_LOCK = threading.Lock()
+#: Largest number of stations in an uploaded list. Every new site is compared with
+#: every fixed station, so a solve's time grows with the list: 20,000 stations (the
+#: size of a national AFDC export of one state's neighbours) solve in ~2 s on the
+#: bundled data on one core pair (benchmarks/README.md, web app load).
+MAX_UPLOAD_STATIONS = 20_000
+#: A solve counts as heavy (its own compute lane, see :class:`ComputeLanes`) when it
+#: holds more fixed stations than this; the public stations (~3,000) are light.
+HEAVY_FIXED_STATIONS = 5_000
+#: ... or places more new sites than this (the local search grows with k).
+HEAVY_NEW_SITES = 60
+#: Solutions kept per server process (:class:`SolutionCache`); a solution of the
+#: bundled data is ~1 MB, so the cache stays under ~100 MB.
+SOLUTION_CACHE_SIZE = 96
+
+
+class ComputeLanes:
+    """Locks that order the numba-backed fits of all sessions of one process.
+
+    Each fit already uses every core, so running many at once only oversubscribes
+    the cores; but one lock for all would let a heavy fit (a large uploaded
+    station list, an elbow sweep) stall every other session's k change for
+    seconds. So there are two lanes: light fits run one at a time on one lane,
+    heavy fits one at a time on the other, and a light fit waits at most for one
+    other light fit.
+
+    Two fits at once are safe only with a thread-safe numba threading layer (omp
+    or tbb); with numba's ``workqueue`` layer both lanes share one lock.
+    """
+
+    def __init__(self):
+        self._light = threading.Lock()
+        self._heavy = threading.Lock() if _threadsafe_numba() else self._light
+
+    @property
+    def separate(self) -> bool:
+        """Whether heavy fits have a lane of their own."""
+        return self._heavy is not self._light
+
+    def lock(self, heavy: bool) -> threading.Lock:
+        """The lock to hold for a fit (``heavy``: see :data:`HEAVY_FIXED_STATIONS`)."""
+        return self._heavy if heavy else self._light
+
+
+def _threadsafe_numba() -> bool:
+    """Whether numba's parallel kernels may be entered from two threads at once.
+
+    True for the omp and tbb threading layers, false for ``workqueue``. Decided
+    before any parallel kernel has run (the layer is chosen at the first one), the
+    way numba chooses: a configured layer, or else tbb, then omp, then workqueue.
+    """
+    import importlib
+
+    import numba
+
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet
+        pass
+    layer = str(numba.config.THREADING_LAYER).lower()
+    if layer in ("tbb", "omp", "threadsafe", "safe"):
+        return True
+    if layer == "workqueue":
+        return False
+    for pool in ("tbbpool", "omppool"):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{pool}")
+            return True
+        except ImportError:
+            continue
+    return False
+
+
+class SolutionCache:
+    """Process-wide, bounded cache of finished app results, computed once.
+
+    Keys are immutable and hashable: ``(kind, Scenario, ...)``; an upload's content
+    hash is part of the scenario (``existing="upload:<hash>"``), so two sessions
+    with the same controls and the same file share one result. Least recently
+    used entries go first beyond ``size``. Identical requests that arrive while one
+    is being computed wait for that one (no duplicate fits when 20 sessions open
+    at once with the default controls).
+
+    Parameters
+    ----------
+    size : int
+        Number of results kept.
+    """
+
+    def __init__(self, size: int = SOLUTION_CACHE_SIZE):
+        self.size = int(size)
+        self._done: OrderedDict = OrderedDict()
+        self._running: dict = {}
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._done)
+
+    def peek(self, key):
+        """The finished result for ``key`` or None; never computes, never waits."""
+        with self._lock:
+            hit = self._done.get(key)
+            if hit is not None:
+                self._done.move_to_end(key)
+                self.hits += 1
+            return hit
+
+    def get(self, key, compute):
+        """The result for ``key``, computing it with ``compute()`` on a miss.
+
+        Exceptions are not cached: the next request for the key computes again.
+        """
+        with self._lock:
+            hit = self._done.get(key)
+            if hit is not None:
+                self._done.move_to_end(key)
+                self.hits += 1
+                return hit
+            running = self._running.get(key)
+            if running is None:
+                self.misses += 1
+                running = self._running[key] = Future()
+                owner = True
+            else:
+                self.hits += 1
+                owner = False
+        if not owner:
+            return running.result()
+        try:
+            result = compute()
+        except BaseException as err:
+            with self._lock:
+                self._running.pop(key, None)
+            running.set_exception(err)
+            raise
+        with self._lock:
+            self._running.pop(key, None)
+            self._done[key] = result
+            while len(self._done) > self.size:
+                self._done.popitem(last=False)
+        running.set_result(result)
+        return result
 
 
 def web_mercator(lon, lat) -> tuple[np.ndarray, np.ndarray]:
@@ -137,12 +282,17 @@ class DataStore:
 
     Notes
     -----
-    The store never changes after construction; the only mutable part is a memo of
-    the demand per filter set (guarded by a lock, bounded).
+    The data never changes after construction. The mutable parts are deliberate,
+    bounded and guarded by locks: a memo of the demand per filter set, the
+    process-wide :class:`SolutionCache` of results (``solutions``) and the
+    :class:`ComputeLanes` that order the fits of all sessions (``lanes``). The
+    store is the one object the sessions of a server process share.
     """
 
     vehicles: tuple[pd.DataFrame, LoadReport]
     stations: tuple[pd.DataFrame, LoadReport]
+    solutions: SolutionCache = field(default_factory=SolutionCache, repr=False)
+    lanes: ComputeLanes = field(default_factory=ComputeLanes, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -259,7 +409,8 @@ class DataStore:
 
 
 def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
-                            max_bytes: int = MAX_UPLOAD_BYTES
+                            max_bytes: int = MAX_UPLOAD_BYTES,
+                            max_stations: int = MAX_UPLOAD_STATIONS,
                             ) -> tuple[ExistingSites, str]:  # fmt: skip
     """Read an uploaded CSV of existing stations (``lon``, ``lat`` columns).
 
@@ -271,6 +422,9 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
         The name the user gave it, used in messages.
     max_bytes : int
         Size cap in bytes.
+    max_stations : int
+        Cap on the number of stations (data rows), checked before the file is
+        parsed (a line count) and after.
 
     Returns
     -------
@@ -282,10 +436,11 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
     Raises
     ------
     InputError
-        Empty, too large, not a CSV, no lon/lat columns, or any row dropped by the
-        loader for bad coordinates (missing, unparsable, out of range): a station
-        list with bad rows is rejected whole, so that no station silently
-        disappears from the plan. Non-electric rows of an AFDC export are skipped.
+        Empty, too large, more than ``max_stations`` rows, not a CSV, no lon/lat
+        columns, or any row dropped by the loader for bad coordinates (missing,
+        unparsable, out of range): a station list with bad rows is rejected
+        whole, so that no station silently disappears from the plan. Non-electric
+        rows of an AFDC export are skipped.
 
     Examples
     --------
@@ -303,11 +458,13 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
     if data is None or len(data) == 0:
         raise InputError("the uploaded file is empty", path=name)
     if len(data) > max_bytes:
-        raise InputError(f"the uploaded file is {len(data) / 1e6:.1f} MB, larger than "
-                         f"the {max_bytes / 1e6:.1f} MB limit for a station list",
-                         path=name)  # fmt: skip
+        raise upload_too_large(name, len(data), max_bytes)
     if not name.lower().endswith(".csv"):
         raise InputError("expected a .csv file with lon and lat columns", path=name)
+    # Lines after the header, before any parsing: a too-long list costs nothing.
+    lines = data.count(b"\n") + (not data.endswith(b"\n")) - 1
+    if lines > max_stations:
+        raise InputError(_too_many(lines, max_stations), path=name)
     # The loader reads paths, and its messages name the path: write the bytes under
     # the user's own file name in a private temporary folder.
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
@@ -326,9 +483,26 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
     report.source = name
     if len(stations) == 0:
         raise InputError("no stations in the file", path=name)
+    if len(stations) > max_stations:  # quoted line breaks can hide rows from the count
+        raise InputError(_too_many(len(stations), max_stations), path=name)
     token = hashlib.sha256(data).hexdigest()[:16]
     sites = ExistingSites(stations.reset_index(drop=True), report, f"uploaded {name}")
     return sites, f"{UPLOAD_PREFIX}{token}"
+
+
+def upload_too_large(filename: str, size_bytes: int,
+                     max_bytes: int = MAX_UPLOAD_BYTES) -> InputError:  # fmt: skip
+    """The error for an upload of ``size_bytes`` over the limit (also when the
+    browser refused it and only its name and size reached the server)."""
+    name = Path(filename or "upload.csv").name
+    return InputError(f"the file is {size_bytes / 1e6:.1f} MB, larger than the "
+                      f"{max_bytes / 1e6:.1f} MB limit for a station list; it was "
+                      "not uploaded", path=name)  # fmt: skip
+
+
+def _too_many(n_rows: int, max_stations: int) -> str:
+    return (f"{n_rows:,} rows, more than the {max_stations:,} stations an uploaded "
+            "list may hold; keep the stations near the area you plan for")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -460,11 +634,25 @@ class RolloutView:
 # --------------------------------------------------------------------------------------
 # Planning on the store's data
 # --------------------------------------------------------------------------------------
+def _heavy(scenario: Scenario, existing: ExistingSites | None) -> bool:
+    """Whether a fit goes to the heavy lane (see :class:`ComputeLanes`)."""
+    n_fixed = 0 if existing is None else len(existing.stations)
+    return n_fixed > HEAVY_FIXED_STATIONS or scenario.new_sites > HEAVY_NEW_SITES
+
+
+def cached_solution(store: DataStore, scenario: Scenario) -> Solution | None:
+    """The store's finished solution of ``scenario``, or None (never computes)."""
+    return store.solutions.peek(("solve", scenario))
+
+
 def solve(store: DataStore, scenario: Scenario,
           uploaded: ExistingSites | None = None,
           previous: Solution | None = None) -> Solution:  # fmt: skip
     """Plan one scenario on the store's data (reusing ``previous``'s sites when
     only the radius changed) and shape it for display.
+
+    Served from the store's :class:`SolutionCache` when any session of the process
+    has solved the same scenario (an upload's content hash is part of it).
 
     Raises
     ------
@@ -472,35 +660,50 @@ def solve(store: DataStore, scenario: Scenario,
         Filters that leave no demand or fewer locations than new sites, or an
         upload scenario without its stations.
     """
-    demand = store.demand(scenario)
-    existing = store.existing(scenario, uploaded)
-    with _COMPUTE_LOCK:
-        plan = plan_solve(
-            scenario,
-            demand=demand,
-            existing=existing,
-            previous=previous.plan if previous else None,
-        )
-    return Solution.from_plan(plan)
+
+    def compute() -> Solution:
+        demand = store.demand(scenario)
+        existing = store.existing(scenario, uploaded)
+        with store.lanes.lock(_heavy(scenario, existing)):
+            plan = plan_solve(
+                scenario,
+                demand=demand,
+                existing=existing,
+                previous=previous.plan if previous else None,
+            )
+        return Solution.from_plan(plan)
+
+    return store.solutions.get(("solve", scenario), compute)
 
 
 def sweep(store: DataStore, scenario: Scenario, new_sites,
           uploaded: ExistingSites | None = None) -> pd.DataFrame:  # fmt: skip
-    """Objective and coverage for each number of new sites the demand allows."""
+    """Objective and coverage for each number of new sites the demand allows.
+
+    A sweep is several fits: it runs on the heavy lane, and its table is cached
+    per scenario and list of k (callers must not modify the returned frame).
+    """
     demand = store.demand(scenario)
     counts = sorted({int(k) for k in new_sites if 1 <= int(k) <= demand.n_points})
     if not counts:
         raise InputError(f"The filters leave {demand.n_points} demand location(s): "
                          "too few for the elbow.")  # fmt: skip
-    existing = store.existing(scenario, uploaded)
-    with _COMPUTE_LOCK:
-        return plan_sweep(scenario, counts, demand=demand, existing=existing)
+
+    def compute() -> pd.DataFrame:
+        existing = store.existing(scenario, uploaded)
+        with store.lanes.lock(heavy=True):
+            return plan_sweep(scenario, counts, demand=demand, existing=existing)
+
+    # A copy: the cached table is shared by every session that asks for it.
+    return store.solutions.get(("sweep", scenario, tuple(counts)), compute).copy()
 
 
 def compare(
     store: DataStore, scenario: Scenario
 ) -> tuple[KMeansComparison, dict[str, pd.DataFrame]]:
     """K-Medians against K-Means on the scenario's demand (no existing sites).
+
+    Two fits: on the heavy lane, cached per scenario.
 
     Returns
     -------
@@ -509,14 +712,18 @@ def compare(
         ``"kmedians"``/``"kmeans"`` -> ``lon``, ``lat``, ``x_web``, ``y_web`` of the
         sites fitted on the demand alone, for side-by-side maps.
     """
-    with _COMPUTE_LOCK:
-        comparison = compare_kmeans(scenario, demand=store.demand(scenario))
-    sites = {}
-    for method in ("kmedians", "kmeans"):
-        frame = comparison.sites_lonlat(method)
-        frame["x_web"], frame["y_web"] = web_mercator(frame["lon"], frame["lat"])
-        sites[method] = frame
-    return comparison, sites
+
+    def compute():
+        with store.lanes.lock(heavy=True):
+            comparison = compare_kmeans(scenario, demand=store.demand(scenario))
+        sites = {}
+        for method in ("kmedians", "kmeans"):
+            frame = comparison.sites_lonlat(method)
+            frame["x_web"], frame["y_web"] = web_mercator(frame["lon"], frame["lat"])
+            sites[method] = frame
+        return comparison, sites
+
+    return store.solutions.get(("compare", scenario), compute)
 
 
 def rollout(store: DataStore, scenario: Scenario, years,
@@ -531,7 +738,8 @@ def rollout(store: DataStore, scenario: Scenario, years,
         weighting other than vehicles, a model-year filter).
     """
     existing = store.existing(scenario, uploaded)
-    with _COMPUTE_LOCK:
+    # Several fits (one per year): the heavy lane.
+    with store.lanes.lock(heavy=True):
         result = plan_rollout(
             scenario, list(years), vehicles=store.vehicles, existing=existing
         )

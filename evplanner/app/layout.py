@@ -21,7 +21,12 @@ import panel as pn
 import param
 
 from evplanner.app import views
-from evplanner.app.engine import MAX_UPLOAD_BYTES, DataStore, Solution
+from evplanner.app.engine import (
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_STATIONS,
+    DataStore,
+    Solution,
+)
 from evplanner.app.live_views import (
     DemandMap,
     DistanceHistogram,
@@ -31,6 +36,7 @@ from evplanner.app.live_views import (
     in_document,
 )
 from evplanner.app.state import K_MAX, PlannerState
+from evplanner.app.upload import StationUpload
 from evplanner.planning import metrics_json, report_html, sites_bytes
 
 __all__ = ["PlannerApp", "create_app", "alert_html", "headline_html"]
@@ -473,20 +479,17 @@ class PlannerApp(param.Parameterized):
     def controls(self) -> pn.Column:
         s = self.state
         W = pn.widgets
-        # Not from_param: value and filename must reach the state together.
-        upload = W.FileInput(
-            accept=".csv,text/csv",
-            multiple=False,
-            label=f"Upload stations CSV (lon, lat; max {MAX_UPLOAD_BYTES / 1e6:g} MB)",
+        # The size limit holds in the browser (see upload.StationUpload).
+        upload = StationUpload(
+            on_file=s.upload_stations,
+            on_refused=s.refuse_upload,
+            label=(
+                f"Upload stations CSV (lon, lat; max {MAX_UPLOAD_BYTES / 1e6:g} MB, "
+                f"{MAX_UPLOAD_STATIONS:,} stations)"
+            ),
+            max_bytes=MAX_UPLOAD_BYTES,
+            sizing_mode="stretch_width",
         )
-
-        def on_upload(*events):
-            # value and filename arrive as one batch of events (one each) when
-            # both change; an empty file arrives as value None with a filename.
-            if upload.filename:
-                s.upload_stations(upload.value, upload.filename)
-
-        upload.param.watch(on_upload, ["value", "filename"])
         # The blend only means something for a vehicle weighting on tract demand.
         share = W.FloatSlider.from_param(
             s.param.residents_share, disabled=not s.residents_share_applies

@@ -5,13 +5,18 @@
 server's event loop: the scenario is snapshotted, handed to a one-thread executor
 owned by the session, and the result comes back on the event loop (Bokeh's
 ``add_next_tick_callback``, through ``pn.state.execute``). A generation counter makes
-a newer change supersede an older one: a queued stale solve is cancelled, a running
-one finishes but its result is dropped. The elbow, the K-Means comparison and the
-staged rollout (:func:`evplanner.app.engine.rollout`, on request) run the same way,
-each kind with its own counter.
+a newer change supersede an older one: a queued stale solve is cancelled (or skipped
+when its thread has just picked it up), a running one finishes but its result is
+dropped. The elbow, the K-Means comparison and the staged rollout
+(:func:`evplanner.app.engine.rollout`, on request) run the same way, each kind with
+its own counter.
 
-The only object shared between sessions is the read-only
-:class:`~evplanner.app.engine.DataStore`, loaded once with ``pn.cache``.
+The only object shared between sessions is the
+:class:`~evplanner.app.engine.DataStore`, loaded once with ``pn.cache``: read-only
+data, plus the process-wide cache of solutions (a new session whose controls some
+session has solved before gets its first solution from it without solving) and the
+compute lanes that keep one session's heavy solve from stalling the others' k
+changes.
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ def bundled_store() -> DataStore:
     is safe, and loading it per session would cost ~1 s and ~100 MB each time.
     """
     return DataStore.from_files()
+
+
+class Superseded(Exception):
+    """A queued job whose request a newer one of the same session replaced."""
 
 
 class PlannerState(param.Parameterized):
@@ -253,14 +262,22 @@ class PlannerState(param.Parameterized):
         self._latest = dict.fromkeys(kinds, 0)
         self._applied = dict.fromkeys(kinds, 0)
         self._pending: dict[str, Future] = {}
+        self._closed = False
         self._message_at = 0
         self._uploaded: ExistingSites | None = None
         self._upload_existing = ""  # "upload:<content hash>" of the last upload
-        # The first solve runs here, synchronously: the page is then built around a
-        # solution (map extent, table columns) and the first paint shows sites.
+        # The first solution, through the process-wide cache: every new session
+        # starts from the default controls, so only a process's first session
+        # solves here (on the event loop, once); every later one is served from
+        # the cache at once. The page is then built around a solution (the
+        # HoloViews tabs cannot start from an empty one).
+        scenario = self.scenario()
+        first = engine.cached_solution(self._store, scenario)
         try:
-            self.solution = engine.solve(self._store, self.scenario())
-            self.status = self._solved_text(self.solution)
+            if first is None:
+                first = engine.solve(self._store, scenario)
+            self.solution = first
+            self.status = self._solved_text(first)
         except ValueError as err:
             self._set_message(str(err), "warning")
 
@@ -330,6 +347,7 @@ class PlannerState(param.Parameterized):
 
     def close(self) -> None:
         """Stop the session's solver thread (called when the session ends)."""
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # --- reacting to the controls --------------------------------------------------
@@ -394,6 +412,11 @@ class PlannerState(param.Parameterized):
             f"Uploaded {len(sites)} existing stations from {name}.", "info"
         )
 
+    def refuse_upload(self, filename: str | None, size_bytes: int) -> None:
+        """Say that a file over the size limit was refused (by the browser)."""
+        err = engine.upload_too_large(filename or "upload.csv", size_bytes)
+        self._set_message(f"Upload rejected: {err}", "danger")
+
     @param.depends("compute_sweep", watch=True)
     def _on_sweep(self):
         self._submit(
@@ -439,6 +462,8 @@ class PlannerState(param.Parameterized):
         Each kind ("solve", "sweep", "compare") has its own generation counter: the
         latest request of a kind supersedes the earlier ones of that kind.
         """
+        if self._closed:  # the session ended (e.g. before its first solve started)
+            return
         with self._cond:
             self._latest[kind] += 1
             gen = self._latest[kind]
@@ -451,14 +476,24 @@ class PlannerState(param.Parameterized):
             busy=True, status="Solving…" if kind == "solve" else f"Computing {kind}…"
         )
         doc = pn.state.curdoc
-        future = self._executor.submit(job)
+        future = self._executor.submit(self._run_if_latest, kind, gen, job)
         self._pending[kind] = future
         future.add_done_callback(partial(self._deliver, kind, gen, doc))
+
+    def _run_if_latest(self, kind: str, gen: int, job):
+        # On the solver thread. A request that a newer one of its kind replaced
+        # while it waited in the queue is skipped, not computed: cancel() above
+        # can miss it when the thread has just picked it up.
+        with self._cond:
+            if gen != self._latest[kind]:
+                raise Superseded(f"{kind} {gen}")
+        return job()
 
     def _deliver(self, kind: str, gen: int, doc, future: Future):
         # Runs on the solver thread (or wherever the future completed). Model
         # changes must happen on the session's event loop when there is one.
-        if future.cancelled():
+        if future.cancelled() or isinstance(future.exception(), Superseded):
+            # A newer request of the kind is outstanding: it clears "busy".
             self._mark_applied(kind, gen)
             return
         callback = partial(self._apply, kind, gen, future)

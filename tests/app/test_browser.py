@@ -675,3 +675,122 @@ def test_candidates_and_objective(page):
     # Sites chosen for coverage cover at least as much as the median's sites.
     assert pct(indicator(page, "Demand within 5 km (with new sites)")) >= pct(covered)
     assert map_new_sites(page) == 7
+
+
+# --------------------------------------------------------------------- limits, load
+
+
+def _second_page(server, browser):
+    """Another session's page (its own browser context), opened and solved."""
+    url, _ = server
+    host = urlsplit(url).netloc
+    context = browser.new_context(viewport={"width": 1500, "height": 1200})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if urlsplit(route.request.url).netloc == host
+            else route.abort()
+        ),
+    )
+    pg.goto(url, timeout=TIMEOUT_MS)
+    pg.get_by_text("Solved: 7 new sites").wait_for(timeout=TIMEOUT_MS)
+    return context, pg, errors
+
+
+def test_oversize_upload_is_refused_in_the_browser_and_the_page_lives(page, tmp_path):
+    from evplanner.app.engine import MAX_UPLOAD_BYTES
+
+    huge = tmp_path / "huge.csv"
+    row = b"-122.3,47.6\n"
+    huge.write_bytes(b"lon,lat\n" + row * (int(1.5 * MAX_UPLOAD_BYTES) // len(row)))
+    size_mb = huge.stat().st_size / 1e6
+    page.locator("input[type='file']").set_input_files(str(huge))
+    # The alert (from the server: only the name and size were sent) ...
+    page.get_by_text(
+        f"Upload rejected: huge.csv: the file is {size_mb:.1f} MB, larger than the "
+        f"{MAX_UPLOAD_BYTES / 1e6:.1f} MB limit"
+    ).wait_for(timeout=TIMEOUT_MS)
+    # ... and the chooser's own note, written in the browser.
+    page.get_by_text("huge.csv is 3.0 MB, larger than the 2.0 MB limit").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    # The session is alive: its websocket still carries a k change both ways.
+    page.get_by_role("button", name="10", exact=True).click()
+    solved_for(page, 10)
+    assert map_new_sites(page) == 10
+
+
+def test_too_many_stations_are_refused_with_a_message(page, tmp_path):
+    from evplanner.app.engine import MAX_UPLOAD_STATIONS
+
+    many = tmp_path / "many.csv"
+    many.write_bytes(b"lon,lat\n" + b"-122.3,47.6\n" * (MAX_UPLOAD_STATIONS + 1))
+    page.locator("input[type='file']").set_input_files(str(many))
+    page.get_by_text(
+        f"Upload rejected: many.csv: {MAX_UPLOAD_STATIONS + 1:,} rows, more than "
+        f"the {MAX_UPLOAD_STATIONS:,} stations"
+    ).wait_for(timeout=TIMEOUT_MS)
+    assert indicator(page, "New sites") == "7"  # nothing changed
+    page.get_by_role("button", name="5", exact=True).click()
+    solved_for(page, 5)
+
+
+def test_k_change_completes_while_another_session_solves_a_heavy_upload(
+    page, server, browser, tmp_path
+):
+    """Session B uploads the largest station list allowed (a heavy solve); session
+    A's k change, made after B's solve started, is shown while B still solves."""
+    import numpy as np
+
+    from evplanner.app.engine import MAX_UPLOAD_STATIONS
+
+    rng = np.random.default_rng(9)
+    lon = rng.uniform(-124.0, -117.5, MAX_UPLOAD_STATIONS)
+    lat = rng.uniform(45.8, 48.8, MAX_UPLOAD_STATIONS)
+    heavy = tmp_path / "state_wide.csv"
+    heavy.write_text(
+        "lon,lat\n"
+        + "".join(f"{a:.5f},{b:.5f}\n" for a, b in zip(lon, lat, strict=True))
+    )
+    # A plans without fixed stations: its k change is a light solve.
+    before = status(page)
+    page.get_by_label("Existing stations (kept fixed)").select_option(label="None")
+    wait_new_solution(page, before)
+    context, other, errors = _second_page(server, browser)
+    try:
+        other.locator("input[type='file']").set_input_files(str(heavy))
+        other.get_by_text(
+            f"Uploaded {MAX_UPLOAD_STATIONS} existing stations from state_wide.csv"
+        ).wait_for(timeout=TIMEOUT_MS)
+        assert status(other) == "Solving…"  # B's heavy solve is running
+        page.get_by_role("button", name="15", exact=True).click()
+        solved_for(page, 15)
+        assert map_new_sites(page) == 15
+        # A's change was served while B's solve was still running ...
+        assert status(other) == "Solving…"
+        # ... and B's finishes too, with its 20,000 fixed stations.
+        other.get_by_text("Solved: 7 new sites (k=7)").wait_for(timeout=TIMEOUT_MS)
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_second_identical_session_is_served_from_the_cache(page, server, browser):
+    """A new session with the default controls gets the solution some session
+    computed before: no new solve runs (the server logs each solve)."""
+    _, log_path = server
+    start = len(log_path.read_text())
+    first = status(page)
+    context, other, errors = _second_page(server, browser)
+    try:
+        assert status(other) == first  # the same solution, its same solve time
+        assert map_new_sites(other) == 7
+        time.sleep(0.5)
+        assert "solved: 7 new sites" not in log_path.read_text()[start:]
+        assert errors == []
+    finally:
+        context.close()

@@ -114,3 +114,72 @@ def test_panel_serve_gets_page_without_errors(tmp_path):
     log = log_path.read_text()
     assert "solved: 7 new sites" in log  # the session solved on the bundled data
     assert log_errors(log_path) == [], log
+
+
+def _client_session(url: str):
+    """A Panel session over Bokeh's Python client (a websocket, no browser)."""
+    import asyncio
+
+    import panel  # noqa: F401 - registers Panel's Bokeh models for the client
+    from bokeh.client import pull_session
+    from tornado.ioloop import IOLoop
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    return pull_session(url=url, io_loop=IOLoop.current())
+
+
+def _status_div(session):
+    """The status line's Div (its first solution may still be on the way)."""
+    return next(
+        m
+        for m in session.document.models
+        if "status-text" in str(getattr(m, "text", ""))
+    )
+
+
+def test_server_websocket_limit_drops_only_the_oversize_client(tmp_path):
+    """Started with the planner's options, the server disconnects a client whose
+    message is over the websocket limit, before reading it whole, and the other
+    sessions carry on (a client that skips the browser's upload check)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bokeh.models import Slider
+
+    from evplanner.app.server import SERVE_OPTIONS
+    from evplanner.app.upload import WEBSOCKET_MAX_MESSAGE_BYTES
+
+    log_path = tmp_path / "panel_serve.log"
+
+    def oversize(url):
+        session = _client_session(url)
+        status = _status_div(session)
+        session._connection._loop_until(lambda: "Solved:" in status.text)
+        status.text = "x" * (WEBSOCKET_MAX_MESSAGE_BYTES + 1000)  # sent as a patch
+        session._connection._loop_until(lambda: not session.connected)
+        return session.connected
+
+    def k_change(url):
+        session = _client_session(url)
+        status = _status_div(session)
+        session._connection._loop_until(lambda: "Solved:" in status.text)
+        slider = next(
+            m
+            for m in session.document.models
+            if isinstance(m, Slider) and m.step == 1 and m.start == 1
+        )
+        slider.value = 11
+        session._connection._loop_until(lambda: "(k=11)" in status.text)
+        text = status.text
+        session.close()
+        return text
+
+    with serve_planner(log_path, *SERVE_OPTIONS) as url:
+        # One thread each: the Bokeh client runs a Tornado loop in its thread.
+        with ThreadPoolExecutor(1) as one, ThreadPoolExecutor(1) as two:
+            assert one.submit(oversize, url).result(timeout=300) is False
+            text = two.submit(k_change, url).result(timeout=300)
+        time.sleep(1.0)
+    assert "Solved: 11 new sites (k=11)" in text
+    log = log_path.read_text()
+    assert f"websocket_max_message_size set to {WEBSOCKET_MAX_MESSAGE_BYTES}" in log
+    assert log_errors(log_path) == [], log

@@ -227,6 +227,11 @@ def test_valid_upload_becomes_fixed_stations(state):
             "limit",
         ),
         (b"", "empty.csv", "empty"),
+        (
+            b"lon,lat\n" + b"-122.3,47.6\n" * (engine.MAX_UPLOAD_STATIONS + 1),
+            "many.csv",
+            f"more than the {engine.MAX_UPLOAD_STATIONS:,} stations",
+        ),
     ],
 )
 def test_bad_upload_gives_message_and_keeps_solution(state, data, name, phrase):
@@ -548,3 +553,140 @@ def test_evs_per_1000_residents_layer(state, store):
     assert app.table.value["evs_per_1000"].notna().any()
     app.map.layer = "Catchments"
     assert app.map._image_glyph.visible and not app.map._tract_glyph.visible
+
+
+# --------------------------------------------------------------------- limits, cache
+def test_browser_refused_upload_gives_message(state):
+    kept = state.solution
+    state.refuse_upload("huge.csv", 50_000_000)
+    assert state.message == (
+        "Upload rejected: huge.csv: the file is 50.0 MB, larger than the "
+        f"{MAX_UPLOAD_BYTES / 1e6:.1f} MB limit for a station list; it was not "
+        "uploaded"
+    )
+    assert state.message_level == "danger" and state.solution is kept
+
+
+def test_upload_widget_checks_size_again_on_the_server(state):
+    """A client that skips the browser's size check is refused all the same."""
+    import base64
+
+    from evplanner.app.upload import StationUpload
+
+    got = []
+    widget = StationUpload(
+        on_file=lambda data, name: got.append((data, name)),
+        on_refused=state.refuse_upload,
+        max_bytes=100,
+    )
+    widget._handle_msg({"name": "ok.csv", "data": base64.b64encode(b"lon,lat\n")})
+    assert got == []  # not base64 text: dropped as malformed
+    widget._handle_msg(
+        {"name": "ok.csv", "data": base64.b64encode(b"lon,lat\n").decode()}
+    )
+    assert got == [(b"lon,lat\n", "ok.csv")]
+    widget._handle_msg(
+        {"name": "big.csv", "data": base64.b64encode(b"x" * 200).decode()}
+    )
+    assert len(got) == 1
+    assert state.message.startswith("Upload rejected: big.csv: the file is")
+
+
+def test_second_identical_state_is_served_from_the_cache():
+    shared = bundled_store()
+    store = engine.DataStore(shared.vehicles, shared.stations)  # a cache of its own
+    first = PlannerState(store=store)
+    try:
+        assert store.solutions.misses == 1 and store.solutions.hits == 0
+        second = PlannerState(store=store)
+        assert second.solution is first.solution  # no new solve
+        assert store.solutions.hits == 1 and store.solutions.misses == 1
+        second.k = 9
+        second.wait()
+        assert store.solutions.misses == 2
+        first.k = 9
+        assert first.wait() is second.solution  # the other session's result
+    finally:
+        first.close()
+        second.close()
+
+
+def test_cache_computes_identical_requests_once():
+    cache = engine.SolutionCache(size=2)
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def compute():
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return object()
+
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get("a", compute)))
+        for _ in range(5)
+    ]
+    threads[0].start()
+    started.wait(10)
+    for t in threads[1:]:
+        t.start()
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and len(results) == 5
+    assert all(r is results[0] for r in results)
+    # Bounded, least recently used first out.
+    cache.get("b", object)
+    cache.get("a", compute)  # a is now most recent
+    cache.get("c", object)
+    assert cache.peek("b") is None and cache.peek("a") is results[0]
+    assert len(cache) == 2
+
+
+def test_failed_compute_is_not_cached():
+    cache = engine.SolutionCache()
+
+    def fail():
+        raise InputErrorForTest("no")
+
+    with pytest.raises(InputErrorForTest):
+        cache.get("x", fail)
+    assert cache.get("x", lambda: 3) == 3
+
+
+class InputErrorForTest(ValueError):
+    pass
+
+
+def test_heavy_solve_does_not_hold_the_light_lane(store):
+    """A heavy fit (many fixed stations) runs on its own lane: a light one can
+    start and finish while the heavy lane is held."""
+    lanes = store.lanes
+    assert lanes.separate  # omp is installed with numba here
+    heavy_scenario = Scenario(new_sites=engine.HEAVY_NEW_SITES + 1)
+    assert engine._heavy(heavy_scenario, None)
+    assert not engine._heavy(Scenario(new_sites=7), None)
+    engine.solve(store, Scenario(new_sites=7))  # a parallel kernel has run
+    with lanes.lock(heavy=True):
+        done = threading.Event()
+        t = threading.Thread(
+            target=lambda: (
+                engine.solve(store, Scenario(new_sites=8, seed=11)),
+                done.set(),
+            )  # fmt: skip
+        )
+        t.start()
+        assert done.wait(60), "a light solve waited for the heavy lane"
+        t.join()
+
+
+def test_superseded_queued_solve_is_skipped(state):
+    """Of many k changes queued behind a running solve only the last is solved."""
+    store = state.store
+    misses = store.solutions.misses
+    for k in range(20, 31):
+        state.k = k
+    sol = state.wait()
+    assert sol.n_new == 30
+    # The first change may already run; the ones queued behind it are skipped.
+    assert store.solutions.misses - misses <= 3
