@@ -502,6 +502,13 @@ class TransportSolver:
             h.run()
             status = h.getModelStatus()
             if str(status) != "HighsModelStatus.kOptimal":
+                # The warm start can leave the simplex numerically stuck
+                # (status unknown); the same LP from a fresh start solves.
+                logger.debug("transport LP %s after a warm start: cold start", status)
+                h.clearSolver()
+                h.run()
+                status = h.getModelStatus()
+            if str(status) != "HighsModelStatus.kOptimal":
                 raise RuntimeError(f"HiGHS could not solve the transport LP: {status}")
             sol = h.getSolution()
             duals = np.asarray(sol.row_dual)

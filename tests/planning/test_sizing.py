@@ -338,6 +338,39 @@ def test_cli_capacitated_with_candidates(tmp_path, capsys):
     assert (sites["load_vehicles"] <= sites["capacity_vehicles"] * (1 + 1e-6)).all()
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_capacitated_candidates_on_a_local_cluster_gives_the_in_memory_plan(tmp_path):
+    from evplanner.data import load_vehicles
+    from evplanner.demand import demand_points, synthesize_demand
+    from evplanner.planning import dask_client
+
+    vehicles, _ = load_vehicles()
+    path = tmp_path / "demand.parquet"
+    synthesize_demand(demand_points(vehicles), 3_000, seed=2, path=path,
+                      chunk_rows=1_000)  # fmt: skip
+    scenario = Scenario(new_sites=4, demand=[str(path)], seed=5, existing="dc_fast",
+                        candidates="tracts", capacitated=True,
+                        new_site_ports=2)  # fmt: skip
+    memory = solve(scenario)
+    with dask_client(workers=2) as client:
+        chunked = solve(scenario, client=client, blocksize="20kB")
+    assert chunked.n_partitions >= 2
+    np.testing.assert_array_equal(chunked.chosen_candidates, memory.chosen_candidates)
+    for name in ("discrete_objective_m", "snapped_objective_m", "free_objective_m"):
+        assert chunked.candidates[name] == pytest.approx(memory.candidates[name],
+                                                         rel=1e-9), name  # fmt: skip
+    np.testing.assert_allclose(
+        chunked.sites["load_vehicles"],
+        memory.sites["load_vehicles"],
+        rtol=1e-9,
+        atol=1e-9,
+    )
+    new = memory.sites[memory.sites["kind"] == "new"]
+    cap = scenario.sizing_model.site_capacity_vehicles(2)
+    assert (new["load_vehicles"] <= cap * (1 + 1e-6)).all()
+
+
 # --------------------------------------------------------------------------- scenario
 
 
