@@ -54,6 +54,9 @@ __all__ = [
     "check_capacities",
     "flow_best_candidates",
     "flow_medians",
+    "overflow_seeds",
+    "overflow_start",
+    "overflow_weights",
     "row_flows",
     "transport",
     "TransportSolver",
@@ -499,6 +502,13 @@ class TransportSolver:
             h.run()
             status = h.getModelStatus()
             if str(status) != "HighsModelStatus.kOptimal":
+                # The warm start can leave the simplex numerically stuck
+                # (status unknown); the same LP from a fresh start solves.
+                logger.debug("transport LP %s after a warm start: cold start", status)
+                h.clearSolver()
+                h.run()
+                status = h.getModelStatus()
+            if str(status) != "HighsModelStatus.kOptimal":
                 raise RuntimeError(f"HiGHS could not solve the transport LP: {status}")
             sol = h.getSolution()
             duals = np.asarray(sol.row_dual)
@@ -628,6 +638,150 @@ def flow_best_candidates(U, tr, centers, C):
             held[j] = best
             out[j] = C[best]
     return out
+
+
+# ---------------------------------------------------------------------------
+# A capacity-aware start
+# ---------------------------------------------------------------------------
+
+
+def overflow_weights(U, W, fixed, fixed_caps):
+    """Demand the fixed sites cannot hold in their nearest-site catchments.
+
+    Each location goes to its nearest fixed site; a site whose catchment
+    weight ``L_j`` exceeds its capacity ``u_j`` overflows by ``L_j - u_j``,
+    shared over its catchment in proportion to weight. Without fixed sites
+    all the demand overflows.
+
+    Parameters
+    ----------
+    U : np.ndarray, shape (n, d)
+        Distinct demand locations.
+    W : np.ndarray, shape (n,), > 0
+    fixed : np.ndarray, shape (n_fixed, d)
+    fixed_caps : np.ndarray, shape (n_fixed,)
+        May hold ``np.inf``.
+
+    Returns
+    -------
+    np.ndarray, shape (n,), ``0 <= out <= W``
+        Overflow weight per location (an upper bound of what the new sites
+        must take from there in a nearest-first assignment).
+    """
+    if fixed.shape[0] == 0:
+        return W.astype(np.float64, copy=True)
+    nearest, _ = kern.assign_l1(np.ascontiguousarray(U), np.ascontiguousarray(fixed))
+    load = np.bincount(nearest, weights=W, minlength=fixed.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(load > fixed_caps, (load - fixed_caps) / load, 0.0)
+    return W * share[nearest]
+
+
+def overflow_seeds(U, overflow, k, cap):
+    """``k`` new sites placed greedily where the overflow demand is.
+
+    Repeatedly: take the location with the most overflow left, gather the
+    overflow nearest to it (L1) until ``cap`` is reached, put a site at the
+    per-coordinate weighted lower median of what it gathered, and remove that
+    from the overflow. When no overflow is left, the remaining sites go to the
+    heaviest locations of the demand not yet a site (by ``overflow`` then
+    position order: deterministic).
+
+    Parameters
+    ----------
+    U : np.ndarray, shape (n, d)
+        Distinct demand locations.
+    overflow : np.ndarray, shape (n,), >= 0
+        Weight each location should send to new sites
+        (:func:`overflow_weights`).
+    k : int
+        Number of sites (``k <= n``).
+    cap : float
+        Capacity of one new site (> 0; finite).
+
+    Returns
+    -------
+    np.ndarray, shape (k, d)
+        Distinct rows (sites at demand locations' coordinate medians).
+    """
+    left = overflow.astype(np.float64, copy=True)
+    scale = float(overflow.max(initial=0.0))
+    out = []
+    for _ in range(k):
+        i = int(np.argmax(left))
+        if left[i] <= 1e-12 * max(scale, 1e-300):
+            break
+        d = np.abs(U - U[i]).sum(axis=1)
+        order = np.argsort(d, kind="stable")
+        order = order[left[order] > 0]
+        before = np.concatenate([[0.0], np.cumsum(left[order])[:-1]])
+        take = np.minimum(left[order], np.maximum(cap - before, 0.0))
+        used = take > 0
+        rows, f = order[used], take[used]
+        site = np.array([_lower_median(U[rows, c], f) for c in range(U.shape[1])])
+        left[rows] -= f
+        out.append(site)
+    S = np.unique(np.asarray(out).reshape(-1, U.shape[1]), axis=0)
+    if S.shape[0] < k:
+        # Fill with demand locations that are not sites yet, heaviest first.
+        taken = locate_rows(U, S) >= 0 if S.shape[0] else np.zeros(U.shape[0], bool)
+        order = np.argsort(-overflow, kind="stable")
+        extra = order[~taken[order]][: k - S.shape[0]]
+        S = np.vstack([S, U[extra]])
+    return S[:k]
+
+
+def snap_to_free(P, C):
+    """Each row of ``P`` moved to its nearest row of ``C`` not already used.
+
+    Greedy in the order of ``P``; ``C.shape[0] >= P.shape[0]``.
+
+    Returns
+    -------
+    np.ndarray, shape (P.shape[0], d): distinct rows of ``C``.
+    """
+    free = np.ones(C.shape[0], dtype=bool)
+    out = np.empty_like(P)
+    for t, p in enumerate(P):
+        idx = np.flatnonzero(free)
+        j = idx[int(np.argmin(np.abs(C[idx] - p).sum(axis=1)))]
+        free[j] = False
+        out[t] = C[j]
+    return out
+
+
+def overflow_start(U, W, fixed, caps, k, candidates=None):
+    """A capacity-aware start: new sites where the fixed sites overflow.
+
+    :func:`overflow_weights` of the fixed sites, then :func:`overflow_seeds`
+    with the new sites' capacity (unlimited: the overflow shared evenly); with
+    ``candidates`` each seed moves to its nearest unused candidate.
+
+    Parameters
+    ----------
+    U : np.ndarray, shape (n, d)
+    W : np.ndarray, shape (n,), > 0
+    fixed : np.ndarray, shape (n_fixed, d)
+    caps : np.ndarray, shape (k + n_fixed,)
+    k : int
+    candidates : np.ndarray, shape (m, d), optional (``m >= k``)
+
+    Returns
+    -------
+    np.ndarray, shape (k, d), or None
+        None when nothing overflows (the uncapacitated start already fits).
+    """
+    overflow = overflow_weights(U, W, fixed, caps[k:])
+    total = float(overflow.sum())
+    if total <= 0.0 or k == 0:
+        return None
+    cap_new = float(caps[:k].max())
+    if not np.isfinite(cap_new):
+        cap_new = total / k
+    seeds = overflow_seeds(U, overflow, k, cap_new)
+    if candidates is not None:
+        seeds = snap_to_free(seeds, candidates)
+    return seeds
 
 
 # ---------------------------------------------------------------------------

@@ -1290,12 +1290,20 @@ def _k_medians_capacitated(X, w, n_clusters, fixed, capacity, fixed_capacity,
         res = cap.CapacitatedResult(start.centers, tr, start.n_iter,
                                     start.inertia_history)  # fmt: skip
     else:
-        res = cap.capacitated_search(
-            U, W, start.centers, fixed, caps, max_iter=params["max_iter"],
-            tol=params["tol"],
-            n_trials=_N_RELOCATIONS if params["local_search"] else 0,
-            candidates=None if cand is None else np.unique(cand, axis=0),
-        )  # fmt: skip
+        pool = None if cand is None else np.unique(cand, axis=0)
+        search = dict(max_iter=params["max_iter"], tol=params["tol"],
+                      n_trials=_N_RELOCATIONS if params["local_search"] else 0,
+                      candidates=pool)  # fmt: skip
+        res = cap.capacitated_search(U, W, start.centers, fixed, caps, **search)
+        # A second start where the fixed sites overflow: the uncapacitated
+        # start puts new sites where the nearest-site distance is long (rural
+        # areas), and the relocation moves only partly bring them to where the
+        # fixed sites are full. The better of the two searches is kept.
+        seeds = cap.overflow_start(U, W, fixed, caps, n_clusters, pool)
+        if seeds is not None and not np.array_equal(seeds, start.centers):
+            other = cap.capacitated_search(U, W, seeds, fixed, caps, **search)
+            if other.transport.objective < res.transport.objective:
+                res = other
     tr = res.transport
     centers, cols, prices, indices = res.centers, tr.cols, tr.prices, None
     if cand is not None:
@@ -1410,7 +1418,12 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     of the flows each new site receives; then, with ``local_search``,
     relocation moves (close a new site, open one at a demand point, re-
     alternate) judged by the exact transport, until 30 in a row are refused
-    (see :mod:`evplanner._capacitated`). With unlimited capacities (all
+    (see :mod:`evplanner._capacitated`). The same search also runs from a
+    capacity-aware start, new sites seeded greedily where the fixed sites'
+    nearest-site catchments exceed their capacity
+    (:func:`evplanner._capacitated.overflow_start`), and the better of the
+    two is kept (``n_iter_`` and the history are the kept one's). With
+    unlimited capacities (all
     ``np.inf``) the uncapacitated fit is returned as it is. With
     ``candidates`` the new sites stay on candidates: the start is the
     uncapacitated discrete fit, the location step moves each new site to the

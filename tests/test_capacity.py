@@ -355,3 +355,58 @@ def test_too_many_distinct_locations(clustered_points, monkeypatch, dask_input):
         X, w = da.from_array(X, chunks=(40, 2)), da.from_array(w, chunks=(40,))
     with pytest.raises(ValueError, match="at most 50 distinct demand locations"):
         KMedians(2, capacity=1e6).fit(X, sample_weight=w)
+
+
+# --------------------------------------------------------------------------- start
+
+
+def test_overflow_weights_are_the_catchments_excess():
+    U = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [11.0, 0.0]])
+    W = np.array([3.0, 1.0, 2.0, 2.0])
+    fixed = np.array([[0.5, 0.0], [10.5, 0.0]])
+    # Site 0 holds 2 of its 4 (half overflows), site 1 all of its 4.
+    ov = cap.overflow_weights(U, W, fixed, np.array([2.0, 5.0]))
+    np.testing.assert_allclose(ov, [1.5, 0.5, 0.0, 0.0])
+    # Unlimited or no fixed sites.
+    assert not cap.overflow_weights(U, W, fixed, np.array([np.inf, np.inf])).any()
+    np.testing.assert_allclose(cap.overflow_weights(U, W, np.empty((0, 2)),
+                                                    np.empty(0)), W)  # fmt: skip
+
+
+def test_overflow_seeds_fill_where_the_overflow_is():
+    # Two heavy groups far apart and light points elsewhere: one site each
+    # goes to the heavy groups, the rest fill distinct locations.
+    U = np.array([[0.0, 0.0], [1.0, 0.0], [100.0, 0.0], [101.0, 0.0],
+                  [50.0, 50.0], [60.0, 60.0]])  # fmt: skip
+    overflow = np.array([5.0, 4.0, 3.0, 3.0, 0.0, 0.0])
+    S = cap.overflow_seeds(U, overflow, 2, cap=9.0)
+    assert {tuple(r) for r in S} == {(0.0, 0.0), (100.0, 0.0)}
+    S4 = cap.overflow_seeds(U, overflow, 4, cap=9.0)
+    assert S4.shape == (4, 2) and np.unique(S4, axis=0).shape[0] == 4
+    C = np.array([[0.0, 1.0], [0.0, 2.0], [99.0, 0.0]])
+    snapped = cap.snap_to_free(np.array([[0.0, 0.0], [0.0, 0.0]]), C)
+    np.testing.assert_array_equal(snapped, C[:2])
+
+
+def test_overflow_start_beats_or_matches_the_uncapacitated_start(rng):
+    # Fixed sites far from a dense town they cannot hold: the new sites
+    # belong in the town. The kept search is never worse than either start.
+    town = rng.normal([0.0, 0.0], 300.0, size=(150, 2))
+    rural = rng.uniform(-20_000, 20_000, size=(60, 2))
+    X = np.vstack([town, rural])
+    w = np.concatenate([np.full(150, 10.0), np.full(60, 1.0)])
+    F = np.array([[2_000.0, 0.0], [-2_000.0, 0.0], [0.0, 15_000.0]])
+    cf = np.array([100.0, 100.0, 1_000.0])
+    km = KMedians(4, capacity=400.0, fixed_centers=F, fixed_capacity=cf,
+                  random_state=0).fit(X, sample_weight=w)  # fmt: skip
+    caps = np.concatenate([np.full(4, 400.0), cf])
+    assert_valid(km, X, w, caps)
+    U, W, _ = cap.aggregate_points(X, w)
+    start = k_medians(X, 4, sample_weight=w, fixed_centers=F, random_state=0)
+    plain = cap.capacitated_search(U, W, start.centers, F, caps, n_trials=30)
+    seeds = cap.overflow_start(U, W, F, caps, 4)
+    seeded = cap.capacitated_search(U, W, seeds, F, caps, n_trials=30)
+    best = min(plain.transport.objective, seeded.transport.objective)
+    assert km.inertia_ == pytest.approx(best, rel=1e-12)
+    # The seeds sit where the overflow is: in the town.
+    assert (np.abs(seeds).sum(axis=1) < 2_000).all()

@@ -198,8 +198,10 @@ class Scenario:
     capacitated : bool
         Capacity-aware siting: every site serves at most its capacity in vehicles
         (existing sites: from their ports; new sites: ``new_site_ports``), and a
-        tract's vehicles may split across sites. Needs K-Medians without
-        candidates and demand counted in vehicles.
+        tract's vehicles may split across sites. Needs K-Medians, the median
+        objective and demand counted in vehicles; with candidates the new sites
+        are candidates (``snap``: the free capacity-aware sites moved to their
+        nearest candidates).
 
     Examples
     --------
@@ -376,10 +378,15 @@ got 0
         )
         set_(self, "capacitated", bool(self.capacitated))
         if self.capacitated:
-            if self.algorithm != "kmedians" or self.candidates != "none":
-                raise _fail("capacitated", "False with K-Means or candidate sites "
-                            "(capacity-aware siting places sites freely with "
-                            "K-Medians)", self.capacitated)  # fmt: skip
+            if self.algorithm != "kmedians":
+                raise _fail("capacitated", "False with K-Means (capacity-aware "
+                            "siting is K-Medians)", self.capacitated)  # fmt: skip
+            if self.objective != "median":
+                # Maximal coverage counts demand within a radius, not where it
+                # is served: capacities have no place in that objective.
+                raise _fail("capacitated", "False with the coverage objective "
+                            "(capacity-aware siting minimises distance)",
+                            self.capacitated)  # fmt: skip
             if self.weighting != "vehicles" or self.residents_share > 0:
                 raise _fail("capacitated", "False unless the demand counts vehicles "
                             "(weighting 'vehicles', no residents share): capacities "

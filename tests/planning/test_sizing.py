@@ -249,6 +249,128 @@ def test_capacitated_shortfall_with_stations_keeps_them_within_capacity(tmp_path
     assert s["n_overloaded"] == 0 and s["suggested_extra_sites"] > 0
 
 
+def _two_stations(tmp_path):
+    """Two small stations in Pullman (16.5 and 33 vehicles): capacities that bind."""
+    path = tmp_path / "two.csv"
+    path.write_text("name,lon,lat,level2_ports\nA,-117.18,46.73,1\n"
+                    "B,-117.04,46.73,2\n")  # fmt: skip
+    return str(path)
+
+
+def _on_candidates(plan, candidates) -> np.ndarray:
+    """Row of ``candidates`` at each new site (asserting there is one)."""
+    new = plan.sites.loc[plan.sites["kind"] == "new", ["lon", "lat"]].to_numpy()
+    table = candidates.sites[["lon", "lat"]].to_numpy()
+    gap = np.abs(table[None, :, :] - new[:, None, :]).sum(axis=2)
+    assert (gap.min(axis=1) < 1e-6).all(), "a new site is not a candidate"
+    return gap.argmin(axis=1)
+
+
+@pytest.mark.parametrize("snap", [False, True])
+def test_capacitated_siting_among_candidates(tmp_path, snap):
+    from evplanner.planning.inputs import load_candidates
+
+    # Candidates a little off the tract centres (the demand locations), so the
+    # free sites, the chosen candidates and the moved ones differ.
+    tracts = load_candidates(Scenario(counties=["Whitman"], candidates="tracts"))
+    off = tracts.sites.iloc[::2]
+    path = tmp_path / "cands.csv"
+    pd.DataFrame({"name": off["candidate_id"].astype(str) + "-east",
+                  "lon": off["lon"] + 0.004, "lat": off["lat"] - 0.003}
+                 ).to_csv(path, index=False)  # fmt: skip
+    scenario = Scenario(new_sites=3, counties=["Whitman"],
+                        existing=_two_stations(tmp_path), capacitated=True,
+                        new_site_ports=3, candidates=str(path),
+                        snap=snap)  # fmt: skip
+    plan = solve(scenario)
+    candidates = load_candidates(scenario)
+    s = _check_sizing(plan)
+    sites = plan.sites
+    new, e = sites[sites["kind"] == "new"], sites[sites["kind"] == "existing"]
+    total = plan.coverage.total_vehicles
+    cap = scenario.sizing_model.site_capacity_vehicles(3)
+    # Enough capacity in all (2 x 24.75 + 3 x 83.7 > 262 vehicles): every
+    # vehicle served, no site above its capacity, and the capacities bind.
+    assert s["unserved_vehicles"] == 0 and s["served_vehicles"] == pytest.approx(total)
+    assert sites["load_vehicles"].sum() == pytest.approx(total)
+    assert (e["load_vehicles"] <= e["capacity_vehicles"] * (1 + 1e-6)).all()
+    assert (new["load_vehicles"] <= cap * (1 + 1e-6)).all()
+    assert s["n_overloaded"] == 0 and (new["ports"] <= 3).all()
+    full = sites["load_vehicles"] >= sites["capacity_vehicles"] * (1 - 1e-6)
+    assert full.sum() >= 2
+    # The new sites are candidates, named by the candidate id, as without
+    # capacities; the summary has the same fields as the uncapacitated one.
+    rows = _on_candidates(plan, candidates)
+    ids = candidates.sites["candidate_id"].astype(str).to_numpy()
+    assert new["candidate_id"].tolist() == ids[rows].tolist()
+    assert new["candidate_id"].tolist() == ids[plan.chosen_candidates].tolist()
+    summary = plan.candidates
+    uncapacitated = solve(scenario.replace(capacitated=False)).candidates
+    assert set(summary) == set(uncapacitated)
+    assert summary["snap"] is snap and summary["n_candidates"] == len(candidates)
+    kept = summary["snapped_objective_m" if snap else "discrete_objective_m"]
+    assert s["objective_m"] == pytest.approx(kept, rel=1e-9)
+    assert summary["snap_cost_share"] == pytest.approx(
+        summary["snapped_objective_m"] / summary["discrete_objective_m"] - 1.0
+    )
+    # Capacities cost distance: the capacity-aware objective (flows x L1) is
+    # at least the nearest-site one of the same sites.
+    assert s["objective_m"] >= plan.coverage.objective_m - 1e-6
+
+
+def test_cli_capacitated_with_candidates(tmp_path, capsys):
+    from evplanner.cli import main
+
+    sites_csv, metrics = tmp_path / "s.csv", tmp_path / "m.json"
+    code = main(["solve", "--k", "3", "--county", "Whitman", "--candidates",
+                 "tracts", "--capacitated", "--new-site-ports", "3", "--existing",
+                 _two_stations(tmp_path), "--quiet", "--out", str(sites_csv),
+                 "--metrics", str(metrics)])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    m = json.loads(metrics.read_text())
+    assert m["sizing"]["capacitated"] and m["sizing"]["unserved_vehicles"] == 0
+    assert m["candidates"]["objective"] == "median"
+    sites = pd.read_csv(sites_csv, dtype={"candidate_id": "string"})
+    new = sites[sites["kind"] == "new"]
+    assert len(new) == 3
+    assert new["candidate_id"].str.fullmatch(r"53075\d{6}").all()  # Whitman tracts
+    assert (sites["load_vehicles"] <= sites["capacity_vehicles"] * (1 + 1e-6)).all()
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_capacitated_candidates_on_a_local_cluster_gives_the_in_memory_plan(tmp_path):
+    from evplanner.data import load_vehicles
+    from evplanner.demand import demand_points, synthesize_demand
+    from evplanner.planning import dask_client
+
+    vehicles, _ = load_vehicles()
+    path = tmp_path / "demand.parquet"
+    synthesize_demand(demand_points(vehicles), 3_000, seed=2, path=path,
+                      chunk_rows=1_000)  # fmt: skip
+    scenario = Scenario(new_sites=4, demand=[str(path)], seed=5, existing="dc_fast",
+                        candidates="tracts", capacitated=True,
+                        new_site_ports=2)  # fmt: skip
+    memory = solve(scenario)
+    with dask_client(workers=2) as client:
+        chunked = solve(scenario, client=client, blocksize="20kB")
+    assert chunked.n_partitions >= 2
+    np.testing.assert_array_equal(chunked.chosen_candidates, memory.chosen_candidates)
+    for name in ("discrete_objective_m", "snapped_objective_m", "free_objective_m"):
+        assert chunked.candidates[name] == pytest.approx(memory.candidates[name],
+                                                         rel=1e-9), name  # fmt: skip
+    np.testing.assert_allclose(
+        chunked.sites["load_vehicles"],
+        memory.sites["load_vehicles"],
+        rtol=1e-9,
+        atol=1e-9,
+    )
+    new = memory.sites[memory.sites["kind"] == "new"]
+    cap = scenario.sizing_model.site_capacity_vehicles(2)
+    assert (new["load_vehicles"] <= cap * (1 + 1e-6)).all()
+
+
 # --------------------------------------------------------------------------- scenario
 
 
@@ -268,7 +390,11 @@ def test_capacitated_shortfall_with_stations_keeps_them_within_capacity(tmp_path
         ({"new_site_ports": 2.5}, "new_site_ports", "an integer"),
         ({"capacitated": True, "weighting": "range"}, "capacitated", "vehicles"),
         ({"capacitated": True, "algorithm": "kmeans"}, "capacitated", "K-Means"),
-        ({"capacitated": True, "candidates": "tracts"}, "capacitated", "candidate"),
+        (
+            {"capacitated": True, "candidates": "tracts", "objective": "coverage"},
+            "capacitated",
+            "coverage",
+        ),
     ],
 )
 def test_sizing_fields_are_validated(changes, field, expected):
