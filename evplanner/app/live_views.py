@@ -470,27 +470,33 @@ class DemandMap(param.Parameterized):
             line_width=2,
         )
         self._existing = ColumnDataSource(site_data(None, "existing"))
+
         # Existing stations coloured by their load per port (log scale; grey: no
         # vehicles), overloaded ones ringed in red; the selected one larger.
-        load_mapper = LogColorMapper(
-            palette=LOAD_PALETTE,
-            low=LOAD_RANGE[0],
-            high=LOAD_RANGE[1],
-            nan_color=views.EXISTING_COLOUR,
-        )
+        def load_mapper():
+            return LogColorMapper(
+                palette=LOAD_PALETTE,
+                low=LOAD_RANGE[0],
+                high=LOAD_RANGE[1],
+                nan_color=views.EXISTING_COLOUR,
+            )
+
         existing = fig.scatter(
             "x_web",
             "y_web",
             source=self._existing,
             size="size",
             marker="triangle",
-            fill_color={"field": "load_per_port", "transform": load_mapper},
+            fill_color={"field": "load_per_port", "transform": load_mapper()},
             line_color="line_colour",
             line_width="line_width",
             legend_label="existing (colour: vehicles per port; red: overloaded)",
         )
+        # The colour bar has a mapper of its own, used by no glyph: BokehJS scans
+        # the data of a bar's mapper's glyphs, and scanning while the stations'
+        # source is being replaced failed ("Size mismatch" in the browser).
         fig.add_layout(
-            ColorBar(color_mapper=load_mapper, title="vehicles per port (existing)"),
+            ColorBar(color_mapper=load_mapper(), title="vehicles per port (existing)"),
             "right",
         )
         self._new = ColumnDataSource(site_data(None, "new"))
