@@ -31,6 +31,7 @@ from evplanner.app.live_views import (
     DemandMap,
     DistanceHistogram,
     LiveText,
+    LoadPerPortPlot,
     RolloutMap,
     RolloutPlots,
     in_document,
@@ -224,10 +225,9 @@ class PlannerApp(param.Parameterized):
         self._bar_tap.param.watch(self._on_bar_tap, "index")
         # Load per port of the most loaded stations, with each one's capacity per
         # port marked; a tap selects the station like a tap on a site-load bar.
-        self._load_bars = hv.DynamicMap(views.load_per_port, streams=[solution])
-        self._load_marks = hv.DynamicMap(views.capacity_marks, streams=[solution])
-        self._load_tap = hv.streams.Selection1D(source=self._load_bars)
-        self._load_tap.param.watch(self._on_load_tap, "index")
+        self.load_plot = LoadPerPortPlot()
+        self.load_plot.show(s.solution)
+        self.load_plot.param.watch(self._on_load_tap, "tapped_site")
         # Bokeh's DataTable (pn.widgets.DataFrame), not Tabulator: it renders only
         # the visible rows and replacing its data costs the browser a fraction of
         # a Tabulator update (benchmarks/README.md, web app load).
@@ -289,12 +289,8 @@ class PlannerApp(param.Parameterized):
         self._select_index(event.new, bars=True)
 
     def _on_load_tap(self, event):
-        sol = self.state.solution
-        if sol is None or not event.new:
-            return
-        frame = views.load_per_port_frame(sol)
-        if event.new[0] < len(frame):
-            self.state.selected_site = str(frame["site_id"].iloc[event.new[0]])
+        if event.new is not None:
+            self.state.selected_site = event.new
 
     def _on_table_select(self, event):
         if event.new:
@@ -383,6 +379,7 @@ class PlannerApp(param.Parameterized):
     def _on_solution(self, event):
         self.map.show(event.new, self.state.selected_site)
         self.histogram.show(event.new)
+        self.load_plot.show(event.new)
         self.headline.show(self._headline(event.new))
         self.table.value = self._table_frame(event.new)
         self.table.selection = []
@@ -707,11 +704,8 @@ class PlannerApp(param.Parameterized):
             ),
             (
                 "Load per port",
-                _hv_pane(
-                    (self._load_bars * self._load_marks).opts(
-                        hv.opts.Bars(responsive=True, height=360, framewise=True),
-                        hv.opts.Overlay(responsive=True, height=360),
-                    )
+                pn.pane.Bokeh(
+                    self.load_plot.figure, height=360, sizing_mode="stretch_width"
                 ),
             ),
             (

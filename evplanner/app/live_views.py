@@ -37,6 +37,7 @@ from bokeh.models import (
     ColumnDataSource,
     Div,
     EqHistColorMapper,
+    FactorRange,
     HoverTool,
     LabelSet,
     LogColorMapper,
@@ -56,6 +57,7 @@ __all__ = [
     "LAYERS",
     "DemandMap",
     "DistanceHistogram",
+    "LoadPerPortPlot",
     "LiveText",
     "RolloutMap",
     "RolloutPlots",
@@ -683,6 +685,98 @@ class DistanceHistogram:
         self._bars.data = views.distance_histogram_data(solution)
         if solution is not None:
             self._radius.location = solution.scenario.radius_m / 1000
+
+
+# --------------------------------------------------------------------------------------
+# Load per port of the most loaded stations
+# --------------------------------------------------------------------------------------
+def load_data(solution: Solution | None) -> dict:
+    """Columns of the load-per-port plot's source
+    (:func:`evplanner.app.views.load_per_port_frame`)."""
+    frame = views.load_per_port_frame(solution)
+    return {c: frame[c].to_numpy() for c in frame.columns}
+
+
+class LoadPerPortPlot(param.Parameterized):
+    """Vehicles per port of the most loaded existing stations (bars; red:
+    overloaded) against each one's capacity per port (black dashes).
+
+    A Bokeh figure whose source each solution replaces, like the histogram: as a
+    HoloViews ``Bars`` in a DynamicMap, fewer bars than before made BokehJS fail
+    ("Size mismatch") while the page closed.
+
+    Attributes
+    ----------
+    figure : bokeh.plotting.figure
+    tapped_site : str or None
+        Site id of the station whose bar was tapped last.
+    """
+
+    tapped_site = param.String(default=None, allow_None=True)
+
+    def __init__(self, height_px: int = 360, **params):
+        super().__init__(**params)
+        self._source = ColumnDataSource(load_data(None))
+        fig = figure(
+            x_range=FactorRange(factors=[]),
+            height=height_px,
+            sizing_mode="stretch_width",
+            title="Load per port (bars; red: overloaded) against capacity per port "
+            "(dashes); tap a bar",
+            x_axis_label="existing station (most loaded first)",
+            y_axis_label="vehicles per port",
+            tools="tap,save,reset",
+            toolbar_location="above",
+            output_backend="canvas",
+        )
+        bars = fig.vbar(
+            x="site_id",
+            top="vehicles_per_port",
+            width=0.8,
+            source=self._source,
+            fill_color="colour",
+            line_color=None,
+            nonselection_fill_alpha=0.5,
+        )
+        fig.scatter(
+            "site_id",
+            "capacity_per_port",
+            source=self._source,
+            marker="dash",
+            size=16,
+            line_color="black",
+            line_width=3,
+        )
+        fig.add_tools(
+            HoverTool(
+                renderers=[bars],
+                tooltips=[
+                    ("station", "@site_id @name"),
+                    ("vehicles per port", "@vehicles_per_port{0.0}"),
+                    ("capacity per port", "@capacity_per_port{0.0}"),
+                    ("ports", "@ports"),
+                    ("ports to add", "@ports_to_add"),
+                    ("", "@status"),
+                ],
+            )
+        )
+        fig.xaxis.major_label_orientation = 1.05
+        fig.y_range.start = 0
+        fig.xgrid.visible = False
+        self._source.selected.on_change("indices", self._on_tap)
+        self.figure = fig
+
+    def show(self, solution: Solution | None):
+        """Draw the stations of ``solution`` (None empties the plot)."""
+        data = load_data(solution)
+        self._source.selected.indices = []
+        self.figure.x_range.factors = [str(s) for s in data["site_id"]]
+        self._source.data = data
+
+    def _on_tap(self, attr, old, new):
+        sites = self._source.data["site_id"]
+        if new and new[0] < len(sites):
+            self.tapped_site = str(sites[new[0]])
 
 
 # --------------------------------------------------------------------------------------

@@ -55,9 +55,7 @@ __all__ = [
     "density_layer",
     "distance_histogram_data",
     "elbow_plot",
-    "load_per_port",
     "load_per_port_frame",
-    "capacity_marks",
     "sizing_values",
     "site_colour",
     "site_colours",
@@ -322,44 +320,6 @@ def load_per_port_frame(solution: Solution | None) -> pd.DataFrame:
             "colour": np.where(over, OVERLOADED_COLOUR, WITHIN_COLOUR).astype(object),
         }
     )
-
-
-def load_per_port(solution: Solution | None) -> hv.Bars:
-    """Vehicles per port of the most loaded existing stations (red: overloaded;
-    tap a bar to highlight the station's catchment). Overlay
-    :func:`capacity_marks` for each station's threshold."""
-    bokeh_backend()
-    return hv.Bars(
-        load_per_port_frame(solution),
-        [("site_id", "station")],
-        [
-            ("vehicles_per_port", "vehicles per port"),
-            "colour",
-            "name",
-            ("capacity_per_port", "capacity per port"),
-            "ports",
-            ("ports_to_add", "ports to add"),
-            "status",
-        ],
-    ).opts(
-        color="colour",
-        xrotation=60,
-        tools=["tap", "hover"],
-        xlabel="existing station (most loaded first)",
-        ylabel="vehicles per port",
-        title="Load per port (bars; red: overloaded) against capacity per port "
-        "(dashes); tap a bar",
-        backend_opts=CANVAS,
-    )
-
-
-def capacity_marks(solution: Solution | None) -> hv.Scatter:
-    """Each bar's overload threshold: the station's capacity per port, a dash."""
-    bokeh_backend()
-    f = load_per_port_frame(solution)
-    return hv.Scatter(
-        f, [("site_id", "station")], [("capacity_per_port", "vehicles per port")]
-    ).opts(marker="dash", size=18, color="black", line_width=3, backend_opts=CANVAS)
 
 
 def sizing_values(solution: Solution | None) -> dict:

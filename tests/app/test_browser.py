@@ -913,7 +913,9 @@ def test_capacity_controls_change_the_sizing(page):
     assert indicator(page, "Ports to add") == "0"
 
     # K-Means cannot honour capacities: the toggle is disabled, and says why.
+    before = status(page)
     page.get_by_label("Algorithm").select_option(label="K-Means (comparison)")
+    wait_new_solution(page, before)
     page.get_by_text("K-Means cannot honour capacities").wait_for(timeout=TIMEOUT_MS)
     playwright.expect(toggle).to_be_disabled()
 
