@@ -112,10 +112,10 @@ _SOLUTION_COLUMNS = [
 _SIZING_COLUMNS = ["ports", "ports_to_add", "vehicles_per_port", "overloaded"]
 #: Display columns derived per kind: the load per port the colour mapper reads
 #: (NaN: no load, grey), the outline (red: overloaded) and a new site's label.
-_DISPLAY_COLUMNS = ["load_per_port", "line_colour", "line_width", "label"]
+_DISPLAY_COLUMNS = ["load_per_port", "line_colour", "line_width", "ports_label"]
 _SITE_COLUMNS = [*_SOLUTION_COLUMNS, "colour", "size"]
 _MAP_SITE_COLUMNS = [*_SITE_COLUMNS, *_SIZING_COLUMNS, *_DISPLAY_COLUMNS]
-_TEXT_COLUMNS = ("site_id", "kind", "name", "colour", "line_colour", "label")
+_TEXT_COLUMNS = ("site_id", "kind", "name", "colour", "line_colour", "ports_label")
 _SITE_TOOLTIPS = [
     ("site", "@site_id"),
     ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
@@ -333,7 +333,7 @@ def site_data(
     line = np.where(over, OVERLOAD_LINE[0], STATION_LINE[0]).astype(object)
     data["line_colour"] = line
     data["line_width"] = np.where(over, OVERLOAD_LINE[1], STATION_LINE[1])
-    data["label"] = (
+    data["ports_label"] = (
         np.array([f"{int(p)} ports" for p in data["ports"]], dtype=object)
         if kind == "new"
         else np.full(n, "", dtype=object)
@@ -520,7 +520,7 @@ class DemandMap(param.Parameterized):
             LabelSet(
                 x="x_web",
                 y="y_web",
-                text="label",
+                text="ports_label",
                 source=self._new,
                 x_offset=10,
                 y_offset=6,

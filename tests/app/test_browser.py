@@ -809,9 +809,9 @@ def site_labels(page) -> list:
         """() => {
             for (const doc of window.Bokeh.documents)
                 for (const m of doc.all_models)
-                    if (m.data && m.data.label && m.data.line_colour
-                        && m.data.kind && m.data.kind[0] === 'new')
-                        return Array.from(m.data.label);
+                    if (m.data && m.data.ports_label && m.data.kind
+                        && m.data.kind[0] === 'new')
+                        return Array.from(m.data.ports_label);
             return null;
         }"""
     )

@@ -833,7 +833,9 @@ def test_plan_sizing_reaches_the_views(store):
                                       per_port[loaded])  # fmt: skip
         assert np.isnan(existing["load_per_port"][~loaded]).all()
         new = sol.sites[sol.sites["kind"] == "new"]
-        assert list(app.map._new.data["label"]) == [f"{p} ports" for p in new["ports"]]
+        assert list(app.map._new.data["ports_label"]) == [
+            f"{p} ports" for p in new["ports"]
+        ]
 
         # The load-per-port plot: the most loaded stations first, red when
         # overloaded, each with its capacity per port.
