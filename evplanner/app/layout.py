@@ -613,7 +613,7 @@ class PlannerApp(param.Parameterized):
         s.param.watch(follow_method, "sizing")
         s.param.watch(
             follow_refusal,
-            ["algorithm", "candidates", "weighting", "residents_share", "demand_at"],
+            ["algorithm", "objective", "weighting", "residents_share", "demand_at"],
         )
         return [
             pn.pane.Markdown("**Capacity and sizing**", margin=(0, 10)),

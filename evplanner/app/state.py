@@ -254,8 +254,8 @@ class PlannerState(param.Parameterized):
         default=False,
         label="Capacity-aware siting",
         doc="No site serves more vehicles than its ports can (a tract's vehicles "
-        "may split across sites). K-Medians placing sites anywhere, on demand "
-        "counted in vehicles, only.",
+        "may split across sites). K-Medians with the mean-distance objective, on "
+        "demand counted in vehicles, only.",
     )
 
     # --- staged rollout ---------------------------------------------------------
@@ -434,10 +434,10 @@ class PlannerState(param.Parameterized):
         scenario refuses it), or None when it does."""
         if self.algorithm != "kmedians":
             return "K-Means cannot honour capacities: choose K-Medians."
-        if self.candidates != "none":
+        if self.objective != "median":
             return (
-                "Capacity-aware siting places sites anywhere: set 'New sites may "
-                "go' to Anywhere."
+                "Capacity-aware siting minimises distance: choose the mean-distance "
+                "objective, not maximal coverage."
             )
         share = self.residents_share if self.residents_share_applies else 0.0
         if self.weighting != "vehicles" or share > 0:

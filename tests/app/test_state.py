@@ -727,8 +727,8 @@ def test_superseded_queued_solve_is_skipped(state):
         # Where the scenario refuses capacity-aware siting, its (disabled)
         # toggle counts as off.
         (
-            {"candidates": "tracts", "capacitated": True},
-            {"candidates": "tracts", "capacitated": False},
+            {"candidates": "tracts", "objective": "coverage", "capacitated": True},
+            {"candidates": "tracts", "objective": "coverage", "capacitated": False},
         ),
         (
             {"weighting": "bev", "capacitated": True},
@@ -777,7 +777,7 @@ def test_capacitated_refusal_names_the_reason(state):
     assert state.capacitated_refusal is None
     for controls, phrase in [
         ({"algorithm": "kmeans"}, "K-Means"),
-        ({"candidates": "tracts"}, "Anywhere"),
+        ({"objective": "coverage"}, "coverage"),
         ({"weighting": "range"}, "vehicles"),
         ({"residents_share": 0.2}, "residents share"),
     ]:
