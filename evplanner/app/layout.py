@@ -31,11 +31,12 @@ from evplanner.app.live_views import (
     DemandMap,
     DistanceHistogram,
     LiveText,
+    LoadPerPortPlot,
     RolloutMap,
     RolloutPlots,
     in_document,
 )
-from evplanner.app.state import K_MAX, PlannerState
+from evplanner.app.state import K_MAX, QUEUE_PARAMS, PlannerState
 from evplanner.app.upload import StationUpload
 from evplanner.planning import metrics_json, report_html, sites_bytes
 
@@ -56,7 +57,15 @@ _TABLE_COLUMNS = {
     "mean_km": "mean km",
     "max_km": "max km",
     "evs_per_1000": "EVs / 1,000 residents",
+    "ports": "ports",
+    "ports_needed": "ports needed",
+    "ports_to_add": "ports to add",
+    "vehicles_per_port": "vehicles / port",
+    "overloaded": "overloaded",
+    "action": "action",
 }
+#: Text columns of the site table (the others are numbers).
+_TABLE_TEXT = ("site_id", "kind", "name", "action")
 #: Columns of the rollout's per-year table.
 _ROLLOUT_COLUMNS = {
     "year": "year",
@@ -102,6 +111,12 @@ def headline_html(values: dict, radius_km: float) -> str:
         ("Vehicles covered", values.get("covered"), "{:,.0f}"),
         ("Mean distance (km, L1)", values.get("mean_km"), "{:.2f}"),
         ("Objective (vehicle-km)", values.get("objective"), "{:,.0f}"),
+        # Sizing (the plan's metrics["sizing"]).
+        ("Ports at new sites", values.get("new_site_ports"), "{:,.0f}"),
+        ("Overloaded stations", values.get("overloaded"), "{:,.0f}"),
+        ("Ports to add", values.get("ports_to_add"), "{:,.0f}"),
+        ("Unserved vehicles", values.get("unserved"), "{:,.0f}"),
+        ("Suggested extra sites", values.get("extra_sites"), "{:,.0f}"),
     ]
     style = _HEADLINE_STYLE
     cells = "".join(
@@ -208,6 +223,11 @@ class PlannerApp(param.Parameterized):
         self._coverage = hv.DynamicMap(views.coverage_curve, streams=[solution])
         self._bar_tap = hv.streams.Selection1D(source=self._bars)
         self._bar_tap.param.watch(self._on_bar_tap, "index")
+        # Load per port of the most loaded stations, with each one's capacity per
+        # port marked; a tap selects the station like a tap on a site-load bar.
+        self.load_plot = LoadPerPortPlot()
+        self.load_plot.show(s.solution)
+        self.load_plot.param.watch(self._on_load_tap, "tapped_site")
         # Bokeh's DataTable (pn.widgets.DataFrame), not Tabulator: it renders only
         # the visible rows and replacing its data costs the browser a fraction of
         # a Tabulator update (benchmarks/README.md, web app load).
@@ -267,6 +287,10 @@ class PlannerApp(param.Parameterized):
 
     def _on_bar_tap(self, event):
         self._select_index(event.new, bars=True)
+
+    def _on_load_tap(self, event):
+        if event.new is not None:
+            self.state.selected_site = event.new
 
     def _on_table_select(self, event):
         if event.new:
@@ -355,6 +379,7 @@ class PlannerApp(param.Parameterized):
     def _on_solution(self, event):
         self.map.show(event.new, self.state.selected_site)
         self.histogram.show(event.new)
+        self.load_plot.show(event.new)
         self.headline.show(self._headline(event.new))
         self.table.value = self._table_frame(event.new)
         self.table.selection = []
@@ -364,11 +389,7 @@ class PlannerApp(param.Parameterized):
         if solution is None:
             return pd.DataFrame(
                 {
-                    c: pd.Series(
-                        dtype="object"
-                        if c in ("site_id", "kind", "name")
-                        else "float64"
-                    )
+                    c: pd.Series(dtype="object" if c in _TABLE_TEXT else "float64")
                     for c in _TABLE_COLUMNS
                 }
             )
@@ -385,6 +406,7 @@ class PlannerApp(param.Parameterized):
                 "max_km": 2,
                 "vehicles": 0,
                 "evs_per_1000": 1,
+                "vehicles_per_port": 1,
             }
         )
 
@@ -462,7 +484,7 @@ class PlannerApp(param.Parameterized):
         m = solution.plan.coverage
         radius_km = solution.scenario.radius_m / 1000
         base = solution.plan.today
-        return {
+        return views.sizing_values(solution) | {
             "sites": solution.n_new,
             "covered_pct": 100 * m.coverage_share,
             "covered": m.coverage_share * m.total_weight,
@@ -499,6 +521,7 @@ class PlannerApp(param.Parameterized):
             share.disabled = not s.residents_share_applies
 
         s.param.watch(enable_share, ["demand_at", "weighting"])
+        sizing = self.sizing_controls()
         rollout_button = W.Button.from_param(s.param.run_rollout, color="primary")
         s.param.watch(
             lambda e: setattr(rollout_button, "loading", e.new), "rollout_busy"
@@ -536,6 +559,8 @@ class PlannerApp(param.Parameterized):
             W.IntRangeSlider.from_param(s.param.model_years),
             W.IntInput.from_param(s.param.seed),
             pn.layout.Divider(),
+            *sizing,
+            pn.layout.Divider(),
             pn.pane.Markdown("**Staged rollout**", margin=(0, 10)),
             W.IntRangeSlider.from_param(s.param.rollout_years),
             W.IntInput.from_param(s.param.per_year),
@@ -550,6 +575,55 @@ class PlannerApp(param.Parameterized):
             *self.downloads(),
             sizing_mode="stretch_width",
         )
+
+    def sizing_controls(self) -> list:
+        """The capacity model's controls: the method, its parameters (the ratio's
+        or the queue's, whichever applies), ports per new site and capacity-aware
+        siting (disabled, with the reason shown, where the scenario refuses it)."""
+        s = self.state
+        W = pn.widgets
+        ratio = [
+            W.FloatInput.from_param(s.param.vehicles_per_l2_port),
+            W.FloatInput.from_param(s.param.vehicles_per_dc_port),
+        ]
+        queue = [W.FloatInput.from_param(s.param[name]) for name in QUEUE_PARAMS]
+        capacitated = W.Checkbox.from_param(s.param.capacitated)
+        reason = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
+
+        def follow_method(*events):
+            for widget in ratio:
+                widget.visible = s.sizing == "ratio"
+            for widget in queue:
+                widget.param.update(visible=s.sizing == "queue",
+                                    disabled=s.sizing != "queue")  # fmt: skip
+
+        def follow_refusal(*events):
+            refusal = s.capacitated_refusal
+            capacitated.disabled = refusal is not None
+            reason.object = (
+                ""
+                if refusal is None
+                else '<div class="capacity-refusal" style="font-size:12px;'
+                f'color:#664d03">{html.escape(refusal)}</div>'
+            )
+            reason.visible = refusal is not None
+
+        follow_method()
+        follow_refusal()
+        s.param.watch(follow_method, "sizing")
+        s.param.watch(
+            follow_refusal,
+            ["algorithm", "objective", "weighting", "residents_share", "demand_at"],
+        )
+        return [
+            pn.pane.Markdown("**Capacity and sizing**", margin=(0, 10)),
+            W.Select.from_param(s.param.sizing),
+            *ratio,
+            *queue,
+            W.IntInput.from_param(s.param.new_site_ports),
+            capacitated,
+            reason,
+        ]
 
     def downloads(self) -> list:
         """The plan's files, from the planning layer's writers (same bytes as the
@@ -627,6 +701,12 @@ class PlannerApp(param.Parameterized):
             (
                 "Site loads",
                 _hv_pane(self._bars.opts(responsive=True, height=320, framewise=True)),
+            ),
+            (
+                "Load per port",
+                pn.pane.Bokeh(
+                    self.load_plot.figure, height=360, sizing_mode="stretch_width"
+                ),
             ),
             (
                 "Coverage vs radius",

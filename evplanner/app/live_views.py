@@ -37,7 +37,10 @@ from bokeh.models import (
     ColumnDataSource,
     Div,
     EqHistColorMapper,
+    FactorRange,
     HoverTool,
+    LabelSet,
+    LogColorMapper,
     Range1d,
     Span,
     TapTool,
@@ -54,6 +57,7 @@ __all__ = [
     "LAYERS",
     "DemandMap",
     "DistanceHistogram",
+    "LoadPerPortPlot",
     "LiveText",
     "RolloutMap",
     "RolloutPlots",
@@ -104,8 +108,14 @@ _SOLUTION_COLUMNS = [
     "mean_km",
     "max_km",
 ]
+#: Sizing columns of the sites (the plan's site table), shown on hover.
+_SIZING_COLUMNS = ["ports", "ports_to_add", "vehicles_per_port", "overloaded"]
+#: Display columns derived per kind: the load per port the colour mapper reads
+#: (NaN: no load, grey), the outline (red: overloaded) and a new site's label.
+_DISPLAY_COLUMNS = ["load_per_port", "line_colour", "line_width", "ports_label"]
 _SITE_COLUMNS = [*_SOLUTION_COLUMNS, "colour", "size"]
-_TEXT_COLUMNS = ("site_id", "kind", "name", "colour")
+_MAP_SITE_COLUMNS = [*_SITE_COLUMNS, *_SIZING_COLUMNS, *_DISPLAY_COLUMNS]
+_TEXT_COLUMNS = ("site_id", "kind", "name", "colour", "line_colour", "ports_label")
 _SITE_TOOLTIPS = [
     ("site", "@site_id"),
     ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
@@ -113,9 +123,25 @@ _SITE_TOOLTIPS = [
     ("mean distance", "@mean_km{0.0} km"),
     ("max distance", "@max_km{0.0} km"),
 ]
-_STATION_TOOLTIPS = [("station", "@site_id @name"), *_SITE_TOOLTIPS[1:]]
+_NEW_SITE_TOOLTIPS = [*_SITE_TOOLTIPS, ("ports needed", "@ports")]
+_STATION_TOOLTIPS = [
+    ("station", "@site_id @name"),
+    *_SITE_TOOLTIPS[1:],
+    ("ports", "@ports"),
+    ("vehicles per port", "@vehicles_per_port{0.0}"),
+    ("overloaded", "@overloaded"),
+    ("ports to add", "@ports_to_add"),
+]
+#: Outline of an existing station's marker: overloaded (red, thick) or not.
+OVERLOAD_LINE = ("#d62728", 3.0)
+STATION_LINE = ("#424242", 1.0)
+#: Colours of the load per port (vehicles per port, log scale) of the stations.
+LOAD_PALETTE = colorcet.palette["CET_L18"]
+LOAD_RANGE = (1.0, 1000.0)
 #: Size (screen pixels) of a new site's marker, and of the selected one.
 SITE_SIZE_PX, SELECTED_SIZE_PX = 14.0, 26.0
+#: Size (screen pixels) of an existing station's marker.
+STATION_SIZE_PX = 8.0
 
 
 # --------------------------------------------------------------------------------------
@@ -289,17 +315,34 @@ def site_data(
     if solution is None:
         return {
             c: np.zeros(0, dtype=object if c in _TEXT_COLUMNS else "f8")
-            for c in _SITE_COLUMNS
+            for c in _MAP_SITE_COLUMNS
         }
     sites = solution.sites
     mask = (sites["kind"] == kind).to_numpy()
     data = {c: sites[c].to_numpy()[mask] for c in _SOLUTION_COLUMNS}
     n = int(mask.sum())
     data["colour"] = views.site_colours(n, kind)
-    data["size"] = np.full(n, SITE_SIZE_PX)
-    if kind == "new" and selected_site is not None:
+    data["size"] = np.full(n, SITE_SIZE_PX if kind == "new" else STATION_SIZE_PX)
+    if selected_site is not None:
         data["size"][data["site_id"] == selected_site] = SELECTED_SIZE_PX
+    for c in _SIZING_COLUMNS:
+        data[c] = sites[c].to_numpy()[mask]
+    per_port = data["vehicles_per_port"].astype("f8")
+    data["load_per_port"] = np.where(per_port > 0, per_port, np.nan)
+    over = data["overloaded"].astype(bool)
+    line = np.where(over, OVERLOAD_LINE[0], STATION_LINE[0]).astype(object)
+    data["line_colour"] = line
+    data["line_width"] = np.where(over, OVERLOAD_LINE[1], STATION_LINE[1])
+    data["ports_label"] = (
+        np.array([f"{int(p)} ports" for p in data["ports"]], dtype=object)
+        if kind == "new"
+        else np.full(n, "", dtype=object)
+    )
     return data
+
+
+def _is_station(site_id: str | None) -> bool:
+    return site_id is not None and site_id.startswith("E")
 
 
 def highlight_data(solution: Solution | None, selected_site: str | None) -> dict:
@@ -429,15 +472,34 @@ class DemandMap(param.Parameterized):
             line_width=2,
         )
         self._existing = ColumnDataSource(site_data(None, "existing"))
+
+        # Existing stations coloured by their load per port (log scale; grey: no
+        # vehicles), overloaded ones ringed in red; the selected one larger.
+        def load_mapper():
+            return LogColorMapper(
+                palette=LOAD_PALETTE,
+                low=LOAD_RANGE[0],
+                high=LOAD_RANGE[1],
+                nan_color=views.EXISTING_COLOUR,
+            )
+
         existing = fig.scatter(
             "x_web",
             "y_web",
             source=self._existing,
-            size=7,
+            size="size",
             marker="triangle",
-            fill_color=views.EXISTING_COLOUR,
-            line_color="#424242",
-            legend_label="existing",
+            fill_color={"field": "load_per_port", "transform": load_mapper()},
+            line_color="line_colour",
+            line_width="line_width",
+            legend_label="existing (colour: vehicles per port; red: overloaded)",
+        )
+        # The colour bar has a mapper of its own, used by no glyph: BokehJS scans
+        # the data of a bar's mapper's glyphs, and scanning while the stations'
+        # source is being replaced failed ("Size mismatch" in the browser).
+        fig.add_layout(
+            ColorBar(color_mapper=load_mapper(), title="vehicles per port (existing)"),
+            "right",
         )
         self._new = ColumnDataSource(site_data(None, "new"))
         new = fig.scatter(
@@ -453,10 +515,25 @@ class DemandMap(param.Parameterized):
             selection_line_color=views.HIGHLIGHT_COLOUR,
             legend_label="new sites",
         )
+        # Each new site's label: the ports it needs under the sizing model.
+        fig.add_layout(
+            LabelSet(
+                x="x_web",
+                y="y_web",
+                text="ports_label",
+                source=self._new,
+                x_offset=10,
+                y_offset=6,
+                text_font_size="10pt",
+                text_font_style="bold",
+                background_fill_color="white",
+                background_fill_alpha=0.7,
+            )
+        )
         fig.legend.location = "top_left"
         fig.legend.background_fill_alpha = 0.7
         fig.add_tools(
-            HoverTool(renderers=[new], tooltips=_SITE_TOOLTIPS),
+            HoverTool(renderers=[new], tooltips=_NEW_SITE_TOOLTIPS),
             HoverTool(renderers=[existing], tooltips=_STATION_TOOLTIPS),
             HoverTool(renderers=[self._tract_glyph], tooltips=_TRACT_TOOLTIPS),
             TapTool(renderers=[new]),
@@ -471,15 +548,18 @@ class DemandMap(param.Parameterized):
         self._solution, self._selected = solution, selected_site
         self._frame = views.demand_frame(solution)
         self._show_layer()
-        self._existing.data = site_data(solution, "existing")
         self.select(selected_site, force=True)
 
     def select(self, selected_site: str | None, force: bool = False):
         """Mark ``selected_site`` and ring the demand points it serves."""
         if selected_site == self._selected and not force:
             return
-        self._selected = selected_site
+        previous, self._selected = self._selected, selected_site
         self._new.data = site_data(self._solution, "new", selected_site)
+        # An existing station selected (from the load-per-port plot or the table)
+        # is drawn larger; its data is redrawn only when it is or was selected.
+        if force or _is_station(previous) or _is_station(selected_site):
+            self._existing.data = site_data(self._solution, "existing", selected_site)
         self._highlight.data = highlight_data(self._solution, selected_site)
         sites = self._new.data["site_id"]
         indices = [int(i) for i in np.flatnonzero(sites == selected_site)]
@@ -605,6 +685,98 @@ class DistanceHistogram:
         self._bars.data = views.distance_histogram_data(solution)
         if solution is not None:
             self._radius.location = solution.scenario.radius_m / 1000
+
+
+# --------------------------------------------------------------------------------------
+# Load per port of the most loaded stations
+# --------------------------------------------------------------------------------------
+def load_data(solution: Solution | None) -> dict:
+    """Columns of the load-per-port plot's source
+    (:func:`evplanner.app.views.load_per_port_frame`)."""
+    frame = views.load_per_port_frame(solution)
+    return {c: frame[c].to_numpy() for c in frame.columns}
+
+
+class LoadPerPortPlot(param.Parameterized):
+    """Vehicles per port of the most loaded existing stations (bars; red:
+    overloaded) against each one's capacity per port (black dashes).
+
+    A Bokeh figure whose source each solution replaces, like the histogram: as a
+    HoloViews ``Bars`` in a DynamicMap, fewer bars than before made BokehJS fail
+    ("Size mismatch") while the page closed.
+
+    Attributes
+    ----------
+    figure : bokeh.plotting.figure
+    tapped_site : str or None
+        Site id of the station whose bar was tapped last.
+    """
+
+    tapped_site = param.String(default=None, allow_None=True)
+
+    def __init__(self, height_px: int = 360, **params):
+        super().__init__(**params)
+        self._source = ColumnDataSource(load_data(None))
+        fig = figure(
+            x_range=FactorRange(factors=[]),
+            height=height_px,
+            sizing_mode="stretch_width",
+            title="Load per port (bars; red: overloaded) against capacity per port "
+            "(dashes); tap a bar",
+            x_axis_label="existing station (most loaded first)",
+            y_axis_label="vehicles per port",
+            tools="tap,save,reset",
+            toolbar_location="above",
+            output_backend="canvas",
+        )
+        bars = fig.vbar(
+            x="site_id",
+            top="vehicles_per_port",
+            width=0.8,
+            source=self._source,
+            fill_color="colour",
+            line_color=None,
+            nonselection_fill_alpha=0.5,
+        )
+        fig.scatter(
+            "site_id",
+            "capacity_per_port",
+            source=self._source,
+            marker="dash",
+            size=16,
+            line_color="black",
+            line_width=3,
+        )
+        fig.add_tools(
+            HoverTool(
+                renderers=[bars],
+                tooltips=[
+                    ("station", "@site_id @name"),
+                    ("vehicles per port", "@vehicles_per_port{0.0}"),
+                    ("capacity per port", "@capacity_per_port{0.0}"),
+                    ("ports", "@ports"),
+                    ("ports to add", "@ports_to_add"),
+                    ("", "@status"),
+                ],
+            )
+        )
+        fig.xaxis.major_label_orientation = 1.05
+        fig.y_range.start = 0
+        fig.xgrid.visible = False
+        self._source.selected.on_change("indices", self._on_tap)
+        self.figure = fig
+
+    def show(self, solution: Solution | None):
+        """Draw the stations of ``solution`` (None empties the plot)."""
+        data = load_data(solution)
+        self._source.selected.indices = []
+        self.figure.x_range.factors = [str(s) for s in data["site_id"]]
+        self._source.data = data
+
+    def _on_tap(self, attr, old, new):
+        sites = self._source.data["site_id"]
+        if new and new[0] < len(sites):
+            self.tapped_site = str(sites[new[0]])
 
 
 # --------------------------------------------------------------------------------------

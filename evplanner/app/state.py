@@ -43,6 +43,7 @@ from evplanner.app.engine import (
 )
 from evplanner.errors import InputError
 from evplanner.planning import ExistingSites, Scenario
+from evplanner.planning.scenario import MAX_SITE_PORTS
 
 __all__ = ["QUICK_K", "PlannerState", "bundled_store"]
 
@@ -58,6 +59,30 @@ K_MAX = 500
 FORECAST_YEARS = 15
 #: Weightings that count vehicles (the residents blend and the forecast apply).
 VEHICLE_WEIGHTINGS = ("vehicles", "bev", "range")
+#: Sizing methods: UI label -> scenario value (:mod:`evplanner.sizing`).
+SIZING_METHODS = {
+    "Vehicles per port (ratio)": "ratio",
+    "Queue (Erlang C)": "queue",
+}
+#: Controls of the capacity model (all re-solve; the queue's only mean something
+#: with the queue method).
+SIZING_PARAMS = (
+    "sizing",
+    "vehicles_per_l2_port",
+    "vehicles_per_dc_port",
+    "sessions_per_vehicle_day",
+    "session_hours",
+    "hours_per_day",
+    "max_wait_probability",
+    "new_site_ports",
+    "capacitated",
+)
+QUEUE_PARAMS = (
+    "sessions_per_vehicle_day",
+    "session_hours",
+    "hours_per_day",
+    "max_wait_probability",
+)
 
 
 @pn.cache
@@ -168,6 +193,71 @@ class PlannerState(param.Parameterized):
         default="public", objects=EXISTING, label="Existing stations (kept fixed)"
     )
 
+    # --- capacity and sizing (evplanner.sizing) ---------------------------------
+    sizing = param.Selector(
+        default="ratio",
+        objects=SIZING_METHODS,
+        label="Sizing method",
+        doc="How the ports a site needs follow from the vehicles it serves.",
+    )
+    vehicles_per_l2_port = param.Number(
+        default=33.0,
+        bounds=(1.0, 10_000.0),
+        step=1.0,
+        label="Vehicles per Level 2 port",
+        doc="Ratio model (default: NREL's 2030 national network).",
+    )
+    vehicles_per_dc_port = param.Number(
+        default=181.0,
+        bounds=(1.0, 10_000.0),
+        step=1.0,
+        label="Vehicles per DC fast port",
+        doc="Ratio model (default: NREL's 2030 national network).",
+    )
+    sessions_per_vehicle_day = param.Number(
+        default=0.15,
+        bounds=(0.001, 10.0),
+        step=0.01,
+        label="Public sessions per vehicle per day",
+        doc="Queue model: public charging sessions a vehicle starts per day.",
+    )
+    session_hours = param.Number(
+        default=1.5,
+        bounds=(0.05, 24.0),
+        step=0.25,
+        label="Mean session (hours)",
+        doc="Queue model: mean length of a charging session.",
+    )
+    hours_per_day = param.Number(
+        default=18.0,
+        bounds=(1.0, 24.0),
+        step=1.0,
+        label="Charging hours per day",
+        doc="Queue model: hours a day over which the sessions arrive.",
+    )
+    max_wait_probability = param.Number(
+        default=0.2,
+        bounds=(0.01, 0.99),
+        step=0.01,
+        label="Target probability of waiting",
+        doc="Queue model: a site gets the fewest ports that keep the probability "
+        "that an arriving vehicle waits at or below this.",
+    )
+    new_site_ports = param.Integer(
+        default=10,
+        bounds=(1, MAX_SITE_PORTS),
+        label="Ports per new site",
+        doc="A new site's ports: its capacity with capacity-aware siting, and the "
+        "size of the extra sites suggested for unserved vehicles.",
+    )
+    capacitated = param.Boolean(
+        default=False,
+        label="Capacity-aware siting",
+        doc="No site serves more vehicles than its ports can (a tract's vehicles "
+        "may split across sites). K-Medians with the mean-distance objective, on "
+        "demand counted in vehicles, only.",
+    )
+
     # --- staged rollout ---------------------------------------------------------
     rollout_years = param.Range(
         default=(2025, 2030), bounds=(2025, 2040), step=1, label="Rollout years"
@@ -229,6 +319,7 @@ class PlannerState(param.Parameterized):
         "year",
         "candidates",
         "objective",
+        *SIZING_PARAMS,
     )
 
     def __init__(self, store: DataStore | None = None, **params):
@@ -318,7 +409,43 @@ class PlannerState(param.Parameterized):
             existing=(
                 self._upload_existing if self.existing == "upload" else self.existing
             ),
+            **self._sizing_fields(),
         )
+
+    def _sizing_fields(self) -> dict:
+        """The capacity-model fields of the scenario. The queue's parameters go in
+        as set (they only count with the queue method); capacity-aware siting only
+        where the scenario accepts it (its toggle is disabled elsewhere)."""
+        return {
+            "sizing": self.sizing,
+            "vehicles_per_l2_port": float(self.vehicles_per_l2_port),
+            "vehicles_per_dc_port": float(self.vehicles_per_dc_port),
+            "sessions_per_vehicle_day": float(self.sessions_per_vehicle_day),
+            "session_hours": float(self.session_hours),
+            "hours_per_day": float(self.hours_per_day),
+            "max_wait_probability": float(self.max_wait_probability),
+            "new_site_ports": int(self.new_site_ports),
+            "capacitated": bool(self.capacitated) and self.capacitated_refusal is None,
+        }
+
+    @property
+    def capacitated_refusal(self) -> str | None:
+        """Why capacity-aware siting does not apply to the current controls (the
+        scenario refuses it), or None when it does."""
+        if self.algorithm != "kmedians":
+            return "K-Means cannot honour capacities: choose K-Medians."
+        if self.objective != "median":
+            return (
+                "Capacity-aware siting minimises distance: choose the mean-distance "
+                "objective, not maximal coverage."
+            )
+        share = self.residents_share if self.residents_share_applies else 0.0
+        if self.weighting != "vehicles" or share > 0:
+            return (
+                "Capacities are in vehicles: choose 'All vehicles' weighting and "
+                "no residents share."
+            )
+        return None
 
     @property
     def residents_share_applies(self) -> bool:

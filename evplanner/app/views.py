@@ -55,6 +55,8 @@ __all__ = [
     "density_layer",
     "distance_histogram_data",
     "elbow_plot",
+    "load_per_port_frame",
+    "sizing_values",
     "site_colour",
     "site_colours",
     "site_frame",
@@ -271,6 +273,73 @@ def site_loads(solution: Solution | None) -> hv.Bars:
         title="Site loads (tap a bar to highlight its catchment)",
         backend_opts=CANVAS,
     )
+
+
+#: Colours of the load-per-port bars: within capacity, overloaded.
+WITHIN_COLOUR, OVERLOADED_COLOUR = "#4c78a8", "#d62728"
+_LOAD_COLUMNS = [
+    "site_id",
+    "name",
+    "vehicles_per_port",
+    "capacity_per_port",
+    "load_vehicles",
+    "ports",
+    "ports_to_add",
+    "status",
+    "colour",
+]
+
+
+def load_per_port_frame(solution: Solution | None) -> pd.DataFrame:
+    """Existing stations in load-per-port order: most vehicles per port first, at
+    most :data:`MAX_BARS`, only those that serve any vehicles.
+
+    Columns ``site_id``, ``name``, ``vehicles_per_port`` (the plan's load per
+    port), ``capacity_per_port`` (the station's capacity in vehicles over its
+    ports: its overload threshold per port under the sizing model),
+    ``load_vehicles``, ``ports``, ``ports_to_add``, ``status`` ("overloaded" or
+    "within capacity") and the bar ``colour``.
+    """
+    if solution is None:
+        return pd.DataFrame({c: [] for c in _LOAD_COLUMNS})
+    s = solution.sites
+    e = s[(s["kind"] == "existing") & (s["load_vehicles"] > 0) & (s["ports"] > 0)]
+    e = e.sort_values("vehicles_per_port", ascending=False, kind="stable")
+    e = e.head(MAX_BARS)
+    over = e["overloaded"].to_numpy(bool)
+    return pd.DataFrame(
+        {
+            "site_id": e["site_id"].to_numpy(object),
+            "name": e["name"].to_numpy(object),
+            "vehicles_per_port": e["vehicles_per_port"].to_numpy("f8"),
+            "capacity_per_port": (e["capacity_vehicles"] / e["ports"]).to_numpy("f8"),
+            "load_vehicles": e["load_vehicles"].to_numpy("f8"),
+            "ports": e["ports"].to_numpy("int64"),
+            "ports_to_add": e["ports_to_add"].to_numpy("int64"),
+            "status": np.where(over, "overloaded", "within capacity").astype(object),
+            "colour": np.where(over, OVERLOADED_COLOUR, WITHIN_COLOUR).astype(object),
+        }
+    )
+
+
+def sizing_values(solution: Solution | None) -> dict:
+    """The plan's sizing headline figures (``metrics()["sizing"]``), or {}.
+
+    ``overloaded`` (existing stations), ``ports_to_add`` (at them),
+    ``unserved`` (vehicles), ``extra_sites`` (suggested), ``new_site_ports``
+    (ports the new sites need, in all) and ``capacitated``.
+    """
+    sizing = None if solution is None else solution.plan.sizing
+    if not sizing:
+        return {}
+    return {
+        "overloaded": sizing["n_overloaded"],
+        "ports_to_add": sizing["ports_to_add"],
+        "unserved": sizing["unserved_vehicles"],
+        "extra_sites": sizing["suggested_extra_sites"],
+        "new_site_ports": sizing["new_site_ports_needed"],
+        "capacitated": sizing["capacitated"],
+    }
 
 
 def coverage_curve(solution: Solution | None) -> hv.Overlay:

@@ -794,3 +794,167 @@ def test_second_identical_session_is_served_from_the_cache(page, server, browser
         assert errors == []
     finally:
         context.close()
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def site_labels(page) -> list:
+    """Labels of the map's new sites (the ports each needs), read from BokehJS."""
+    return page.evaluate(
+        """() => {
+            for (const doc of window.Bokeh.documents)
+                for (const m of doc.all_models)
+                    if (m.data && m.data.ports_label && m.data.kind
+                        && m.data.kind[0] === 'new')
+                        return Array.from(m.data.ports_label);
+            return null;
+        }"""
+    )
+
+
+def overloaded_on_map(page) -> int:
+    """Existing stations ringed red on the map, read from BokehJS."""
+    return page.evaluate(
+        """() => {
+            for (const doc of window.Bokeh.documents)
+                for (const m of doc.all_models)
+                    if (m.data && m.data.line_colour && m.data.kind
+                        && m.data.kind.length > 100)
+                        return Array.from(m.data.line_colour)
+                            .filter(c => c === '#d62728').length;
+            return -1;
+        }"""
+    )
+
+
+def test_capacity_controls_change_the_sizing(page):
+    overloaded = number(indicator(page, "Overloaded stations"))
+    ports_to_add = number(indicator(page, "Ports to add"))
+    assert overloaded > 0 and ports_to_add > 0
+    assert overloaded_on_map(page) == overloaded
+    labels = site_labels(page)
+    assert len(labels) == 7 and all(re.fullmatch(r"\d+ ports", t) for t in labels)
+
+    # The queue model: its parameters appear, the ratio's go, the sizing changes.
+    assert not page.get_by_label("Mean session (hours)").is_visible()
+    before = status(page)
+    page.get_by_label("Sizing method").select_option(label="Queue (Erlang C)")
+    wait_new_solution(page, before)
+    playwright.expect(page.get_by_label("Mean session (hours)")).to_be_visible()
+    playwright.expect(page.get_by_label("Vehicles per Level 2 port")).to_be_hidden()
+    wait_until(
+        page,
+        lambda: number(indicator(page, "Ports to add")) != ports_to_add,
+        "the queue's ports to add",
+    )
+    before = status(page)
+    page.get_by_label("Sizing method").select_option(label="Vehicles per port (ratio)")
+    wait_new_solution(page, before)
+    wait_until(
+        page,
+        lambda: number(indicator(page, "Ports to add")) == ports_to_add,
+        "the ratio's ports to add again",
+    )
+
+    # Fewer vehicles per Level 2 port: more stations overloaded, on the map too.
+    box = page.get_by_label("Vehicles per Level 2 port")
+    before = status(page)
+    box.fill("10")
+    box.press("Enter")
+    wait_new_solution(page, before)
+    wait_until(
+        page,
+        lambda: number(indicator(page, "Overloaded stations")) > overloaded,
+        "more overloaded stations",
+    )
+    wait_until(
+        page,
+        lambda: (
+            overloaded_on_map(page) == number(indicator(page, "Overloaded stations"))
+        ),
+        "the map's overloaded stations",
+    )
+    box.fill("33")
+    box.press("Enter")
+
+    # Capacity-aware siting (on one county, so that the solve is quick): no
+    # station is overloaded any more.
+    before = status(page)
+    counties = page.locator("input.choices__input--cloned").first
+    counties.click()
+    page.keyboard.type("Spokane")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    wait_new_solution(page, before)
+    wait_until(
+        page,
+        lambda: status(page).startswith("Solved") and not page.locator(
+            "[aria-label='busy']").count(),
+        "the county's plan",
+    )  # fmt: skip
+    assert number(indicator(page, "Overloaded stations")) > 0
+    toggle = page.locator(".bk-Checkbox input[type=checkbox]")
+    playwright.expect(page.locator(".bk-Checkbox")).to_contain_text(
+        "Capacity-aware siting"
+    )
+    before = status(page)
+    toggle.check()
+    wait_new_solution(page, before)
+    wait_until(
+        page,
+        lambda: indicator(page, "Overloaded stations") == "0",
+        "no overloaded station with capacity-aware siting",
+    )
+    assert indicator(page, "Ports to add") == "0"
+
+    # K-Means cannot honour capacities: the toggle is disabled, and says why.
+    before = status(page)
+    page.get_by_label("Algorithm").select_option(label="K-Means (comparison)")
+    wait_new_solution(page, before)
+    page.get_by_text("K-Means cannot honour capacities").wait_for(timeout=TIMEOUT_MS)
+    playwright.expect(toggle).to_be_disabled()
+
+
+def test_load_per_port_plot_and_site_table(page):
+    open_tab(page, "Load per port")
+    width, height = wait_for_plot(page, "Load per port", min_w=400, min_h=250)
+    per_port = source_column(page, "capacity_per_port", "vehicles_per_port")
+    status_ = source_column(page, "capacity_per_port", "status")
+    assert len(per_port) == 60
+    assert per_port == sorted(per_port, reverse=True)
+    assert "overloaded" in status_
+    # The site table has the sizing columns, with the plan's actions.
+    actions = source_column(page, "share_pct", "action")
+    assert actions.count("build new site") == 7
+    assert actions.count("add ports") == number(indicator(page, "Overloaded stations"))
+    for title in ("ports needed", "ports to add", "vehicles / port", "overloaded"):
+        page.locator(".slick-header-column", has_text=title).first.wait_for(
+            timeout=TIMEOUT_MS
+        )
+
+
+def test_downloads_carry_the_sizing(page, tmp_path):
+    import pandas as pd
+
+    overloaded = number(indicator(page, "Overloaded stations"))
+    sites = pd.read_csv(_download(page, "Sites (CSV)", tmp_path))
+    for column in ("ports", "ports_needed", "ports_to_add", "vehicles_per_port",
+                   "overloaded", "action"):  # fmt: skip
+        assert column in sites
+    assert int(sites["overloaded"].sum()) == overloaded
+    assert (sites["action"] == "build new site").sum() == 7
+    metrics = json.loads(_download(page, "Metrics (JSON)", tmp_path).read_text())
+    sizing = metrics["sizing"]
+    assert sizing["n_overloaded"] == overloaded
+    assert f"{sizing['ports_to_add']:,}" == indicator(page, "Ports to add")
+    assert f"{sizing['suggested_extra_sites']:,}" == indicator(
+        page, "Suggested extra sites"
+    )
+    html = _download(page, "Report (HTML)", tmp_path).read_text()
+    assert "Sizing: ports and capacity" in html
+    assert f"{sizing['n_overloaded']:,} of" in html

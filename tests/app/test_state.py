@@ -7,6 +7,7 @@ the latest request has been applied.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import pytest
+from param.parameterized import discard_events
 
 from evplanner.app import (
     PlannerApp,
@@ -690,3 +692,243 @@ def test_superseded_queued_solve_is_skipped(state):
     assert sol.n_new == 30
     # The first change may already run; the ones queued behind it are skipped.
     assert store.solutions.misses - misses <= 3
+
+
+# --------------------------------------------------------------------------- issue 12
+@pytest.mark.parametrize(
+    "controls, fields",
+    [
+        ({"sizing": "queue"}, {"sizing": "queue"}),
+        (
+            {"vehicles_per_l2_port": 20.0, "vehicles_per_dc_port": 100.0},
+            {"vehicles_per_l2_port": 20.0, "vehicles_per_dc_port": 100.0},
+        ),
+        (
+            {
+                "sizing": "queue",
+                "sessions_per_vehicle_day": 0.3,
+                "session_hours": 2.0,
+                "hours_per_day": 16.0,
+                "max_wait_probability": 0.1,
+            },
+            {
+                "sizing": "queue",
+                "sessions_per_vehicle_day": 0.3,
+                "session_hours": 2.0,
+                "hours_per_day": 16.0,
+                "max_wait_probability": 0.1,
+            },
+        ),
+        ({"new_site_ports": 6}, {"new_site_ports": 6}),
+        (
+            {"counties": ["Spokane"], "capacitated": True},
+            {"counties": ("Spokane",), "capacitated": True},
+        ),
+        # Where the scenario refuses capacity-aware siting, its (disabled)
+        # toggle counts as off.
+        (
+            {"candidates": "tracts", "objective": "coverage", "capacitated": True},
+            {"candidates": "tracts", "objective": "coverage", "capacitated": False},
+        ),
+        (
+            {"weighting": "bev", "capacitated": True},
+            {"weighting": "bev", "capacitated": False},
+        ),
+        (
+            {"residents_share": 0.3, "capacitated": True},
+            {"residents_share": 0.3, "capacitated": False},
+        ),
+        (
+            {"existing": "none", "algorithm": "kmeans", "capacitated": True},
+            {"existing": "none", "algorithm": "kmeans", "capacitated": False},
+        ),
+    ],
+)
+def test_sizing_controls_map_onto_the_scenario(store, controls, fields):
+    state = PlannerState(store=store)
+    try:
+        state.param.update(**controls)
+        expected = Scenario(new_sites=7, existing="public").replace(**fields)
+        assert state.scenario() == expected
+        sol = state.wait(300)
+        assert state.message == "" or state.message_level == "info", state.message
+        assert sol.scenario == expected
+        assert sol.plan.sizing["model"]["method"] == expected.sizing
+        assert sol.plan.sizing["capacitated"] == expected.capacitated
+    finally:
+        state.close()
+        pn.state.reset()
+
+
+@contextlib.contextmanager
+def _quietly_set(state, **controls):
+    """Set controls without re-solving, and put them back."""
+    before = {name: getattr(state, name) for name in controls}
+    with discard_events(state):
+        state.param.update(**controls)
+    try:
+        yield
+    finally:
+        with discard_events(state):
+            state.param.update(**before)
+
+
+def test_capacitated_refusal_names_the_reason(state):
+    assert state.capacitated_refusal is None
+    for controls, phrase in [
+        ({"algorithm": "kmeans"}, "K-Means"),
+        ({"objective": "coverage"}, "coverage"),
+        ({"weighting": "range"}, "vehicles"),
+        ({"residents_share": 0.2}, "residents share"),
+    ]:
+        with _quietly_set(state, **controls):
+            assert phrase in state.capacitated_refusal
+    # The blend's slider means nothing on ZIP demand: it does not refuse then.
+    with _quietly_set(state, demand_at="zip", residents_share=0.2):
+        assert state.capacitated_refusal is None
+
+
+def test_plan_sizing_reaches_the_views(store):
+    from evplanner.app import views
+    from evplanner.app.layout import headline_html
+
+    app = PlannerApp(PlannerState(store=store))
+    try:
+        sol = app.state.solution
+        sizing = sol.plan.sizing
+        assert sizing["n_overloaded"] > 0  # today's network, tract demand
+        values = app._indicator_values(sol)
+        assert values["overloaded"] == sizing["n_overloaded"]
+        assert values["ports_to_add"] == sizing["ports_to_add"]
+        assert values["unserved"] == sizing["unserved_vehicles"]
+        assert values["extra_sites"] == sizing["suggested_extra_sites"]
+        text = headline_html(values, 5.0)
+        for title, value in [
+            ("Overloaded stations", sizing["n_overloaded"]),
+            ("Ports to add", sizing["ports_to_add"]),
+            ("Unserved vehicles", round(sizing["unserved_vehicles"])),
+            ("Suggested extra sites", sizing["suggested_extra_sites"]),
+        ]:
+            assert f'{title}</div><div style="font-size:28pt;line-height:1.2">' \
+                f"{value:,}</div>" in text  # fmt: skip
+
+        # The site table: the plan's sizing columns, row for row.
+        table = app.table.value
+        for column in ("ports", "ports_needed", "ports_to_add", "overloaded", "action"):
+            assert table[column].tolist() == sol.plan.sites[column].tolist()
+        np.testing.assert_allclose(
+            table["vehicles_per_port"],
+            sol.plan.sites["vehicles_per_port"],
+            atol=0.05,
+        )
+
+        # The map: stations coloured by their load per port, overloaded ringed
+        # red; new sites labelled with the ports they need.
+        existing = app.map._existing.data
+        over = sol.sites.loc[sol.sites["kind"] == "existing", "overloaded"]
+        assert (existing["line_colour"] == "#d62728").sum() == over.sum()
+        per_port = existing["vehicles_per_port"]
+        loaded = per_port > 0
+        np.testing.assert_array_equal(existing["load_per_port"][loaded],
+                                      per_port[loaded])  # fmt: skip
+        assert np.isnan(existing["load_per_port"][~loaded]).all()
+        new = sol.sites[sol.sites["kind"] == "new"]
+        assert list(app.map._new.data["ports_label"]) == [
+            f"{p} ports" for p in new["ports"]
+        ]
+
+        # The load-per-port plot: the most loaded stations first, red when
+        # overloaded, each with its capacity per port.
+        frame = views.load_per_port_frame(sol)
+        assert len(frame) == views.MAX_BARS
+        assert frame["vehicles_per_port"].is_monotonic_decreasing
+        assert frame["vehicles_per_port"].iloc[0] == pytest.approx(
+            sizing["existing_vehicles_per_port"]["max"]
+        )
+        rows = sol.sites.set_index("site_id").loc[frame["site_id"]]
+        np.testing.assert_allclose(
+            frame["capacity_per_port"] * frame["ports"], rows["capacity_vehicles"]
+        )
+        assert (frame["colour"] == views.OVERLOADED_COLOUR).tolist() == rows[
+            "overloaded"
+        ].tolist()
+        plotted = app.load_plot._source.data
+        assert list(plotted["site_id"]) == list(frame["site_id"])
+        assert list(app.load_plot.figure.x_range.factors) == list(frame["site_id"])
+
+        # Fewer vehicles per Level 2 port: more stations overloaded, more ports
+        # to add, and the page follows.
+        app.state.vehicles_per_l2_port = 10.0
+        sol2 = app.state.wait(120)
+        assert sol2.plan.sizing["n_overloaded"] > sizing["n_overloaded"]
+        assert sol2.plan.sizing["ports_to_add"] > sizing["ports_to_add"]
+        assert (
+            app._indicator_values(sol2)["overloaded"]
+            == (sol2.plan.sizing["n_overloaded"])
+        )
+        assert f"{sol2.plan.sizing['n_overloaded']:,}" in app.headline.div.text
+        assert (app.map._existing.data["line_colour"] == "#d62728").sum() == (
+            sol2.plan.sizing["n_overloaded"]
+        )
+    finally:
+        app.state.close()
+        pn.state.reset()
+
+
+def test_load_per_port_tap_selects_the_station(store):
+    from evplanner.app import views
+    from evplanner.app.live_views import SELECTED_SIZE_PX
+
+    app = PlannerApp(PlannerState(store=store))
+    try:
+        sol = app.state.solution
+        frame = views.load_per_port_frame(sol)
+        app.load_plot._source.selected.indices = [1]
+        station = frame["site_id"].iloc[1]
+        assert station.startswith("E")
+        assert app.state.selected_site == station
+        # The table selects its row, the map rings its demand and enlarges it.
+        row = np.flatnonzero(app.table.value["site_id"].to_numpy() == station)
+        assert app.table.selection == [int(row[0])]
+        ringed = len(app.map._highlight.data["x_web"])
+        assert ringed == (sol.demand["site_id"] == station).sum() > 0
+        data = app.map._existing.data
+        assert data["size"][data["site_id"] == station].tolist() == [SELECTED_SIZE_PX]
+        assert (data["size"] == SELECTED_SIZE_PX).sum() == 1
+    finally:
+        app.state.close()
+        pn.state.reset()
+
+
+def test_sizing_controls_follow_the_method_and_the_refusal(store):
+    app = PlannerApp(PlannerState(store=store))
+    try:
+        controls = app.sizing_controls()
+        by_name = {getattr(w, "name", ""): w for w in controls}
+        l2 = by_name["Vehicles per Level 2 port"]
+        queue = by_name["Mean session (hours)"]
+        toggle = by_name["Capacity-aware siting"]
+        reason = controls[-1]
+        assert l2.visible and not queue.visible and queue.disabled
+        assert not toggle.disabled and not reason.visible
+        app.state.param.update(sizing="queue", algorithm="kmeans")
+        assert not l2.visible and queue.visible and not queue.disabled
+        assert toggle.disabled and reason.visible
+        assert "K-Means" in reason.object
+        app.state.param.update(sizing="ratio", algorithm="kmedians")
+        assert l2.visible and not toggle.disabled and not reason.visible
+        app.state.wait(120)
+    finally:
+        app.state.close()
+        pn.state.reset()
+
+
+def test_downloads_carry_the_sizing(state):
+    sol = state.solution
+    table = pd.read_csv(io.BytesIO(sites_bytes(sol.plan, "csv")))
+    for column in ("ports", "ports_needed", "ports_to_add", "vehicles_per_port",
+                   "overloaded", "action"):  # fmt: skip
+        assert column in table
+    assert int(table["overloaded"].sum()) == sol.plan.sizing["n_overloaded"]
+    metrics = json.loads(metrics_json(sol.plan))
+    assert metrics["sizing"]["n_overloaded"] == sol.plan.sizing["n_overloaded"]
