@@ -41,6 +41,7 @@ import numpy as np
 from evplanner import _discrete_kernels as dk
 from evplanner import _kernels as kern
 from evplanner._chunked import tree_reduce
+from evplanner._validation import check_summary
 from evplanner.errors import InputError
 
 __all__ = [
@@ -237,24 +238,7 @@ def _combine_summary(a, b):
 
 def _summary(eng):
     s = eng.map_reduce(_block_summary, _combine_summary)
-    if s["bad_x"] is not None:
-        row, value = s["bad_x"]
-        raise InputError(
-            "X must contain only finite coordinates (no NaN or inf), got "
-            f"{value} at sample index {row}"
-        )
-    if s["bad_w"] is not None:
-        row, value = s["bad_w"]
-        raise InputError(
-            f"sample_weight must be finite and >= 0, got {value} at sample index {row}"
-        )
-    if s["n"] == 0:
-        raise ValueError("X must have at least 1 sample, got n_samples=0")
-    if not s["wsum"] > 0:
-        raise ValueError(
-            "sample_weight must not be all zero: expected a positive total "
-            f"weight, got {s['wsum']} over n_samples={s['n']}"
-        )
+    check_summary(s)
     return s
 
 

@@ -37,7 +37,7 @@ from evplanner import _capacitated as cap
 from evplanner import _discrete
 from evplanner import _kernels as kern
 from evplanner._chunked import tree_reduce
-from evplanner.errors import InputError
+from evplanner._validation import as_points, as_weights, check_summary, is_dask
 
 __all__ = ["KMedians", "KMediansResult", "k_medians"]
 
@@ -62,10 +62,6 @@ _N_RELOCATIONS = 30
 # ---------------------------------------------------------------------------
 # Input validation (once, at the entry point)
 # ---------------------------------------------------------------------------
-
-
-def _is_dask(X) -> bool:
-    return isinstance(X, da.Array) or hasattr(X, "to_dask_array")
 
 
 def _check_params(n_clusters, init, n_init, max_iter, tol, n_swap_candidates):
@@ -99,55 +95,6 @@ def _check_params(n_clusters, init, n_init, max_iter, tol, n_swap_candidates):
         raise ValueError(
             f"n_swap_candidates must be an integer >= 1, got {n_swap_candidates!r}"
         )
-
-
-def _to_array(X):
-    """NumPy/pandas -> C-contiguous float64 ndarray; Dask -> row-chunked float64."""
-    if _is_dask(X):
-        if not isinstance(X, da.Array):
-            X = X.to_dask_array(lengths=True)
-        if X.ndim != 2:
-            raise ValueError(
-                f"X must be 2-D (n_samples, n_features), got shape {X.shape}"
-            )
-        if any(np.isnan(c) for c in X.chunks[0]):
-            raise ValueError(
-                "X is a Dask array with unknown chunk sizes; call "
-                "X.compute_chunk_sizes() first"
-            )
-        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(
-            X.dtype, np.complexfloating
-        ):
-            raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
-        return X.astype(np.float64).rechunk({1: -1})
-    return np.ascontiguousarray(X, dtype=np.float64)
-
-
-def _to_weights(sample_weight, X):
-    n = X.shape[0]
-    if isinstance(X, da.Array):
-        if sample_weight is None:
-            return da.ones(n, chunks=(X.chunks[0],), dtype=np.float64)
-        if not isinstance(sample_weight, da.Array):
-            sample_weight = np.asarray(sample_weight, dtype=np.float64)
-        if sample_weight.shape != (n,):
-            raise ValueError(
-                f"sample_weight must have shape (n_samples,) = ({n},), got "
-                f"{sample_weight.shape}"
-            )
-        w = da.asarray(sample_weight).astype(np.float64)
-        # Same row chunks as X, so each chunk sees its own points' weights.
-        return w.rechunk((X.chunks[0],))
-    if sample_weight is None:
-        return np.ones(n, dtype=np.float64)
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.ndim == 0:
-        return np.full(n, float(w))
-    if w.shape != (n,):
-        raise ValueError(
-            f"sample_weight must have shape (n_samples,) = ({n},), got {w.shape}"
-        )
-    return np.ascontiguousarray(w)
 
 
 def _to_fixed(fixed_centers, n_features):
@@ -228,27 +175,6 @@ def _combine_summary(a, b, limit):
             u = np.unique(np.vstack([a["distinct"], b["distinct"]]), axis=0)
             out["distinct"] = u if u.shape[0] <= limit else None
     return out
-
-
-def _raise_bad_input(s):
-    if s["bad_x"] is not None:
-        row, value = s["bad_x"]
-        raise InputError(
-            "X must contain only finite coordinates (no NaN or inf), got "
-            f"{value} at sample index {row}"
-        )
-    if s["bad_w"] is not None:
-        row, value = s["bad_w"]
-        raise InputError(
-            f"sample_weight must be finite and >= 0, got {value} at sample index {row}"
-        )
-    if s["n"] == 0:
-        raise ValueError("X must have at least 1 sample, got n_samples=0")
-    if not s["wsum"] > 0:
-        raise ValueError(
-            "sample_weight must not be all zero: expected a positive total "
-            f"weight, got {s['wsum']} over n_samples={s['n']}"
-        )
 
 
 # ---------------------------------------------------------------------------
@@ -1043,10 +969,10 @@ def k_medians(
     ([[0.0, 0.0], [10.0, 10.0]], 2.0)
     """
     _check_params(n_clusters, init, n_init, max_iter, tol, n_swap_candidates)
-    X = _to_array(X)
+    X = as_points(X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
-    w = _to_weights(sample_weight, X)
+    w = as_weights(sample_weight, X)
     d = X.shape[1]
     fixed = _to_fixed(fixed_centers, d)
     init = _to_init(init, n_clusters, d)
@@ -1070,7 +996,7 @@ def k_medians(
 
     limit = max(n_clusters, n_swap_candidates if local_search else 0)
     s = eng.summary(limit)
-    _raise_bad_input(s)
+    check_summary(s)
     distinct = s["distinct"]
     if distinct is not None and distinct.shape[0] < n_clusters:
         raise ValueError(
@@ -1260,7 +1186,7 @@ def _k_medians_capacitated(X, w, n_clusters, fixed, capacity, fixed_capacity,
         )
     else:
         s = _block_aggregate(X, w, 0, limit)
-    _raise_bad_input(s)
+    check_summary(s)
     if s["agg"] is None:
         raise ValueError(
             f"capacitated K-Medians needs at most {_MAX_DISTINCT:,} distinct demand "
@@ -1497,8 +1423,8 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         return tags
 
     def _check_X(self, X, reset):
-        if _is_dask(X):
-            X = _to_array(X)
+        if is_dask(X):
+            X = as_points(X)
             if reset:
                 self.n_features_in_ = X.shape[1]
             elif X.shape[1] != self.n_features_in_:
@@ -1561,7 +1487,7 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     def _fit_capacitated(self, X, sample_weight):
         _check_params(self.n_clusters, self.init, self.n_init, self.max_iter,
                       self.tol, self.n_swap_candidates)  # fmt: skip
-        w = _to_weights(sample_weight, X)
+        w = as_weights(sample_weight, X)
         fixed = _to_fixed(self.fixed_centers, X.shape[1])
         if self.fixed_capacity is not None and self.fixed_centers is None:
             raise ValueError(
@@ -1671,5 +1597,5 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
         X = self._check_X(X, reset=False)
         if isinstance(X, da.Array):
             X = X.compute()
-        w = _to_weights(sample_weight, X)
+        w = as_weights(sample_weight, X)
         return -float(np.sum(w * kern.assign_l1(X, self._all_centers())[1]))

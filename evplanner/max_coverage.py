@@ -20,54 +20,13 @@ from __future__ import annotations
 
 import numbers
 
-import dask.array as da
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from evplanner import _discrete
+from evplanner._validation import as_points, as_weights
 
 __all__ = ["MaxCoverage"]
-
-
-def _to_demand(X, sample_weight):
-    """Demand as float64 NumPy or row-chunked Dask, weights alike."""
-    if hasattr(X, "to_dask_array") and not isinstance(X, da.Array):
-        X = X.to_dask_array(lengths=True)
-    if isinstance(X, da.Array):
-        if X.ndim != 2:
-            raise ValueError(
-                f"X must be 2-D (n_samples, n_features), got shape {X.shape}"
-            )
-        if any(np.isnan(c) for c in X.chunks[0]):
-            raise ValueError(
-                "X is a Dask array with unknown chunk sizes; call "
-                "X.compute_chunk_sizes() first"
-            )
-        X = X.astype(np.float64).rechunk({1: -1})
-        n = X.shape[0]
-        if sample_weight is None:
-            w = da.ones(n, chunks=(X.chunks[0],), dtype=np.float64)
-        else:
-            w = da.asarray(sample_weight).astype(np.float64)
-            if w.shape != (n,):
-                raise ValueError(
-                    f"sample_weight must have shape (n_samples,) = ({n},), got "
-                    f"{w.shape}"
-                )
-            w = w.rechunk((X.chunks[0],))
-        return X, w
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
-    n = X.shape[0]
-    if sample_weight is None:
-        return np.ascontiguousarray(X), np.ones(n)
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.shape != (n,):
-        raise ValueError(
-            f"sample_weight must have shape (n_samples,) = ({n},), got {w.shape}"
-        )
-    return np.ascontiguousarray(X), np.ascontiguousarray(w)
 
 
 class MaxCoverage(BaseEstimator):
@@ -212,7 +171,8 @@ class MaxCoverage(BaseEstimator):
             self.
         """
         k, radius = self._check_params()
-        X, w = _to_demand(X, sample_weight)
+        X = as_points(X)
+        w = as_weights(sample_weight, X)
         d = X.shape[1]
         cand = _discrete.check_candidates(self.candidates, d, k, "n_sites")
         fixed = _discrete.check_fixed(self.fixed_centers, d)
