@@ -577,43 +577,54 @@ async def run_issue9(args) -> dict:
     result: dict = {"load_before": os.getloadavg(), "cores": os.cpu_count()}
     try:
         await wait_for_server(port, proc)
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS
-            )
-            # A fresh server: the first of the 20 sessions computes the default
-            # solution (numba's cached kernels load here too), the others wait for
-            # that one result.
-            opened = await open_at_once("browser", url, port, args.sessions, browser)
-            print(
-                f"[open] {args.sessions} browser sessions at once on a fresh server: "
-                f"slowest page ready {opened['slowest_s']:.1f} s, median "
-                f"{statistics.median(opened['open_s']):.1f} s; a static file "
-                f"request took at most {opened['static_max_s']:.2f} s "
-                f"({opened['static_requests']} requests meanwhile)"
-            )
-            result["open_browser"] = opened
-            await wait_until_quiet(proc.pid)
-            opened = await open_at_once("bokeh", url, port, args.sessions)
-            print(
-                f"[open] {args.sessions} Bokeh-client sessions at once: slowest "
-                f"{opened['slowest_s']:.1f} s, median "
-                f"{statistics.median(opened['open_s']):.1f} s; static file at most "
-                f"{opened['static_max_s']:.2f} s"
-            )
-            result["open_bokeh"] = opened
-            await wait_until_quiet(proc.pid)
-            upload = await k_change_during_upload(url, browser, args.stations)
-            print(
-                f"[upload] session A's k change alone {upload['alone_s']:.3f} s; "
-                f"while session B's {upload['stations']:,}-station upload "
-                f"({upload['bytes'] / 1e6:.2f} MB) solves: {upload['during_s']:.3f} s "
-                f"({upload['during_s'] / upload['alone_s']:.1f}x); B's solve "
-                f"{upload['heavy_solve_s']:.2f} s, upload to solution on B's page "
-                f"{upload['upload_to_solution_s']:.2f} s"
-            )
-            result["upload"] = upload
-            await browser.close()
+        if args.memory_only:
+            # Only the memory rounds: one session first, as a fresh server's
+            # first session solves (the rounds then start from the cache).
+            first = BokehSession(url)
+            await first.open()
+            await first.close()
+        else:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(
+                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
+                )
+                # A fresh server: the first of the 20 sessions computes the default
+                # solution (numba's cached kernels load here too), the others wait for
+                # that one result.
+                opened = await open_at_once(
+                    "browser", url, port, args.sessions, browser
+                )
+                print(
+                    f"[open] {args.sessions} browser sessions at once "
+                    "on a fresh server: "
+                    f"slowest page ready {opened['slowest_s']:.1f} s, median "
+                    f"{statistics.median(opened['open_s']):.1f} s; a static file "
+                    f"request took at most {opened['static_max_s']:.2f} s "
+                    f"({opened['static_requests']} requests meanwhile)"
+                )
+                result["open_browser"] = opened
+                await wait_until_quiet(proc.pid)
+                opened = await open_at_once("bokeh", url, port, args.sessions)
+                print(
+                    f"[open] {args.sessions} Bokeh-client sessions at once: slowest "
+                    f"{opened['slowest_s']:.1f} s, median "
+                    f"{statistics.median(opened['open_s']):.1f} s; static file at most "
+                    f"{opened['static_max_s']:.2f} s"
+                )
+                result["open_bokeh"] = opened
+                await wait_until_quiet(proc.pid)
+                upload = await k_change_during_upload(url, browser, args.stations)
+                print(
+                    f"[upload] session A's k change alone {upload['alone_s']:.3f} s; "
+                    f"while session B's {upload['stations']:,}-station upload "
+                    f"({upload['bytes'] / 1e6:.2f} MB) solves: "
+                    f"{upload['during_s']:.3f} s "
+                    f"({upload['during_s'] / upload['alone_s']:.1f}x); B's solve "
+                    f"{upload['heavy_solve_s']:.2f} s, upload to solution on B's page "
+                    f"{upload['upload_to_solution_s']:.2f} s"
+                )
+                result["upload"] = upload
+                await browser.close()
         await wait_until_quiet(proc.pid)
         result["memory"] = await memory_rounds(
             url, proc.pid, args.memory_rounds, args.sessions
@@ -700,6 +711,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=None)
     parser.add_argument("--stations", type=int, default=20_000)
     parser.add_argument("--memory-rounds", type=int, default=10)
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="issue9: only the memory rounds (no browser pages, no upload)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--procs",

@@ -814,6 +814,29 @@ def create_app(store: DataStore | None = None) -> pn.template.FastListTemplate:
     pn.extension(notifications=False)
     state = PlannerState(store=store)
     app = PlannerApp(state=state)
+    template = app.template()
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-        pn.state.on_session_destroyed(lambda ctx: state.close())
-    return app.template()
+        pn.state.on_session_destroyed(lambda ctx: _end_session(state, template))
+    return template
+
+
+def _end_session(state: PlannerState, page) -> None:
+    """Release what a destroyed session leaves in process-wide registries.
+
+    Stops the session's solver thread, and drops the page's widgets from Panel's
+    registry of JavaScript callbacks and links (``panel.links.Callback.registry``,
+    one for all sessions). That registry is weakly keyed by the source widget,
+    but its values hold the targets: the k slider's text box
+    (``EditableIntSlider``) holds a callback whose target is the slider, which
+    watches the composite that holds the text box, so the value keeps its own key
+    alive and with it the whole session (state, solution, Bokeh models: ~1 MB per
+    session) for the life of the process.
+    """
+    from panel.links import Callback
+
+    state.close()
+    # The sidebar and main area hold every widget of the page (the template's own
+    # objects, such as its BrowserInfo, cannot be walked with select()).
+    for root in (*page.sidebar, *page.main):
+        for widget in root.select():
+            Callback.registry.pop(widget, None)
