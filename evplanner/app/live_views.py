@@ -374,6 +374,38 @@ _ATTRIBUTION = {
 }
 
 
+def _map_figure(x_range, y_range, height_px: int, title: str, basemap: str):
+    """An empty Web Mercator map with its tile layer: ``(figure, tile renderer)``.
+
+    ``x_range``/``y_range`` are ``(low, high)`` in Web Mercator metres; the tiles
+    are hidden when ``basemap`` is ``"none"``.
+    """
+    fig = figure(
+        x_range=Range1d(*x_range),
+        y_range=Range1d(*y_range),
+        height=height_px,
+        sizing_mode="stretch_width",
+        match_aspect=True,
+        x_axis_type=None,
+        y_axis_type=None,
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        active_scroll="wheel_zoom",
+        output_backend="canvas",
+        title=title,
+        toolbar_location="above",
+    )
+    fig.grid.visible = False
+    tiles = fig.add_tile(_tile_source(basemap), alpha=0.75)
+    show_basemap(tiles, basemap)
+    return fig, tiles
+
+
+def show_basemap(tiles, basemap: str) -> None:
+    """Point a tile renderer at ``basemap``; ``"none"`` hides the tiles."""
+    tiles.tile_source = _tile_source(basemap)
+    tiles.visible = basemap != "none"
+
+
 # --------------------------------------------------------------------------------------
 # The map of one session
 # --------------------------------------------------------------------------------------
@@ -423,24 +455,13 @@ class DemandMap(param.Parameterized):
 
     # --- building ------------------------------------------------------------------
     def _build_figure(self):
-        (x0, x1), (y0, y1) = self._x_range, self._y_range
-        fig = figure(
-            x_range=Range1d(x0, x1),
-            y_range=Range1d(y0, y1),
-            height=PLOT_HEIGHT_PX,
-            sizing_mode="stretch_width",
-            match_aspect=True,
-            x_axis_type=None,
-            y_axis_type=None,
-            tools="pan,wheel_zoom,box_zoom,reset,save",
-            active_scroll="wheel_zoom",
-            output_backend="canvas",
-            title="Demand and sites",
-            toolbar_location="above",
+        fig, self._tiles = _map_figure(
+            self._x_range,
+            self._y_range,
+            PLOT_HEIGHT_PX,
+            "Demand and sites",
+            self.basemap,
         )
-        fig.grid.visible = False
-        self._tiles = fig.add_tile(_tile_source(self.basemap), alpha=0.75)
-        self._tiles.visible = self.basemap != "none"
         self._image = ColumnDataSource(self._image_data())
         self._image_glyph = fig.image_rgba(
             image="image", x="x", y="y", dw="dw", dh="dh", source=self._image
@@ -623,8 +644,7 @@ class DemandMap(param.Parameterized):
             self.tapped_site = tapped
 
     def _on_basemap(self, event):
-        self._tiles.tile_source = _tile_source(event.new)
-        self._tiles.visible = event.new != "none"
+        show_basemap(self._tiles, event.new)
 
 
 # --------------------------------------------------------------------------------------
@@ -901,22 +921,13 @@ class RolloutMap:
 
     def __init__(self, extent, height_px: int = 520):
         x0, y0, x1, y1 = extent
-        fig = figure(
-            x_range=Range1d(x0, x1),
-            y_range=Range1d(y0, y1),
-            height=height_px,
-            sizing_mode="stretch_width",
-            match_aspect=True,
-            x_axis_type=None,
-            y_axis_type=None,
-            tools="pan,wheel_zoom,box_zoom,reset,save",
-            active_scroll="wheel_zoom",
-            output_backend="canvas",
-            title="Rollout: press 'Plan staged rollout'",
-            toolbar_location="above",
+        fig, self._tiles = _map_figure(
+            (x0, x1),
+            (y0, y1),
+            height_px,
+            "Rollout: press 'Plan staged rollout'",
+            "CartoLight",
         )
-        fig.grid.visible = False
-        self._tiles = fig.add_tile(_tile_source("CartoLight"), alpha=0.75)
         self._existing = ColumnDataSource(site_data(None, "existing"))
         fig.scatter("x_web", "y_web", source=self._existing, size=6,
                     marker="triangle", fill_color=views.EXISTING_COLOUR,
@@ -955,8 +966,7 @@ class RolloutMap:
             )
 
     def set_basemap(self, basemap: str):
-        self._tiles.tile_source = _tile_source(basemap)
-        self._tiles.visible = basemap != "none"
+        show_basemap(self._tiles, basemap)
 
 
 def _rollout_existing(view: RolloutView | None) -> dict:
