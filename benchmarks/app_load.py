@@ -112,25 +112,9 @@ def free_port() -> int:
 def start_server(
     port: int, log_path: Path, procs: int = 1, extra: tuple[str, ...] = ()
 ) -> subprocess.Popen:
-    from evplanner.app.server import SERVE_OPTIONS
+    from evplanner.app.server import SERVE_OPTIONS, serve_command
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "panel",
-        "serve",
-        str(APP),
-        "--port",
-        str(port),
-        "--address",
-        "127.0.0.1",
-        "--allow-websocket-origin",
-        f"127.0.0.1:{port}",
-        "--num-procs",
-        str(procs),
-        *SERVE_OPTIONS,
-        *extra,
-    ]
+    cmd = serve_command(APP, port, "--num-procs", str(procs), *SERVE_OPTIONS, *extra)
     log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until killed
     return subprocess.Popen(
         cmd,

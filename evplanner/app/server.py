@@ -9,10 +9,26 @@ from __future__ import annotations
 
 from evplanner.app.upload import WEBSOCKET_MAX_MESSAGE_BYTES
 
-__all__ = ["SERVE_OPTIONS", "serve"]
+__all__ = ["SERVE_OPTIONS", "serve", "serve_command"]
 
 #: Options of ``panel serve`` that the planner needs, as command-line arguments.
 SERVE_OPTIONS = ("--websocket-max-message-size", str(WEBSOCKET_MAX_MESSAGE_BYTES))
+
+
+def serve_command(app_path, port: int, *extra: str) -> list[str]:
+    """``panel serve`` of ``app_path`` on 127.0.0.1:``port`` as an argument list.
+
+    For a local server that only pages from that address may open (tests and
+    benchmarks); ``extra`` adds options, e.g. :data:`SERVE_OPTIONS`.
+    """
+    import sys
+
+    return [
+        sys.executable, "-m", "panel", "serve", str(app_path),
+        "--port", str(port), "--address", "127.0.0.1",
+        "--allow-websocket-origin", f"127.0.0.1:{port}",
+        *extra,
+    ]  # fmt: skip
 
 
 def serve(port: int = 5006, address: str = "127.0.0.1",

@@ -11,13 +11,14 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from evplanner.app.server import serve_command
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "apps" / "planner.py"
@@ -37,20 +38,7 @@ def free_port() -> int:
 def serve_planner(log_path: Path, *extra: str, startup_s: float = 120.0):
     """Run ``panel serve apps/planner.py`` on a free port; yield its page URL."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "panel",
-        "serve",
-        str(APP),
-        "--port",
-        str(port),
-        "--address",
-        "127.0.0.1",
-        "--allow-websocket-origin",
-        f"127.0.0.1:{port}",
-        *extra,
-    ]
+    cmd = serve_command(APP, port, *extra)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
