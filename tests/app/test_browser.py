@@ -59,6 +59,25 @@ def browser():
         b.close()
 
 
+def open_solved(pg, url: str) -> None:
+    """Open the planner in ``pg`` and wait for its first solution.
+
+    Requests off the server's host are aborted: the tests never reach the network
+    (map tiles included).
+    """
+    host = urlsplit(url).netloc
+    pg.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if urlsplit(route.request.url).netloc == host
+            else route.abort()
+        ),
+    )
+    pg.goto(url, timeout=TIMEOUT_MS)
+    pg.get_by_text("Solved: 7 new sites").wait_for(timeout=TIMEOUT_MS)
+
+
 @pytest.fixture
 def page(server, browser):
     """A new session's page, opened and solved; fails the test on any error."""
@@ -73,16 +92,7 @@ def page(server, browser):
     pg.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: page_errors.append(str(e)))
     pg.on("requestfailed", lambda r: failed.append(r.url))
-    pg.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if urlsplit(route.request.url).netloc == host
-            else route.abort()
-        ),
-    )
-    pg.goto(url, timeout=TIMEOUT_MS)
-    pg.get_by_text("Solved: 7 new sites").wait_for(timeout=TIMEOUT_MS)
+    open_solved(pg, url)
     yield pg
     pg.wait_for_timeout(300)  # let late updates land before judging the logs
     context.close()
@@ -683,21 +693,11 @@ def test_candidates_and_objective(page):
 def _second_page(server, browser):
     """Another session's page (its own browser context), opened and solved."""
     url, _ = server
-    host = urlsplit(url).netloc
     context = browser.new_context(viewport={"width": 1500, "height": 1200})
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if urlsplit(route.request.url).netloc == host
-            else route.abort()
-        ),
-    )
-    pg.goto(url, timeout=TIMEOUT_MS)
-    pg.get_by_text("Solved: 7 new sites").wait_for(timeout=TIMEOUT_MS)
+    open_solved(pg, url)
     return context, pg, errors
 
 
