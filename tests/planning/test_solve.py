@@ -155,3 +155,41 @@ def test_a_local_cluster_gives_the_in_memory_plan(tmp_path):
         chunked.sites[numeric], memory.sites[numeric], rtol=1e-12
     )
     assert chunked.today.coverage_share == pytest.approx(memory.today.coverage_share)
+
+
+def _conditional_cost(X, w, others_dist, site_m):
+    """Total weighted distance with one site at each of ``site_m`` (shape (g, 2)).
+
+    ``others_dist`` (n,) is each point's distance to the rest of the network.
+    """
+    cost = np.zeros(len(site_m))
+    for x, weight, other in zip(X, w, others_dist, strict=True):
+        cost += weight * np.minimum(other, np.abs(site_m - x).sum(axis=1))
+    return cost
+
+
+def test_new_sites_with_todays_stations_gather_demand_or_are_optimal_alone(demand):
+    """With today's 2,473 stations fixed, new sites serve several tracts.
+
+    A new site that serves a single tract must be the right answer, not the
+    ZIP-centroid artefact: no position within 5 km (100 m grid) serves the
+    demand better with the rest of the network where it is.
+    """
+    from evplanner._kernels import assign_l1
+
+    scenario = Scenario(new_sites=10, existing="public")
+    plan = solve(scenario, demand=demand)
+    new = plan.sites[plan.sites["kind"] == "new"]
+    assert (new["demand_points"] > 1).sum() >= 8
+    X, w = plan.demand[["x_m", "y_m"]].to_numpy(), plan.demand["weight"].to_numpy()
+    network = np.vstack([plan.new_sites_m, load_existing(scenario).metres(plan.crs)])
+    offsets = np.arange(-5_000.0, 5_001.0, 100.0)
+    grid = np.stack(np.meshgrid(offsets, offsets), axis=-1).reshape(-1, 2)
+    for j in np.flatnonzero(new["demand_points"].to_numpy() == 1):
+        site = plan.new_sites_m[j]
+        others = assign_l1(X, np.delete(network, j, axis=0))[1]
+        # Only points that the site could take within the scanned window matter.
+        near = np.abs(X - site).sum(axis=1) <= others + 10_000.0
+        cost = _conditional_cost(X[near], w[near], others[near], site + grid)
+        here = _conditional_cost(X[near], w[near], others[near], site[None, :])[0]
+        assert here <= cost.min() * (1 + 1e-12), (new.iloc[j]["site_id"], here)
