@@ -749,8 +749,19 @@ def load_vehicles(
 
 
 def _clean_station_frame(
-    frame: pd.DataFrame, path: Path, keep_out_of_area: bool, strict: bool
+    frame: pd.DataFrame,
+    path: Path,
+    keep_out_of_area: bool,
+    strict: bool,
+    what: str = "stations",
+    invalid: tuple[np.ndarray, str] | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
+    """Station-like points (stations or candidate sites) cleaned, with their report.
+
+    ``what`` names the rows in a strict refusal; ``invalid`` is ``(mask, reason)``
+    of rows a caller found bad in its own columns (a candidate's ``max_ports``),
+    refused with the bad points in one message when ``strict``.
+    """
     if "Fuel Type Code" in frame.columns:
         _require(frame, _AFDC_REQUIRED, path, "the AFDC station export")
         frame = frame.astype("string").fillna("")
@@ -806,8 +817,11 @@ def _clean_station_frame(
     report = LoadReport(source=str(path), kind=kind, rows_read=len(frame))
     outside = pd.isna(status) & ~PLANNING_AREA.contains(lon, lat)
     if strict:
+        if invalid is not None:
+            mask, reason = invalid
+            status[np.asarray(mask, bool) & pd.isna(status)] = reason
         left_out = outside if not keep_out_of_area else np.zeros_like(outside)
-        _refuse_bad_stations(status, left_out, shown, path)
+        _refuse_bad_stations(status, left_out, shown, path, what)
     out["_no_ports"] = no_ports
     out, outside = _apply_status(out, status, report, shown, outside)
     _count_outside(report, out, outside, keep_out_of_area)
@@ -819,13 +833,24 @@ def _clean_station_frame(
     return out[STATION_COLUMNS], report
 
 
+#: Bad rows named one by one in a strict refusal; beyond, they are counted.
+LISTED_BAD_ROWS = 50
+
+
 def _refuse_bad_stations(
-    status: np.ndarray, outside: np.ndarray, shown: pd.Series, path: Path
+    status: np.ndarray,
+    outside: np.ndarray,
+    shown: pd.Series,
+    path: Path,
+    what: str = "stations",
 ) -> None:
-    """Raise one InputError listing the stations that would be left out, if any.
+    """Raise one InputError naming every row that would be left out, if any.
 
     Rows that are not electric stations (other fuels in an AFDC export) are not
-    stations a planner meant to keep, so they do not count.
+    stations a planner meant to keep, so they do not count. The message counts the
+    bad rows by reason, shows the first and lists the 1-based row numbers (the
+    first :data:`LISTED_BAD_ROWS`, then how many more), so one round of fixes
+    clears the file.
     """
     reasons = pd.Series(status, dtype=object).where(~outside, OUTSIDE_AREA)
     bad = (reasons.notna() & (reasons != NOT_ELECTRIC)).to_numpy(bool)
@@ -833,11 +858,15 @@ def _refuse_bad_stations(
         return
     counts = reasons[bad].value_counts()
     listed = "; ".join(f"{n:,} {reason}" for reason, n in counts.items())
-    first = int(np.flatnonzero(bad)[0])
+    rows = np.flatnonzero(bad) + 1
+    named = ", ".join(str(r) for r in rows[:LISTED_BAD_ROWS])
+    more = len(rows) - LISTED_BAD_ROWS
+    named += f" and {more:,} more" if more > 0 else ""
+    first = int(rows[0]) - 1
     raise InputError(
-        f"{int(bad.sum()):,} of {len(status):,} rows are not usable stations "
+        f"{int(bad.sum()):,} of {len(status):,} rows are not usable {what} "
         f"({listed}); first: {reasons.iloc[first]}, {shown.iloc[first]!r}; fix the "
-        "file (every station in it is meant to be kept)",
+        f"file (every row in it is meant to be kept); bad rows: {named}",
         path=path,
         row=first + 1,
     )
@@ -935,24 +964,23 @@ def load_candidates(
                          f"{max_rows:,} accepted", path=path)  # fmt: skip
     if len(frame) == 0:
         raise InputError("no candidate sites in the file", path=path)
-    sites, report = _clean_station_frame(frame.reset_index(drop=True), path,
-                                         keep_out_of_area, strict)  # fmt: skip
+    frame = frame.reset_index(drop=True)
+    column = _find_column(frame.columns, ("max_ports", "ports"))
+    invalid = None
+    if strict and column is not None:
+        # Refused with the bad points in one message: every bad row at once.
+        invalid = (_bad_max_ports(frame[column])[1], INVALID_MAX_PORTS)
+    sites, report = _clean_station_frame(frame, path, keep_out_of_area, strict,
+                                         "candidate sites", invalid)  # fmt: skip
     report.kind = "candidates"
     max_ports = np.full(len(sites), np.nan)
-    column = _find_column(frame.columns, ("max_ports", "ports"))
     if column is not None:
         kept = _kept_rows(frame, sites)
         raw = frame[column].iloc[kept].astype("string").fillna("").str.strip()
-        value = _number(raw)
-        bad = (raw != "").to_numpy(bool) & ~(
-            np.isfinite(value) & (value >= 0) & (value == np.round(value))
-        )
+        value, bad = _bad_max_ports(raw)
         if bad.any():
+            # (strict: refused above, with the bad points)
             first = int(np.flatnonzero(bad)[0])
-            if strict:
-                raise InputError("expected a whole number >= 0", path=path,
-                                 row=int(kept[first]) + 1, column=column,
-                                 value=raw.iloc[first])  # fmt: skip
             report.dropped[INVALID_MAX_PORTS] = int(bad.sum())
             report.examples[INVALID_MAX_PORTS] = (
                 f"row {int(kept[first]) + 1}: {raw.iloc[first]!r}"
@@ -965,6 +993,17 @@ def load_candidates(
                         "max_ports": max_ports})  # fmt: skip
     logger.info("loaded %s: %d candidate sites", path, len(out))
     return out[CANDIDATE_COLUMNS], report
+
+
+def _bad_max_ports(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A ``max_ports`` column as numbers, and which given values are not whole
+    numbers >= 0 (empty cells are "not given", not bad)."""
+    text = raw.astype("string").fillna("").str.strip()
+    value = _number(text)
+    bad = (text != "").to_numpy(bool) & ~(
+        np.isfinite(value) & (value >= 0) & (value == np.round(value))
+    )
+    return value, bad
 
 
 def _parquet_metadata_keys(path: Path) -> bytes:

@@ -21,6 +21,7 @@ from evplanner.data import (
     UNPARSABLE_POINT,
     build_bundled_data,
     check_total_weight,
+    load_candidates,
     load_stations,
     load_tracts,
     load_vehicles,
@@ -685,3 +686,30 @@ def test_dask_bad_csv_on_a_cluster_is_one_line_without_worker_traceback(tmp_path
         logs = client.get_worker_logs()
         text = "\n".join(msg for entries in logs.values() for _, msg in entries)
         assert "Compute Failed" not in text and "Traceback" not in text
+
+
+def test_strict_candidate_file_names_every_bad_row(tmp_path):
+    # A bad point, a bad max_ports and an out-of-area row: one message, all three.
+    path = write(tmp_path, "lots.csv", ["name,lon,lat,max_ports", "A,-122.3,47.6,8",
+                                        "B,xx,47.5,2", "C,-122.2,47.5,x",
+                                        "D,-122.1,47.4,", "E,151.2,-33.9,3"])  # fmt: skip
+    with pytest.raises(InputError) as err:
+        load_candidates(path, strict=True)
+    text = str(err.value)
+    assert err.value.row == 2
+    assert "3 of 5 rows are not usable candidate sites" in text
+    assert "1 invalid max_ports" in text and "1 unparsable point" in text
+    assert text.endswith("bad rows: 2, 3, 5")
+    # Not strict: the same rows are left out and counted.
+    sites, report = load_candidates(path)
+    assert sites["name"].tolist() == ["A", "D"]
+    assert report.dropped == {"unparsable point": 1, "invalid max_ports": 1}
+
+
+def test_strict_refusal_lists_at_most_fifty_rows(tmp_path):
+    from evplanner.data import LISTED_BAD_ROWS
+
+    rows = ["lon,lat", *(["xx,47.5"] * (LISTED_BAD_ROWS + 7))]
+    path = write(tmp_path, "many.csv", rows)
+    with pytest.raises(InputError, match=r"bad rows: 1, 2, .*, 50 and 7 more$"):
+        load_stations(path, strict=True)
