@@ -3,8 +3,10 @@
 * :class:`DataStore`: the bundled vehicles and stations, loaded once per server
   process and shared read-only by every session, with a memo of the demand per
   filter set (sessions flipping between the same filters do not re-aggregate).
-* :func:`parse_uploaded_stations`: an uploaded station list as
-  :class:`~evplanner.planning.ExistingSites`.
+* :func:`parse_uploaded_stations`, :func:`parse_uploaded_candidates`: an uploaded
+  station list as :class:`~evplanner.planning.ExistingSites`, an uploaded candidate
+  file as :class:`~evplanner.planning.CandidateSites` (one reader of uploads,
+  :func:`read_upload`, with one size cap and one way of naming bad rows).
 * :func:`solve`, :func:`sweep`, :func:`compare`, :func:`rollout`: the planning
   layer's functions on the store's data, on two compute lanes shared by the
   sessions (light and heavy fits, :class:`ComputeLanes`), solutions cached
@@ -45,6 +47,7 @@ from evplanner.planning import (
 )
 from evplanner.planning import solve as plan_solve
 from evplanner.planning import sweep as plan_sweep
+from evplanner.planning.inputs import CandidateSites, load_candidates
 from evplanner.planning.rollout import Rollout
 from evplanner.planning.rollout import rollout as plan_rollout
 from evplanner.planning.scenario import UPLOAD_PREFIX
@@ -55,6 +58,7 @@ __all__ = [
     "DEMAND_AT",
     "EXISTING",
     "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_CANDIDATES",
     "MAX_UPLOAD_STATIONS",
     "OBJECTIVES",
     "ComputeLanes",
@@ -64,7 +68,9 @@ __all__ = [
     "RolloutView",
     "Solution",
     "compare",
+    "parse_uploaded_candidates",
     "parse_uploaded_stations",
+    "read_upload",
     "rollout",
     "upload_too_large",
     "solve",
@@ -91,6 +97,7 @@ CANDIDATES = {
     "Anywhere": "none",
     "Census-tract centres": "tracts",
     "Today's public stations": "stations",
+    "Uploaded candidate file": "upload",
 }
 #: What new sites optimise: UI label -> scenario value.
 OBJECTIVES = {
@@ -117,11 +124,20 @@ MAX_UPLOAD_BYTES = 2_000_000
 #: size of a national AFDC export of one state's neighbours) solve in ~2 s on the
 #: bundled data on one core pair (benchmarks/README.md, web app load).
 MAX_UPLOAD_STATIONS = 20_000
+#: Largest number of candidate sites in an uploaded file. Each iteration of the
+#: discrete search weighs every candidate against the demand, so a solve's time
+#: grows with the file; the bundled tract centres (~1,800) solve in about a second.
+MAX_UPLOAD_CANDIDATES = 10_000
+#: File types an uploaded candidate file may have (``data.load_candidates``).
+CANDIDATE_SUFFIXES = (".csv", ".geojson", ".json", ".parquet", ".geoparquet")
 #: A solve counts as heavy (its own compute lane, see :class:`ComputeLanes`) when it
 #: holds more fixed stations than this; the public stations (~3,000) are light.
 HEAVY_FIXED_STATIONS = 5_000
 #: ... or places more new sites than this (the local search grows with k).
 HEAVY_NEW_SITES = 60
+#: ... or chooses among more candidate sites than this (the public stations,
+#: ~3,000, and the tract centres are light).
+HEAVY_CANDIDATES = 5_000
 #: Solutions kept per server process (:class:`SolutionCache`); a solution of the
 #: bundled data is ~1 MB, so the cache stays under ~100 MB.
 SOLUTION_CACHE_SIZE = 96
@@ -407,6 +423,86 @@ class DataStore:
         """The scenario's existing sites, from the store (or the upload)."""
         return load_existing(scenario, stations=self.stations, uploaded=uploaded)
 
+    def candidates(
+        self, scenario: Scenario, uploaded: CandidateSites | None = None
+    ) -> CandidateSites | None:
+        """The scenario's candidate sites (None: anywhere), from the store's
+        stations, the bundled tracts (loaded once per process) or the upload."""
+        return load_candidates(scenario, stations=self.stations, uploaded=uploaded)
+
+
+def read_upload(data: bytes, filename: str, read, *, what: str, noun: str,
+                suffixes: tuple[str, ...], max_bytes: int = MAX_UPLOAD_BYTES,
+                max_rows: int | None = None):  # fmt: skip
+    """Check an uploaded file and read it with a loader of :mod:`evplanner.data`.
+
+    The one way uploads are read: every upload has the same size cap, the same
+    checks before parsing, and the same messages naming the user's file.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content as the browser sent it.
+    filename : str
+        The name the user gave it, used in messages (and as the loader's path).
+    read : callable(Path) -> object
+        The loader; it reads the file at the path it is given. An
+        :class:`~evplanner.errors.InputError` it raises is re-raised naming
+        ``filename`` instead of the temporary path.
+    what, noun : str
+        What the file is and what its rows are, for messages (``"a station
+        list"``, ``"stations"``).
+    suffixes : tuple of str
+        Accepted file name endings, lower case (``(".csv",)``).
+    max_bytes : int
+        Size cap in bytes.
+    max_rows : int, optional
+        Cap on data rows of a CSV, checked by counting lines before parsing (the
+        loader checks again after: quoted line breaks can hide rows).
+
+    Returns
+    -------
+    result : object
+        What ``read`` returned.
+    token : str
+        ``"upload:<content hash>"``: the scenario value for the upload, so that
+        sessions with the same file share cached solutions.
+
+    Raises
+    ------
+    InputError
+        Empty, too large, a file type not in ``suffixes``, too many rows, or
+        whatever the loader refuses (unreadable, bad rows), naming the file.
+    """
+    name = Path(filename or "upload").name
+    if data is None or len(data) == 0:
+        raise InputError("the uploaded file is empty", path=name)
+    if len(data) > max_bytes:
+        raise upload_too_large(name, len(data), max_bytes, what)
+    if not name.lower().endswith(suffixes):
+        raise InputError(f"expected a {' / '.join(suffixes)} file of {noun}",
+                         path=name)  # fmt: skip
+    if max_rows is not None and name.lower().endswith(".csv"):
+        # Lines after the header, before any parsing: a too-long file costs nothing.
+        lines = data.count(b"\n") + (not data.endswith(b"\n")) - 1
+        if lines > max_rows:
+            raise InputError(_too_many(lines, max_rows, noun), path=name)
+    # The loaders read paths, and their messages name the path: write the bytes
+    # under the user's own file name in a private temporary folder.
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    with tempfile.TemporaryDirectory(prefix="evplanner-upload-") as tmp:
+        path = Path(tmp) / safe
+        path.write_bytes(data)
+        try:
+            result = read(path)
+        except InputError as err:
+            raise InputError(err.message, path=name, row=err.row, column=err.column,
+                             value=err.value) from None  # fmt: skip
+        except (UnicodeDecodeError, ValueError, OSError) as err:
+            # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors.
+            raise InputError(f"not a readable file ({err})", path=name) from None
+    return result, f"{UPLOAD_PREFIX}{hashlib.sha256(data).hexdigest()[:16]}"
+
 
 def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
                             max_bytes: int = MAX_UPLOAD_BYTES,
@@ -439,8 +535,8 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
         Empty, too large, more than ``max_stations`` rows, not a CSV, no lon/lat
         columns, or any row dropped by the loader for bad coordinates (missing,
         unparsable, out of range): a station list with bad rows is rejected
-        whole, so that no station silently disappears from the plan. Non-electric
-        rows of an AFDC export are skipped.
+        whole, naming every bad row, so that no station silently disappears from
+        the plan. Non-electric rows of an AFDC export are skipped.
 
     Examples
     --------
@@ -455,54 +551,105 @@ def parse_uploaded_stations(data: bytes, filename: str = "upload.csv",
     from evplanner.data import load_stations
 
     name = Path(filename or "upload.csv").name
-    if data is None or len(data) == 0:
-        raise InputError("the uploaded file is empty", path=name)
-    if len(data) > max_bytes:
-        raise upload_too_large(name, len(data), max_bytes)
-    if not name.lower().endswith(".csv"):
-        raise InputError("expected a .csv file with lon and lat columns", path=name)
-    # Lines after the header, before any parsing: a too-long list costs nothing.
-    lines = data.count(b"\n") + (not data.endswith(b"\n")) - 1
-    if lines > max_stations:
-        raise InputError(_too_many(lines, max_stations), path=name)
-    # The loader reads paths, and its messages name the path: write the bytes under
-    # the user's own file name in a private temporary folder.
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    with tempfile.TemporaryDirectory(prefix="evplanner-upload-") as tmp:
-        path = Path(tmp) / safe
-        path.write_bytes(data)
-        try:
-            # Strict: a list with a bad or out-of-area row is refused whole, so that
-            # no station the planner meant to keep silently disappears.
-            stations, report = load_stations(path, strict=True)
-        except InputError as err:
-            raise InputError(err.message, path=name, row=err.row, column=err.column,
-                             value=err.value) from None  # fmt: skip
-        except (UnicodeDecodeError, pd.errors.ParserError) as err:
-            raise InputError(f"not a readable CSV file ({err})", path=name) from None
+
+    def read(path: Path):
+        # Strict: a list with a bad or out-of-area row is refused whole, so that
+        # no station the planner meant to keep silently disappears.
+        return load_stations(path, strict=True)
+
+    (stations, report), token = read_upload(
+        data, name, read, what="a station list", noun="stations", suffixes=(".csv",),
+        max_bytes=max_bytes, max_rows=max_stations,
+    )  # fmt: skip
     report.source = name
     if len(stations) == 0:
         raise InputError("no stations in the file", path=name)
     if len(stations) > max_stations:  # quoted line breaks can hide rows from the count
-        raise InputError(_too_many(len(stations), max_stations), path=name)
-    token = hashlib.sha256(data).hexdigest()[:16]
+        raise InputError(_too_many(len(stations), max_stations, "stations"),
+                         path=name)  # fmt: skip
     sites = ExistingSites(stations.reset_index(drop=True), report, f"uploaded {name}")
-    return sites, f"{UPLOAD_PREFIX}{token}"
+    return sites, token
+
+
+def parse_uploaded_candidates(data: bytes, filename: str = "candidates.csv",
+                              max_bytes: int = MAX_UPLOAD_BYTES,
+                              max_candidates: int = MAX_UPLOAD_CANDIDATES,
+                              ) -> tuple[CandidateSites, str]:  # fmt: skip
+    """Read an uploaded file of candidate sites: where new sites may go.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content as the browser sent it.
+    filename : str
+        The name the user gave it: its ending says the format (``.csv`` with lon,
+        lat columns; ``.geojson``/``.json`` or ``.parquet``/``.geoparquet`` of
+        points, any CRS). Optional columns ``name`` and ``max_ports``.
+    max_bytes : int
+        Size cap in bytes.
+    max_candidates : int
+        Cap on the number of candidate sites.
+
+    Returns
+    -------
+    candidates : CandidateSites
+        The sites (:data:`evplanner.data.CANDIDATE_COLUMNS`) and their load report,
+        named after the file.
+    token : str
+        The scenario value for them: ``"upload:<content hash>"``.
+
+    Raises
+    ------
+    InputError
+        Empty, too large, another file type, too many rows, no lon/lat or no CRS,
+        or any bad row (a point that is missing, unparsable or outside the
+        planning area, a ``max_ports`` that is not a whole number >= 0): the file
+        is refused whole, naming every bad row.
+
+    Examples
+    --------
+    >>> lots = b"name,lon,lat,max_ports\\nLot A,-122.3,47.6,8\\n"
+    >>> sites, token = parse_uploaded_candidates(lots, "lots.csv")
+    >>> sites.sites[["name", "max_ports"]].values.tolist(), token[:7]
+    ([['Lot A', 8.0]], 'upload:')
+    >>> parse_uploaded_candidates(lots + b"Lot B,-122.2,47.5,x\\n", "lots.csv")
+    Traceback (most recent call last):
+    ...
+    evplanner.errors.InputError: lots.csv, row 2: 1 of 2 rows are not usable \
+candidate sites (1 invalid max_ports); ...; bad rows: 2
+    """
+    from evplanner.data import load_candidates as read_candidates
+
+    name = Path(filename or "candidates.csv").name
+
+    def read(path: Path):
+        return read_candidates(path, strict=True, max_rows=max_candidates)
+
+    (sites, report), token = read_upload(
+        data, name, read, what="a candidate file", noun="candidate sites",
+        suffixes=CANDIDATE_SUFFIXES,
+        max_bytes=max_bytes, max_rows=max_candidates,
+    )  # fmt: skip
+    report.source = name
+    candidates = CandidateSites(sites.reset_index(drop=True), report,
+                                f"uploaded {name}")  # fmt: skip
+    return candidates, token
 
 
 def upload_too_large(filename: str, size_bytes: int,
-                     max_bytes: int = MAX_UPLOAD_BYTES) -> InputError:  # fmt: skip
+                     max_bytes: int = MAX_UPLOAD_BYTES,
+                     what: str = "a station list") -> InputError:  # fmt: skip
     """The error for an upload of ``size_bytes`` over the limit (also when the
     browser refused it and only its name and size reached the server)."""
     name = Path(filename or "upload.csv").name
     return InputError(f"the file is {size_bytes / 1e6:.1f} MB, larger than the "
-                      f"{max_bytes / 1e6:.1f} MB limit for a station list; it was "
+                      f"{max_bytes / 1e6:.1f} MB limit for {what}; it was "
                       "not uploaded", path=name)  # fmt: skip
 
 
-def _too_many(n_rows: int, max_stations: int) -> str:
-    return (f"{n_rows:,} rows, more than the {max_stations:,} stations an uploaded "
-            "list may hold; keep the stations near the area you plan for")  # fmt: skip
+def _too_many(n_rows: int, max_rows: int, noun: str) -> str:
+    return (f"{n_rows:,} rows, more than the {max_rows:,} {noun} an uploaded file "
+            f"may hold; keep the {noun} near the area you plan for")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -522,6 +669,10 @@ class Solution:
     sites : pandas.DataFrame, shape (k + m,)
         The plan's site table plus ``x_web``, ``y_web``, and for display
         ``vehicles``, ``share`` (0..1), ``mean_km``, ``max_km``.
+    candidates : pandas.DataFrame, shape (c,)
+        The candidate sites the new sites were chosen among (empty when they
+        may go anywhere): :data:`evplanner.data.CANDIDATE_COLUMNS` plus
+        ``x_web``, ``y_web`` and ``chosen`` (a new site is there).
     curve : pandas.DataFrame
         ``radius_km``, ``share`` and ``baseline_share`` (0..1; NaN without
         existing sites) for the coverage-vs-radius plot.
@@ -531,6 +682,8 @@ class Solution:
     demand: pd.DataFrame = field(repr=False)
     sites: pd.DataFrame = field(repr=False)
     curve: pd.DataFrame = field(repr=False)
+    candidates: pd.DataFrame = field(default_factory=lambda: candidate_frame(None),
+                                     repr=False)  # fmt: skip
 
     @property
     def scenario(self) -> Scenario:
@@ -553,8 +706,11 @@ class Solution:
         return self.plan.coverage.total_weight
 
     @classmethod
-    def from_plan(cls, plan: Plan) -> Solution:
-        """Shape ``plan`` (an in-memory plan) for display."""
+    def from_plan(
+        cls, plan: Plan, candidates: CandidateSites | None = None
+    ) -> Solution:
+        """Shape ``plan`` (an in-memory plan, with the candidate sites it chose
+        among, if any) for display."""
         sites = plan.sites.assign(
             vehicles=plan.sites["vehicles_served"],
             share=plan.sites["share_of_demand"],
@@ -574,7 +730,32 @@ class Solution:
             "baseline_share": (today.coverage_curve if today is not None
                                else np.full(len(c.radii_m), np.nan)),
         })  # fmt: skip
-        return cls(plan, demand, sites, curve)
+        return cls(plan, demand, sites, curve,
+                   candidate_frame(candidates, plan.chosen_candidates))  # fmt: skip
+
+
+def candidate_frame(candidates: CandidateSites | None,
+                    chosen: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
+    """Candidate sites for the map: their table plus ``x_web``, ``y_web`` (Web
+    Mercator metres) and ``chosen`` (whether a new site is at the row; ``chosen``
+    holds the rows, :attr:`Plan.chosen_candidates`). Empty for None."""
+    from evplanner.data import CANDIDATE_COLUMNS
+
+    if candidates is None:
+        numeric = ("lon", "lat", "max_ports")
+        frame = pd.DataFrame(
+            {
+                c: pd.Series(dtype="float64" if c in numeric else object)
+                for c in CANDIDATE_COLUMNS
+            }
+        )
+    else:
+        frame = candidates.sites[CANDIDATE_COLUMNS].reset_index(drop=True)
+    frame = frame.assign(chosen=np.zeros(len(frame), dtype=bool))
+    if chosen is not None and len(frame):
+        frame.loc[np.asarray(chosen, dtype=np.int64), "chosen"] = True
+    frame["x_web"], frame["y_web"] = web_mercator(frame["lon"], frame["lat"])
+    return frame
 
 
 @dataclass(frozen=True)
@@ -634,14 +815,17 @@ class RolloutView:
 # --------------------------------------------------------------------------------------
 # Planning on the store's data
 # --------------------------------------------------------------------------------------
-def _heavy(scenario: Scenario, existing: ExistingSites | None) -> bool:
+def _heavy(scenario: Scenario, existing: ExistingSites | None,
+           candidates: CandidateSites | None = None) -> bool:  # fmt: skip
     """Whether a fit goes to the heavy lane (see :class:`ComputeLanes`)."""
     n_fixed = 0 if existing is None else len(existing.stations)
+    n_candidates = 0 if candidates is None else len(candidates)
     # Capacity-aware siting solves transport problems: ~60 s on the bundled tract
     # demand with today's public stations (1.4 s on one county), against ~1 s.
     return (
         n_fixed > HEAVY_FIXED_STATIONS
         or scenario.new_sites > HEAVY_NEW_SITES
+        or n_candidates > HEAVY_CANDIDATES
         or scenario.capacitated
     )
 
@@ -653,52 +837,63 @@ def cached_solution(store: DataStore, scenario: Scenario) -> Solution | None:
 
 def solve(store: DataStore, scenario: Scenario,
           uploaded: ExistingSites | None = None,
-          previous: Solution | None = None) -> Solution:  # fmt: skip
+          previous: Solution | None = None,
+          candidates: CandidateSites | None = None) -> Solution:  # fmt: skip
     """Plan one scenario on the store's data (reusing ``previous``'s sites when
     only the radius changed) and shape it for display.
 
-    Served from the store's :class:`SolutionCache` when any session of the process
-    has solved the same scenario (an upload's content hash is part of it).
+    ``uploaded`` and ``candidates`` are the uploaded stations and candidate sites
+    of a scenario that names uploads. Served from the store's
+    :class:`SolutionCache` when any session of the process has solved the same
+    scenario (an upload's content hash is part of it).
 
     Raises
     ------
     InputError
         Filters that leave no demand or fewer locations than new sites, or an
-        upload scenario without its stations.
+        upload scenario without its stations or candidates.
     """
 
     def compute() -> Solution:
         demand = store.demand(scenario)
         existing = store.existing(scenario, uploaded)
-        with store.lanes.lock(_heavy(scenario, existing)):
+        sites = store.candidates(scenario, candidates)
+        with store.lanes.lock(_heavy(scenario, existing, sites)):
             plan = plan_solve(
                 scenario,
                 demand=demand,
                 existing=existing,
+                candidates=sites,
                 previous=previous.plan if previous else None,
             )
-        return Solution.from_plan(plan)
+        return Solution.from_plan(plan, sites)
 
     return store.solutions.get(("solve", scenario), compute)
 
 
 def sweep(store: DataStore, scenario: Scenario, new_sites,
-          uploaded: ExistingSites | None = None) -> pd.DataFrame:  # fmt: skip
-    """Objective and coverage for each number of new sites the demand allows.
+          uploaded: ExistingSites | None = None,
+          candidates: CandidateSites | None = None) -> pd.DataFrame:  # fmt: skip
+    """Objective and coverage for each number of new sites the demand (and the
+    candidate sites, if any) allow.
 
     A sweep is several fits: it runs on the heavy lane, and its table is cached
     per scenario and list of k (callers must not modify the returned frame).
     """
     demand = store.demand(scenario)
-    counts = sorted({int(k) for k in new_sites if 1 <= int(k) <= demand.n_points})
+    sites = store.candidates(scenario, candidates)
+    most = demand.n_points if sites is None else min(demand.n_points, len(sites))
+    counts = sorted({int(k) for k in new_sites if 1 <= int(k) <= most})
     if not counts:
-        raise InputError(f"The filters leave {demand.n_points} demand location(s): "
-                         "too few for the elbow.")  # fmt: skip
+        raise InputError(f"The filters leave {demand.n_points} demand location(s) "
+                         f"and {most} place(s) to site on: too few for the "
+                         "elbow.")  # fmt: skip
 
     def compute() -> pd.DataFrame:
         existing = store.existing(scenario, uploaded)
         with store.lanes.lock(heavy=True):
-            return plan_sweep(scenario, counts, demand=demand, existing=existing)
+            return plan_sweep(scenario, counts, demand=demand, existing=existing,
+                              candidates=sites)  # fmt: skip
 
     # A copy: the cached table is shared by every session that asks for it.
     return store.solutions.get(("sweep", scenario, tuple(counts)), compute).copy()
@@ -733,7 +928,8 @@ def compare(
 
 
 def rollout(store: DataStore, scenario: Scenario, years,
-            uploaded: ExistingSites | None = None) -> RolloutView:  # fmt: skip
+            uploaded: ExistingSites | None = None,
+            candidates: CandidateSites | None = None) -> RolloutView:  # fmt: skip
     """A staged rollout on the store's data: ``scenario.new_sites`` new sites per
     year on each year's forecast demand, earlier years' sites held fixed.
 
@@ -744,9 +940,9 @@ def rollout(store: DataStore, scenario: Scenario, years,
         weighting other than vehicles, a model-year filter).
     """
     existing = store.existing(scenario, uploaded)
+    sites = store.candidates(scenario, candidates)
     # Several fits (one per year): the heavy lane.
     with store.lanes.lock(heavy=True):
-        result = plan_rollout(
-            scenario, list(years), vehicles=store.vehicles, existing=existing
-        )
+        result = plan_rollout(scenario, list(years), vehicles=store.vehicles,
+                              existing=existing, candidates=sites)  # fmt: skip
     return RolloutView.from_rollout(result)

@@ -22,7 +22,9 @@ import param
 
 from evplanner.app import views
 from evplanner.app.engine import (
+    CANDIDATE_SUFFIXES,
     MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_CANDIDATES,
     MAX_UPLOAD_STATIONS,
     DataStore,
     Solution,
@@ -37,7 +39,7 @@ from evplanner.app.live_views import (
     in_document,
 )
 from evplanner.app.state import K_MAX, QUEUE_PARAMS, PlannerState
-from evplanner.app.upload import StationUpload
+from evplanner.app.upload import FileUpload
 from evplanner.planning import metrics_json, report_html, sites_bytes
 
 __all__ = ["PlannerApp", "create_app", "alert_html", "headline_html"]
@@ -501,8 +503,8 @@ class PlannerApp(param.Parameterized):
     def controls(self) -> pn.Column:
         s = self.state
         W = pn.widgets
-        # The size limit holds in the browser (see upload.StationUpload).
-        upload = StationUpload(
+        # The size limit holds in the browser (see upload.FileUpload).
+        upload = FileUpload(
             on_file=s.upload_stations,
             on_refused=s.refuse_upload,
             label=(
@@ -510,6 +512,20 @@ class PlannerApp(param.Parameterized):
                 f"{MAX_UPLOAD_STATIONS:,} stations)"
             ),
             max_bytes=MAX_UPLOAD_BYTES,
+            kind="stations",
+            sizing_mode="stretch_width",
+        )
+        candidate_upload = FileUpload(
+            on_file=s.upload_candidates,
+            on_refused=s.refuse_candidate_upload,
+            label=(
+                "Upload candidate sites (CSV with lon, lat, GeoJSON or GeoParquet; "
+                f"optional name, max_ports; max {MAX_UPLOAD_BYTES / 1e6:g} MB, "
+                f"{MAX_UPLOAD_CANDIDATES:,} sites)"
+            ),
+            max_bytes=MAX_UPLOAD_BYTES,
+            accept=",".join(CANDIDATE_SUFFIXES) + ",text/csv,application/geo+json",
+            kind="candidates",
             sizing_mode="stretch_width",
         )
         # The blend only means something for a vehicle weighting on tract demand.
@@ -542,6 +558,7 @@ class PlannerApp(param.Parameterized):
             W.Select.from_param(s.param.existing),
             upload,
             W.Select.from_param(s.param.candidates),
+            candidate_upload,
             W.Select.from_param(s.param.objective),
             pn.layout.Divider(),
             W.Select.from_param(s.param.demand_at),

@@ -61,6 +61,7 @@ __all__ = [
     "LiveText",
     "RolloutMap",
     "RolloutPlots",
+    "candidate_data",
     "shade_demand",
     "tract_data",
     "year_colours",
@@ -142,6 +143,20 @@ LOAD_RANGE = (1.0, 1000.0)
 SITE_SIZE_PX, SELECTED_SIZE_PX = 14.0, 26.0
 #: Size (screen pixels) of an existing station's marker.
 STATION_SIZE_PX = 8.0
+#: Candidate sites: small dots (there may be thousands), a darker grey than the
+#: stations with no load; the chosen ones are ringed by a square under their new
+#: site's marker.
+CANDIDATE_COLOUR, CANDIDATE_SIZE_PX = "#616161", 5.0
+CHOSEN_COLOUR, CHOSEN_SIZE_PX = "#d95f02", 24.0
+#: Columns of the candidate data sources (:func:`candidate_data`).
+_CANDIDATE_COLUMNS = ["x_web", "y_web", "lon", "lat", "candidate_id", "name",
+                      "max_ports_text", "chosen"]  # fmt: skip
+_CANDIDATE_TOOLTIPS = [
+    ("candidate", "@candidate_id @name"),
+    ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
+    ("max ports", "@max_ports_text"),
+    ("chosen", "@chosen"),
+]
 
 
 # --------------------------------------------------------------------------------------
@@ -341,6 +356,30 @@ def site_data(
     return data
 
 
+def candidate_data(solution: Solution | None, chosen: bool) -> dict:
+    """Columns of a candidate data source: the candidate sites that were
+    ``chosen`` for new sites, or the others. Empty when sites may go anywhere.
+
+    ``chosen`` is a text column (``"yes"``/``"no"``) for the hover;
+    ``max_ports_text`` is the file's ``max_ports`` (``"-"`` when not given).
+    """
+    text = ("candidate_id", "name", "max_ports_text", "chosen")
+    if solution is None or solution.candidates.empty:
+        return {c: np.zeros(0, dtype=object if c in text else "f8")
+                for c in _CANDIDATE_COLUMNS}  # fmt: skip
+    frame = solution.candidates
+    mask = frame["chosen"].to_numpy(bool) == chosen
+    data = {c: frame[c].to_numpy()[mask] for c in ("x_web", "y_web", "lon", "lat")}
+    data["candidate_id"] = frame["candidate_id"].astype(str).to_numpy(object)[mask]
+    data["name"] = frame["name"].astype("string").fillna("").to_numpy(object)[mask]
+    ports = frame["max_ports"].to_numpy("f8")[mask]
+    data["max_ports_text"] = np.array(
+        ["-" if np.isnan(p) else f"{int(p)}" for p in ports], dtype=object
+    )
+    data["chosen"] = np.full(int(mask.sum()), "yes" if chosen else "no", object)
+    return data
+
+
 def _is_station(site_id: str | None) -> bool:
     return site_id is not None and site_id.startswith("E")
 
@@ -492,6 +531,34 @@ class DemandMap(param.Parameterized):
             line_color=views.HIGHLIGHT_COLOUR,
             line_width=2,
         )
+        # Candidate sites (where new sites may go): grey dots; the chosen ones
+        # ringed by a square drawn under the new sites' markers.
+        self._candidates = ColumnDataSource(candidate_data(None, chosen=False))
+        candidates = fig.scatter(
+            "x_web",
+            "y_web",
+            source=self._candidates,
+            size=CANDIDATE_SIZE_PX,
+            fill_color=CANDIDATE_COLOUR,
+            fill_alpha=0.6,
+            line_color=None,
+            legend_label="candidate sites",
+            visible=False,
+        )
+        self._chosen = ColumnDataSource(candidate_data(None, chosen=True))
+        chosen = fig.scatter(
+            "x_web",
+            "y_web",
+            source=self._chosen,
+            size=CHOSEN_SIZE_PX,
+            marker="square",
+            fill_color=None,
+            line_color=CHOSEN_COLOUR,
+            line_width=3,
+            legend_label="chosen candidates (new sites)",
+            visible=False,
+        )
+        self._candidate_glyphs = (candidates, chosen)
         self._existing = ColumnDataSource(site_data(None, "existing"))
 
         # Existing stations coloured by their load per port (log scale; grey: no
@@ -557,6 +624,7 @@ class DemandMap(param.Parameterized):
             HoverTool(renderers=[new], tooltips=_NEW_SITE_TOOLTIPS),
             HoverTool(renderers=[existing], tooltips=_STATION_TOOLTIPS),
             HoverTool(renderers=[self._tract_glyph], tooltips=_TRACT_TOOLTIPS),
+            HoverTool(renderers=[candidates, chosen], tooltips=_CANDIDATE_TOOLTIPS),
             TapTool(renderers=[new]),
         )
         self._new.selected.on_change("indices", self._on_tap)
@@ -569,7 +637,20 @@ class DemandMap(param.Parameterized):
         self._solution, self._selected = solution, selected_site
         self._frame = views.demand_frame(solution)
         self._show_layer()
+        self._show_candidates()
         self.select(selected_site, force=True)
+
+    def _show_candidates(self):
+        """Draw the solution's candidate sites; hide them (glyphs and legend
+        entries) when new sites may go anywhere."""
+        self._candidates.data = candidate_data(self._solution, chosen=False)
+        self._chosen.data = candidate_data(self._solution, chosen=True)
+        shown = self._solution is not None and not self._solution.candidates.empty
+        for item in self.figure.legend[0].items:
+            if any(r in self._candidate_glyphs for r in item.renderers):
+                item.visible = shown
+        for glyph in self._candidate_glyphs:
+            glyph.visible = shown
 
     def select(self, selected_site: str | None, force: bool = False):
         """Mark ``selected_site`` and ring the demand points it serves."""

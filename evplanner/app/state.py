@@ -43,6 +43,7 @@ from evplanner.app.engine import (
 )
 from evplanner.errors import InputError
 from evplanner.planning import ExistingSites, Scenario
+from evplanner.planning.inputs import CandidateSites
 from evplanner.planning.scenario import MAX_SITE_PORTS
 
 __all__ = ["QUICK_K", "PlannerState", "bundled_store"]
@@ -357,6 +358,8 @@ class PlannerState(param.Parameterized):
         self._message_at = 0
         self._uploaded: ExistingSites | None = None
         self._upload_existing = ""  # "upload:<content hash>" of the last upload
+        self._uploaded_candidates: CandidateSites | None = None
+        self._upload_candidates = ""  # the same for the last candidate file
         # The first solution, through the process-wide cache: every new session
         # starts from the default controls, so only a process's first session
         # solves here (on the event loop, once); every later one is served from
@@ -382,8 +385,27 @@ class PlannerState(param.Parameterized):
         """Stations of the last valid upload (a DataFrame), or None."""
         return None if self._uploaded is None else self._uploaded.stations
 
+    @property
+    def uploaded_candidates(self):
+        """Candidate sites of the last valid candidate file (a DataFrame), or None."""
+        c = self._uploaded_candidates
+        return None if c is None else c.sites
+
     def scenario(self) -> Scenario:
-        """The controls as a :class:`~evplanner.planning.Scenario`."""
+        """The controls as a :class:`~evplanner.planning.Scenario`.
+
+        Raises
+        ------
+        InputError
+            Controls that make no scenario (the uploaded candidate set chosen
+            before any file was uploaded, a forecast year with ZIP demand, ...).
+        """
+        if self.candidates == "upload" and self._uploaded_candidates is None:
+            raise InputError(
+                "upload a candidate file first (CSV with lon, lat columns, GeoJSON "
+                "or GeoParquet of points)",
+                field="candidates",
+            )
         years = tuple(int(y) for y in self.model_years)
         full = years == tuple(self.param.model_years.bounds)
         return Scenario(
@@ -402,7 +424,11 @@ class PlannerState(param.Parameterized):
             ),
             year=None if self.year is None else int(self.year),
             radius_m=float(self.radius_km) * 1000.0,
-            candidates=self.candidates,
+            candidates=(
+                self._upload_candidates
+                if self.candidates == "upload"
+                else self.candidates
+            ),
             objective=self.objective,
             algorithm=self.algorithm,
             seed=int(self.seed),
@@ -502,6 +528,13 @@ class PlannerState(param.Parameterized):
                 "info",
             )
             return
+        if self.candidates == "upload" and self._uploaded_candidates is None:
+            self._set_message(
+                "Upload a candidate file (CSV with lon, lat columns, GeoJSON or "
+                "GeoParquet of points) to site on it; the current solution stays.",
+                "info",
+            )
+            return
         if not self._scenario_or_message():
             return
         self._request_solve()
@@ -530,32 +563,70 @@ class PlannerState(param.Parameterized):
             return
         self._uploaded, self._upload_existing = sites, existing
         log.info("uploaded %d stations from %s", len(sites), name)
-        if self.existing == "upload":
-            self._request_solve()
+        self._use_upload("existing", f"{len(sites)} existing stations from {name}")
+
+    def upload_candidates(self, data: bytes | None, filename: str | None) -> None:
+        """Take an uploaded file of candidate sites (the second file chooser).
+
+        A valid file becomes the candidate set (and selects "Uploaded candidate
+        file"); a bad one gets a message naming the file and every bad row, and
+        changes nothing.
+        """
+        name = filename or "candidates.csv"
+        try:
+            sites, token = engine.parse_uploaded_candidates(data or b"", name)
+        except InputError as err:
+            self._set_message(f"Candidate file rejected: {err}", "danger")
+            return
+        self._uploaded_candidates, self._upload_candidates = sites, token
+        log.info("uploaded %d candidate sites from %s", len(sites), name)
+        self._use_upload("candidates", f"{len(sites)} candidate sites from {name}")
+
+    def _use_upload(self, control: str, what: str) -> None:
+        """Select a new upload in ``control`` (or re-solve if it is selected)."""
+        if getattr(self, control) == "upload":
+            self._on_change()
         else:
-            self.existing = "upload"  # triggers the solve
+            setattr(self, control, "upload")  # triggers the solve
         # After the request, so that applying that solve does not clear it.
-        self._set_message(
-            f"Uploaded {len(sites)} existing stations from {name}.", "info"
-        )
+        self._set_message(f"Uploaded {what}.", "info")
 
     def refuse_upload(self, filename: str | None, size_bytes: int) -> None:
-        """Say that a file over the size limit was refused (by the browser)."""
+        """Say that a station file over the size limit was refused (by the
+        browser)."""
         err = engine.upload_too_large(filename or "upload.csv", size_bytes)
         self._set_message(f"Upload rejected: {err}", "danger")
 
+    def refuse_candidate_upload(self, filename: str | None, size_bytes: int) -> None:
+        """Say that a candidate file over the size limit was refused."""
+        err = engine.upload_too_large(
+            filename or "candidates.csv", size_bytes, what="a candidate file"
+        )
+        self._set_message(f"Candidate file rejected: {err}", "danger")
+
     @param.depends("compute_sweep", watch=True)
     def _on_sweep(self):
+        scenario = self._scenario_or_message()
+        if scenario is None:
+            return
         self._submit(
             "sweep",
             partial(
-                engine.sweep, self._store, self.scenario(), SWEEP_K, self._uploaded
+                engine.sweep,
+                self._store,
+                scenario,
+                SWEEP_K,
+                self._uploaded,
+                self._uploaded_candidates,
             ),
         )
 
     @param.depends("run_compare", watch=True)
     def _on_compare(self):
-        self._submit("compare", partial(engine.compare, self._store, self.scenario()))
+        scenario = self._scenario_or_message()
+        if scenario is None:
+            return
+        self._submit("compare", partial(engine.compare, self._store, scenario))
 
     @param.depends("run_rollout", watch=True)
     def _on_rollout(self):
@@ -571,6 +642,7 @@ class PlannerState(param.Parameterized):
                 self.rollout_scenario(),
                 range(first, last + 1),
                 self._uploaded,
+                self._uploaded_candidates,
             ),
         )
 
@@ -580,7 +652,14 @@ class PlannerState(param.Parameterized):
         previous = self.solution
         self._submit(
             "solve",
-            partial(engine.solve, self._store, scenario, self._uploaded, previous),
+            partial(
+                engine.solve,
+                self._store,
+                scenario,
+                self._uploaded,
+                previous,
+                self._uploaded_candidates,
+            ),
         )
 
     def _submit(self, kind: str, job):
@@ -686,7 +765,11 @@ class PlannerState(param.Parameterized):
         ):
             self.selected_site = None
         if solution.notes:
-            self._set_message(" ".join(solution.notes), "info")
+            text = " ".join(solution.notes)
+            if self._message_at >= gen and self.message_level == "info":
+                # Said for this very solve (an upload was taken): keep it too.
+                text = f"{self.message} {text}"
+            self._set_message(text, "info")
         elif self._message_at < gen:
             # The message was about an earlier state of the controls.
             self.message = ""

@@ -1,9 +1,10 @@
-"""The stations file chooser: a size limit that holds in the browser.
+"""The file choosers (stations, candidate sites): a size limit that holds in the
+browser.
 
 Panel's ``FileInput`` (Bokeh's) reads any chosen file whole and sends it over the
 session's websocket; the app could only check the size after the whole file had
 arrived, and a file above the server's websocket message limit closed the
-connection, which killed the page without a word. :class:`StationUpload` checks
+connection, which killed the page without a word. :class:`FileUpload` checks
 the size in the browser first: a file over the limit is never read nor sent, the
 widget says why under the chooser, and the server is told only the name and size
 (so the page's alert says it too). Files within the limit are sent as one message
@@ -21,7 +22,7 @@ from panel.custom import JSComponent
 
 from evplanner.app.engine import MAX_UPLOAD_BYTES
 
-__all__ = ["WEBSOCKET_MAX_MESSAGE_BYTES", "StationUpload"]
+__all__ = ["WEBSOCKET_MAX_MESSAGE_BYTES", "FileUpload"]
 
 #: The server's websocket message limit (``panel serve
 #: --websocket-max-message-size``): an upload at :data:`MAX_UPLOAD_BYTES` is one
@@ -31,8 +32,11 @@ __all__ = ["WEBSOCKET_MAX_MESSAGE_BYTES", "StationUpload"]
 WEBSOCKET_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-class StationUpload(JSComponent):
-    """A ``.csv`` file chooser that refuses files over ``max_bytes`` in the browser.
+class FileUpload(JSComponent):
+    """A file chooser that refuses files over ``max_bytes`` in the browser.
+
+    One class for every upload of the app (the stations, the candidate sites),
+    so that each has the same limit, the same messages and the same checks.
 
     Parameters
     ----------
@@ -40,6 +44,12 @@ class StationUpload(JSComponent):
         Text above the chooser.
     max_bytes : int
         Largest file sent to the server, in bytes.
+    accept : str
+        File types offered by the browser's dialog (the server checks again).
+    kind : str
+        What the chooser uploads, set as the file input's ``data-upload``
+        attribute (``"stations"``, ``"candidates"``) so that a page can be told
+        which chooser is which.
     on_file : callable(bytes, str)
         Called on the server with a chosen file's content and name.
     on_refused : callable(str, int)
@@ -50,18 +60,20 @@ class StationUpload(JSComponent):
     label = param.String(default="Upload stations CSV")
     max_bytes = param.Integer(default=MAX_UPLOAD_BYTES, bounds=(1, None))
     accept = param.String(default=".csv,text/csv")
+    kind = param.String(default="stations")
 
     _esm = """
     export function render({ model, el }) {
       const label = document.createElement("label");
-      label.className = "station-upload-label";
+      label.className = "file-upload-label";
       label.textContent = model.label;
       const input = document.createElement("input");
       input.type = "file";
       input.accept = model.accept;
       input.className = "bk-input";
+      input.dataset.upload = model.kind;
       const note = document.createElement("div");
-      note.className = "station-upload-note";
+      note.className = "file-upload-note";
       note.setAttribute("role", "status");
       label.appendChild(input);
       el.append(label, note);
@@ -95,9 +107,9 @@ class StationUpload(JSComponent):
 
     _stylesheets = [  # noqa: RUF012 - Panel's own class attribute
         """
-        .station-upload-label { display: flex; flex-direction: column; gap: 4px;
-                                font-size: 0.9em; }
-        .station-upload-note { color: #a61b1b; font-size: 0.85em; min-height: 1em; }
+        .file-upload-label { display: flex; flex-direction: column; gap: 4px;
+                             font-size: 0.9em; }
+        .file-upload-note { color: #a61b1b; font-size: 0.85em; min-height: 1em; }
         """
     ]
 

@@ -21,8 +21,10 @@ from evplanner._json import json_ready
 from evplanner.data import STATION_COLUMNS, load_vehicles
 from evplanner.errors import InputError
 from evplanner.planning.inputs import (
+    CandidateSites,
     ExistingSites,
     expand_inputs,
+    load_candidates,
     load_demand,
     load_existing,
 )
@@ -160,6 +162,7 @@ def rollout(
     *,
     vehicles=None,
     existing: ExistingSites | None = None,
+    candidates: CandidateSites | None = None,
     progress: Callable[[int, int, Plan], None] | None = None,
 ) -> Rollout:
     """Plan ``scenario.new_sites`` new sites for each of ``years``, in order.
@@ -175,6 +178,8 @@ def rollout(
         The vehicles already loaded (the app's store); read once otherwise.
     existing : ExistingSites, optional
         Today's sites, already loaded.
+    candidates : CandidateSites, optional
+        The scenario's candidate sites, already loaded (the same every year).
     progress : callable, optional
         ``progress(done, total, plan)`` after each year.
 
@@ -206,6 +211,8 @@ def rollout(
         vehicles = load_vehicles(paths[0], keep_out_of_area=scenario.keep_out_of_area)
     if existing is None:
         existing = load_existing(scenario)
+    if candidates is None:
+        candidates = load_candidates(scenario)
     fixed = existing.stations
     plans = []
     for done, year in enumerate(years, start=1):
@@ -213,7 +220,7 @@ def rollout(
         demand = load_demand(s_year, vehicles=vehicles)
         held = ExistingSites(fixed.reset_index(drop=True), existing.report,
                              existing.source)  # fmt: skip
-        plan = solve(s_year, demand=demand, existing=held)
+        plan = solve(s_year, demand=demand, existing=held, candidates=candidates)
         plans.append(plan)
         fixed = pd.concat([fixed, _as_existing(plan, year)], ignore_index=True)
         logger.info("rollout %d: %s", year, plan.summary())

@@ -485,6 +485,7 @@ def sweep(
     client=None,
     demand: Demand | None = None,
     existing: ExistingSites | None = None,
+    candidates: CandidateSites | None = None,
     progress: Callable[[int, int, Plan], None] | None = None,
     blocksize: str | int = "64MB",
 ) -> pd.DataFrame:
@@ -496,8 +497,9 @@ def sweep(
         Everything but the number of new sites.
     new_sites : sequence of int
         Numbers of new sites to plan for (each >= 1; duplicates are dropped).
-    client, demand, existing, blocksize
-        As in :func:`solve`; the demand and existing sites are loaded once.
+    client, demand, existing, candidates, blocksize
+        As in :func:`solve`; the demand, existing and candidate sites are loaded
+        once.
     progress : callable, optional
         Called as ``progress(done, total, plan)`` after each plan.
 
@@ -516,10 +518,12 @@ def sweep(
         demand = load_demand(scenario, client=client, blocksize=blocksize)
     if existing is None:
         existing = load_existing(scenario)
+    if candidates is None:
+        candidates = load_candidates(scenario)
     rows = []
     for done, k in enumerate(counts, start=1):
         plan = solve(scenario.replace(new_sites=k), client=client, demand=demand,
-                     existing=existing)  # fmt: skip
+                     existing=existing, candidates=candidates)  # fmt: skip
         c = plan.coverage
         rows.append({
             "new_sites": k, "objective_m": c.objective_m,

@@ -573,10 +573,10 @@ def test_upload_widget_checks_size_again_on_the_server(state):
     """A client that skips the browser's size check is refused all the same."""
     import base64
 
-    from evplanner.app.upload import StationUpload
+    from evplanner.app.upload import FileUpload
 
     got = []
-    widget = StationUpload(
+    widget = FileUpload(
         on_file=lambda data, name: got.append((data, name)),
         on_refused=state.refuse_upload,
         max_bytes=100,
