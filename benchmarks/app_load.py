@@ -502,7 +502,9 @@ async def k_change_during_upload(url: str, browser, n_stations: int) -> dict:
     out["alone_s"] = await a.commit_and_wait()
     await a.prepare(9)
     t0 = time.perf_counter()
-    await b.page.locator("input[type='file']").set_input_files(str(csv))
+    await b.page.locator("input[type='file'][data-upload='stations']").set_input_files(
+        str(csv)
+    )
     await b.page.get_by_text(f"Uploaded {n_stations} existing stations").wait_for(
         timeout=TIMEOUT_MS
     )

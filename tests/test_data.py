@@ -690,9 +690,9 @@ def test_dask_bad_csv_on_a_cluster_is_one_line_without_worker_traceback(tmp_path
 
 def test_strict_candidate_file_names_every_bad_row(tmp_path):
     # A bad point, a bad max_ports and an out-of-area row: one message, all three.
-    path = write(tmp_path, "lots.csv", ["name,lon,lat,max_ports", "A,-122.3,47.6,8",
-                                        "B,xx,47.5,2", "C,-122.2,47.5,x",
-                                        "D,-122.1,47.4,", "E,151.2,-33.9,3"])  # fmt: skip
+    rows = ["name,lon,lat,max_ports", "A,-122.3,47.6,8", "B,xx,47.5,2",
+            "C,-122.2,47.5,x", "D,-122.1,47.4,", "E,151.2,-33.9,3"]  # fmt: skip
+    path = write(tmp_path, "lots.csv", rows)
     with pytest.raises(InputError) as err:
         load_candidates(path, strict=True)
     text = str(err.value)

@@ -34,6 +34,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 120_000
+#: The two file choosers (``FileUpload``'s ``kind``).
+STATIONS_CHOOSER = "input[type='file'][data-upload='stations']"
+CANDIDATES_CHOOSER = "input[type='file'][data-upload='candidates']"
 # Console noise about the tiles and fonts we block on purpose, and two warnings
 # of the widgets' own libraries about options they do not use.
 ALLOWED_CONSOLE = re.compile(
@@ -398,7 +401,7 @@ def test_filters_seed_and_radius(page):
 def test_upload_through_the_file_chooser(page, tmp_path):
     first = tmp_path / "my_stations.csv"
     first.write_text("lon,lat\n-122.33,47.61\n-122.20,47.50\n-117.42,47.66\n")
-    page.locator("input[type='file']").set_input_files(str(first))
+    page.locator(STATIONS_CHOOSER).set_input_files(str(first))
     page.get_by_text("Uploaded 3 existing stations from my_stations.csv").wait_for(
         timeout=TIMEOUT_MS
     )
@@ -408,7 +411,7 @@ def test_upload_through_the_file_chooser(page, tmp_path):
     # A second file under another name: this failed for every user before.
     second = tmp_path / "depots.csv"
     second.write_text("name,lon,lat\nDepot A,-122.30,47.60\nDepot B,-122.45,47.25\n")
-    page.locator("input[type='file']").set_input_files(str(second))
+    page.locator(STATIONS_CHOOSER).set_input_files(str(second))
     page.get_by_text("Uploaded 2 existing stations from depots.csv").wait_for(
         timeout=TIMEOUT_MS
     )
@@ -418,11 +421,11 @@ def test_upload_through_the_file_chooser(page, tmp_path):
     # An empty file and a file with a bad row: a message, and nothing changes.
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
-    page.locator("input[type='file']").set_input_files(str(empty))
+    page.locator(STATIONS_CHOOSER).set_input_files(str(empty))
     page.get_by_text("Upload rejected: empty.csv").wait_for(timeout=TIMEOUT_MS)
     bad = tmp_path / "bad rows.csv"
     bad.write_text("lon,lat\n-122.3,47.6\nxx,47.5\n")
-    page.locator("input[type='file']").set_input_files(str(bad))
+    page.locator(STATIONS_CHOOSER).set_input_files(str(bad))
     page.get_by_text("Upload rejected: bad rows.csv").wait_for(timeout=TIMEOUT_MS)
     playwright.expect(rows).to_have_count(9, timeout=TIMEOUT_MS)
 
@@ -432,7 +435,7 @@ def test_upload_through_the_file_chooser(page, tmp_path):
         "[log in again](http://evil.example/login),"
         "![t](http://evil.example/t.png)\n1,2\n"
     )
-    page.locator("input[type='file']").set_input_files(str(evil))
+    page.locator(STATIONS_CHOOSER).set_input_files(str(evil))
     page.get_by_text("Upload rejected: evil.csv").wait_for(timeout=TIMEOUT_MS)
     assert page.locator("a[href^='http://evil.example']").count() == 0
     assert page.locator("img[src^='http://evil.example']").count() == 0
@@ -687,6 +690,117 @@ def test_candidates_and_objective(page):
     assert map_new_sites(page) == 7
 
 
+def _map_points(page, marker: str, where: str) -> list[list[float]]:
+    """``[lon, lat]`` of the rows of the map's data sources that have a column
+    ``marker`` and a ``size`` or ``chosen`` column, kept where the JavaScript
+    test ``where`` (on ``d``, the source's data, and ``i``, the row) holds."""
+    return page.evaluate(
+        """([marker, where]) => {
+            const keep = new Function("d", "i", "return " + where + ";");
+            const out = [];
+            for (const doc of window.Bokeh.documents)
+                for (const m of doc.all_models) {
+                    const d = m.data;
+                    if (!d || d[marker] === undefined || d.lon === undefined
+                        || (d.size === undefined && d.chosen === undefined))
+                        continue;
+                    for (let i = 0; i < d.lon.length; i++)
+                        if (keep(d, i)) out.push([d.lon[i], d.lat[i]]);
+                }
+            return out;
+        }""",
+        [marker, where],
+    )
+
+
+def map_chosen_candidates(page) -> list[list[float]]:
+    """``[lon, lat]`` of the candidate sites the map shows as chosen."""
+    return _map_points(page, "candidate_id", "d.chosen[i] === 'yes'")
+
+
+def map_new_site_points(page) -> list[list[float]]:
+    """``[lon, lat]`` of the new sites on the map."""
+    return _map_points(page, "site_id", "d.kind[i] === 'new' && d.colour")
+
+
+def candidate_layer_visible(page) -> list[bool]:
+    """Whether each of the map's candidate glyphs (sites, chosen) is drawn."""
+    return page.evaluate(
+        """() => {
+            const out = [];
+            for (const doc of window.Bokeh.documents)
+                for (const m of doc.all_models)
+                    if (m.data_source && m.data_source.data
+                        && m.data_source.data.candidate_id !== undefined
+                        && m.visible !== undefined)
+                        out.push(m.visible);
+            return out;
+        }"""
+    )
+
+
+def _members(points, candidates) -> bool:
+    return all(
+        any(abs(x - cx) < 1e-6 and abs(y - cy) < 1e-6 for cx, cy in candidates)
+        for x, y in points
+    )
+
+
+def test_candidate_file_upload_sites_on_it_under_both_objectives(page, tmp_path):
+    lots = [
+        (f"Lot {i}", round(-122.45 + 0.05 * (i % 6), 4),
+         round(47.25 + 0.08 * (i // 6), 4), 4 + i % 5)
+        for i in range(30)
+    ]  # fmt: skip
+    path = tmp_path / "parking lots.csv"
+    path.write_text("name,lon,lat,max_ports\n" + "".join(
+        f"{n},{lon},{lat},{p}\n" for n, lon, lat, p in lots))  # fmt: skip
+    points = [(lon, lat) for _, lon, lat, _ in lots]
+    assert candidate_layer_visible(page) == [False, False]  # sites go anywhere
+    # Through the browser's own file chooser (the click opens it).
+    with page.expect_file_chooser(timeout=TIMEOUT_MS) as chooser:
+        page.locator(CANDIDATES_CHOOSER).click()
+    chooser.value.set_files(str(path))
+    page.get_by_text("Uploaded 30 candidate sites from parking lots.csv").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    select = page.get_by_label("New sites may go")
+    playwright.expect(select).to_have_value("Uploaded candidate file")
+
+    def sited_on_the_lots():
+        chosen = map_chosen_candidates(page)
+        new = map_new_site_points(page)
+        return (len(chosen) == 7 and len(new) == 7 and _members(new, points)
+                and _members(chosen, new))  # fmt: skip
+
+    wait_until(page, sited_on_the_lots, "7 new sites on the uploaded lots")
+    assert candidate_layer_visible(page) == [True, True]
+    assert map_new_sites(page) == 7
+
+    # Maximal coverage among the same lots.
+    before = status(page)
+    page.get_by_label("Objective").select_option(
+        label="Demand within radius (max coverage)"
+    )
+    wait_new_solution(page, before)
+    assert status(page).startswith("Solved: 7 new sites")
+    wait_until(page, sited_on_the_lots, "7 coverage sites on the uploaded lots")
+
+    # A bad file: a message naming every bad row; the lots stay the candidates.
+    bad = tmp_path / "bad lots.csv"
+    bad.write_text("name,lon,lat,max_ports\nA,-122.3,47.6,4\nB,xx,47.5,2\n"
+                   "C,-122.2,47.5,3\nD,-122.1,47.4,many\n")  # fmt: skip
+    with page.expect_file_chooser(timeout=TIMEOUT_MS) as chooser:
+        page.locator(CANDIDATES_CHOOSER).click()
+    chooser.value.set_files(str(bad))
+    page.get_by_text("Candidate file rejected: bad lots.csv, row 2").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    page.get_by_text("bad rows: 2, 4").wait_for(timeout=TIMEOUT_MS)
+    playwright.expect(select).to_have_value("Uploaded candidate file")
+    assert sited_on_the_lots()
+
+
 # --------------------------------------------------------------------- limits, load
 
 
@@ -708,7 +822,7 @@ def test_oversize_upload_is_refused_in_the_browser_and_the_page_lives(page, tmp_
     row = b"-122.3,47.6\n"
     huge.write_bytes(b"lon,lat\n" + row * (int(1.5 * MAX_UPLOAD_BYTES) // len(row)))
     size_mb = huge.stat().st_size / 1e6
-    page.locator("input[type='file']").set_input_files(str(huge))
+    page.locator(STATIONS_CHOOSER).set_input_files(str(huge))
     # The alert (from the server: only the name and size were sent) ...
     page.get_by_text(
         f"Upload rejected: huge.csv: the file is {size_mb:.1f} MB, larger than the "
@@ -729,7 +843,7 @@ def test_too_many_stations_are_refused_with_a_message(page, tmp_path):
 
     many = tmp_path / "many.csv"
     many.write_bytes(b"lon,lat\n" + b"-122.3,47.6\n" * (MAX_UPLOAD_STATIONS + 1))
-    page.locator("input[type='file']").set_input_files(str(many))
+    page.locator(STATIONS_CHOOSER).set_input_files(str(many))
     page.get_by_text(
         f"Upload rejected: many.csv: {MAX_UPLOAD_STATIONS + 1:,} rows, more than "
         f"the {MAX_UPLOAD_STATIONS:,} stations"
@@ -762,7 +876,7 @@ def test_k_change_completes_while_another_session_solves_a_heavy_upload(
     wait_new_solution(page, before)
     context, other, errors = _second_page(server, browser)
     try:
-        other.locator("input[type='file']").set_input_files(str(heavy))
+        other.locator(STATIONS_CHOOSER).set_input_files(str(heavy))
         other.get_by_text(
             f"Uploaded {MAX_UPLOAD_STATIONS} existing stations from state_wide.csv"
         ).wait_for(timeout=TIMEOUT_MS)

@@ -932,3 +932,193 @@ def test_downloads_carry_the_sizing(state):
     assert int(table["overloaded"].sum()) == sol.plan.sizing["n_overloaded"]
     metrics = json.loads(metrics_json(sol.plan))
     assert metrics["sizing"]["n_overloaded"] == sol.plan.sizing["n_overloaded"]
+
+
+# ------------------------------------------------------------------ candidate uploads
+#: 30 parking lots across the Puget Sound region (lon, lat on a grid), with names
+#: and the ports each can take.
+LOTS = pd.DataFrame({
+    "name": [f"Lot {i}" for i in range(30)],
+    "lon": [-122.45 + 0.05 * (i % 6) for i in range(30)],
+    "lat": [47.25 + 0.08 * (i // 6) for i in range(30)],
+    "max_ports": [4 + i % 5 for i in range(30)],
+})  # fmt: skip
+
+
+def _lots_csv() -> bytes:
+    return LOTS.to_csv(index=False).encode()
+
+
+def _on_candidates(lonlat: np.ndarray, candidates: pd.DataFrame) -> bool:
+    """Whether every (lon, lat) row is one of the candidates' (to 1e-9 degrees)."""
+    ref = candidates[["lon", "lat"]].to_numpy("f8")
+    gaps = np.abs(lonlat[:, None, :] - ref[None, :, :]).max(axis=2).min(axis=1)
+    return bool((gaps < 1e-9).all())
+
+
+@pytest.mark.parametrize("objective", ["median", "coverage"])
+def test_uploaded_candidates_are_where_new_sites_go(state, objective):
+    from evplanner.app.live_views import candidate_data
+
+    state.objective = objective  # coverage without candidates: a message only
+    state.upload_candidates(_lots_csv(), "lots.csv")
+    sol = state.wait(120)
+    assert state.candidates == "upload"
+    assert sol.scenario.candidates.startswith("upload:")
+    assert sol.scenario.objective == objective
+    assert state.message.startswith("Uploaded 30 candidate sites from lots.csv.")
+    assert state.message_level == "info"
+    new = sol.sites[sol.sites["kind"] == "new"]
+    assert len(new) == 7
+    assert _on_candidates(new[["lon", "lat"]].to_numpy("f8"), LOTS)
+    # The map's candidate layer: 30 sites, the 7 chosen ones at the new sites.
+    assert len(sol.candidates) == 30 and int(sol.candidates["chosen"].sum()) == 7
+    chosen = candidate_data(sol, chosen=True)
+    others = candidate_data(sol, chosen=False)
+    assert len(chosen["x_web"]) == 7 and len(others["x_web"]) == 23
+    assert set(chosen["chosen"]) == {"yes"} and set(others["chosen"]) == {"no"}
+    # (the new sites' degrees went to metres and back)
+    np.testing.assert_allclose(
+        sorted(zip(chosen["lon"], chosen["lat"], strict=True)),
+        sorted(zip(new["lon"], new["lat"], strict=True)),
+        atol=1e-9,
+    )
+    by_name = dict(zip(LOTS["name"], LOTS["max_ports"].astype(str), strict=True))
+    assert [by_name[n] for n in chosen["name"]] == list(chosen["max_ports_text"])
+    assert state.uploaded_candidates["name"].tolist() == LOTS["name"].tolist()
+
+
+def test_candidate_layer_on_the_map_follows_the_candidate_set(state):
+    app = PlannerApp(state)
+    glyphs = app.map._candidate_glyphs
+    legend = [i for i in app.map.figure.legend[0].items
+              if any(r in glyphs for r in i.renderers)]  # fmt: skip
+    assert len(legend) == 2
+    assert not any(g.visible for g in glyphs) and not any(i.visible for i in legend)
+    state.upload_candidates(_lots_csv(), "lots.csv")
+    state.wait(120)
+    assert all(g.visible for g in glyphs) and all(i.visible for i in legend)
+    assert len(app.map._chosen.data["x_web"]) == 7
+    assert len(app.map._candidates.data["x_web"]) == 23
+    state.candidates = "tracts"
+    sol = state.wait(120)
+    assert len(app.map._candidates.data["x_web"]) == len(sol.candidates) - 7 > 1500
+    state.candidates = "none"
+    state.wait(120)
+    assert not any(g.visible for g in glyphs) and not any(i.visible for i in legend)
+    assert len(app.map._chosen.data["x_web"]) == 0
+
+
+def test_geojson_and_geoparquet_candidates_in_any_crs(state, tmp_path):
+    import geopandas as gpd
+
+    points = gpd.GeoDataFrame(
+        LOTS[["name", "max_ports"]],
+        geometry=gpd.points_from_xy(LOTS["lon"], LOTS["lat"]),
+        crs=4326,
+    ).to_crs(3857)  # Web Mercator metres: converted back on reading
+    path = tmp_path / "lots.geojson"
+    points.to_file(path, driver="GeoJSON")
+    state.upload_candidates(path.read_bytes(), "lots.geojson")
+    sol = state.wait(120)
+    assert state.message.startswith("Uploaded 30 candidate sites from lots.geojson")
+    np.testing.assert_allclose(sol.candidates[["lon", "lat"]], LOTS[["lon", "lat"]])
+    new = sol.sites[sol.sites["kind"] == "new"][["lon", "lat"]].to_numpy("f8")
+    gaps = np.abs(new[:, None] - LOTS[["lon", "lat"]].to_numpy()[None]).max(axis=2)
+    assert (gaps.min(axis=1) < 1e-6).all()
+    parquet = tmp_path / "lots.parquet"
+    points.to_parquet(parquet)
+    state.upload_candidates(parquet.read_bytes(), "lots.parquet")
+    state.wait(120)
+    assert state.message.startswith("Uploaded 30 candidate sites from lots.parquet")
+
+
+@pytest.mark.parametrize(
+    "data, name, phrase",
+    [
+        (
+            b"name,lon,lat,max_ports\nA,-122.3,47.6,4\nB,xx,47.5,2\nC,-122.2,47.5,x\n"
+            b"D,-122.1,47.4,\nE,151.2,-33.9,3\n",
+            "lots.csv",
+            "3 of 5 rows are not usable candidate sites (1 unparsable point; "
+            "1 invalid max_ports; 1 outside the planning area)",
+        ),
+        (b"name,lon,lat\nA,-122.3,47.6\nB,-122.2,\n", "lots.csv", "bad rows: 2"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", "map.png", "expected a .csv / .geojson"),
+        (b"", "empty.csv", "empty"),
+        (b"name,x_coord\nA,1\n", "lots.csv", "lon"),
+        (b'{"type": "FeatureCollection", "features": [', "lots.geojson", "readable"),
+        (
+            b"lon,lat\n" + b"-122.3,47.6\n" * (engine.MAX_UPLOAD_CANDIDATES + 1),
+            "many.csv",
+            f"more than the {engine.MAX_UPLOAD_CANDIDATES:,} candidate sites",
+        ),
+        (
+            b"lon,lat\n" + b"-122.3,47.6\n" * (MAX_UPLOAD_BYTES // 12 + 10),
+            "big.csv",
+            "limit for a candidate file",
+        ),
+    ],
+)
+def test_bad_candidate_file_names_the_bad_rows_and_keeps_solution(
+    state, data, name, phrase
+):
+    kept = state.solution
+    state.upload_candidates(data, name)
+    state.wait()
+    assert state.message.startswith(f"Candidate file rejected: {name}")
+    assert phrase in state.message, state.message
+    assert "Traceback" not in state.message
+    assert state.message_level == "danger"
+    assert state.solution is kept
+    assert state.candidates == "none" and state.uploaded_candidates is None
+
+
+def test_bad_candidate_file_keeps_the_previous_one(state):
+    state.upload_candidates(_lots_csv(), "lots.csv")
+    good = state.wait(120)
+    state.upload_candidates(b"lon,lat\n-122.3,47.6\n-122.2,147.5\n", "bad.csv")
+    state.wait()
+    assert "bad.csv, row 2" in state.message and "bad rows: 2" in state.message
+    assert state.solution is good and state.candidates == "upload"
+    assert len(state.uploaded_candidates) == 30
+
+
+def test_uploaded_candidate_set_chosen_before_any_upload(state):
+    kept = state.solution
+    state.candidates = "upload"
+    state.wait()
+    assert state.solution is kept and state.message_level == "info"
+    assert "Upload a candidate file" in state.message
+    state.compute_sweep = True  # says why, not a traceback in the server log
+    state.wait()
+    assert "upload a candidate file first" in state.message
+
+
+def test_fewer_candidates_than_new_sites_says_so(state):
+    kept = state.solution
+    state.upload_candidates(b"lon,lat\n-122.3,47.6\n-122.2,47.5\n", "two.csv")
+    state.wait(120)
+    assert state.solution is kept
+    assert "2 candidate sites, fewer than the 7 new sites" in state.message
+    state.k = 2
+    sol = state.wait(120)
+    assert sol.n_new == 2 and int(sol.candidates["chosen"].sum()) == 2
+
+
+def test_browser_refused_candidate_file_gives_message(state):
+    state.refuse_candidate_upload("huge.geojson", 9_000_000)
+    assert state.message == (
+        "Candidate file rejected: huge.geojson: the file is 9.0 MB, larger than "
+        f"the {MAX_UPLOAD_BYTES / 1e6:.1f} MB limit for a candidate file; it was "
+        "not uploaded"
+    )
+
+
+def test_elbow_on_uploaded_candidates_stops_at_their_number(state):
+    state.upload_candidates(_lots_csv(), "lots.csv")
+    state.wait(120)
+    state.compute_sweep = True
+    state.wait(300)
+    assert state.sweep["new_sites"].max() <= 30
+    assert state.status.startswith("Elbow computed for")
