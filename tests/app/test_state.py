@@ -1122,3 +1122,16 @@ def test_elbow_on_uploaded_candidates_stops_at_their_number(state):
     state.wait(300)
     assert state.sweep["new_sites"].max() <= 30
     assert state.status.startswith("Elbow computed for")
+
+
+def test_rollout_on_uploaded_candidates(state):
+    state.upload_candidates(_lots_csv(), "lots.csv")
+    state.wait(120)
+    state.param.update(rollout_years=(2026, 2027), per_year=2)
+    state.run_rollout = True
+    state.wait(300)
+    view = state.rollout
+    assert view is not None, state.message
+    new = view.sites[view.sites["kind"] == "new"]
+    assert len(new) == 4 and sorted(new["year"]) == [2026, 2026, 2027, 2027]
+    assert _on_candidates(new[["lon", "lat"]].to_numpy("f8"), LOTS)
