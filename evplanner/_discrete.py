@@ -59,6 +59,11 @@ logger = logging.getLogger(__name__)
 #: Demand rows the p-median greedy start runs on when there are more (a
 #: chunk-invariant sample drawn from n and the seed).
 GREEDY_SAMPLE_SIZE = 20_000
+#: Memory for the (point, candidate) pairs within the coverage radius, bytes:
+#: in-memory coverage stores them when they fit (one grid lookup instead of
+#: one per pass); beyond it, and for Dask input, the pass-based search runs.
+#: Both open the same sites.
+COVERAGE_PAIRS_BYTES = 512 * 2**20
 
 
 # ---------------------------------------------------------------------------
@@ -390,6 +395,126 @@ class _Problem:
         o = np.lexsort((j_all, self.rank[c_all], -imp))[0]
         return int(imp[o]), int(c_all[o]), int(j_all[o])
 
+    # The three steps of the iterated local search (see _perturbed_search),
+    # each a sequence of passes here.
+
+    def opening_gains(self, open_idx):
+        """Gain of opening each candidate with ``open_idx`` open, shape (m,)."""
+        return self.evaluate(open_idx, with_pairs=False).gain
+
+    def greedy(self, open_idx, k):
+        return _greedy(self, open_idx, k)
+
+    def swap_search(self, open_idx, max_iter, history):
+        return _swap_search(self, open_idx, max_iter, lambda t: 0, history)
+
+
+@dataclass
+class _Value:
+    """Objective of one set of open sites: in quanta, and as a float."""
+
+    obj: int
+    value: float
+
+
+class _CoverageIncidence:
+    """Coverage in memory on the stored (point, candidate) pairs within the radius.
+
+    The same steps as :class:`_Problem` (``opening_gains``, ``greedy``,
+    ``swap_search``) with the same integer gains and tie-breaks, so the search
+    opens the same sites; each step is one numba call over the pairs instead
+    of passes that look the pairs up again on the grid.
+    """
+
+    sign = +1
+
+    def __init__(self, inc, X, w, wq, m, rank):
+        rows, ptr, idx, fixed_covered = inc
+        self.ptr, self.idx = ptr, idx
+        # Candidate -> points, for the greedy's incremental gain updates.
+        point = np.repeat(np.arange(rows.shape[0], dtype=np.int64), np.diff(ptr))
+        order = np.argsort(idx, kind="stable")
+        self.cidx = point[order]
+        self.cptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(idx, minlength=m), out=self.cptr[1:])
+        self.wq = np.ascontiguousarray(wq[rows])
+        self.w = np.ascontiguousarray(w[rows])
+        # Points covered by a fixed site count whatever is open.
+        base = fixed_covered & (wq > 0)
+        self.base_q = int(wq[base].sum())
+        self.base_w = float(w[base].sum())
+        self.m = m
+        self.rank = np.ascontiguousarray(rank, dtype=np.int64)
+        self.passes = 2  # counting the pairs, then storing them
+
+    @classmethod
+    def build(cls, X, w, k, qinv, radius, cand, fixed, rank, max_bytes):
+        """The stored problem, or None when its pairs would exceed ``max_bytes``."""
+        m = cand.shape[0]
+        # Pairs are held twice (by point and by candidate), int64 each; the
+        # swap search adds an (m, k) table and a few arrays per point.
+        max_pairs = (max_bytes - 8 * (m * k + 4 * X.shape[0])) // 16
+        if max_pairs <= 0:
+            return None
+        wq = np.rint(w * qinv).astype(np.int64)
+        inc = dk.coverage_incidence(
+            X, wq, radius, fixed, dk.build_grid(cand), max_pairs
+        )
+        if inc is None:
+            return None
+        return cls(inc, X, w, wq, m, rank)
+
+    def _slots(self, open_idx):
+        slot = np.full(self.m, -1, dtype=np.int64)
+        opened = np.asarray(open_idx, dtype=np.int64)
+        slot[opened] = np.arange(opened.shape[0])
+        return slot, opened
+
+    def opening_gains(self, open_idx):
+        slot, _ = self._slots(open_idx)
+        gain = np.empty(self.m, dtype=np.int64)
+        dk._inc_opening_gains(self.ptr, self.idx, self.wq, slot, gain)
+        return gain
+
+    def greedy(self, open_idx, k):
+        slot, start = self._slots(open_idx)
+        opened = np.full(k, -1, dtype=np.int64)
+        opened[: start.shape[0]] = start
+        dk._inc_greedy(
+            self.ptr,
+            self.idx,
+            self.cptr,
+            self.cidx,
+            self.wq,
+            slot,
+            self.rank,
+            opened,
+            start.shape[0],
+        )
+        return opened.tolist()
+
+    def swap_search(self, open_idx, max_iter, history):
+        slot, opened = self._slots(open_idx)
+        opened = opened.copy()
+        obj = np.empty(max_iter + 1, dtype=np.int64)
+        val = np.empty(max_iter + 1, dtype=np.float64)
+        n_swaps, nh = dk._inc_swap_search(
+            self.ptr,
+            self.idx,
+            self.wq,
+            self.w,
+            self.base_q,
+            self.base_w,
+            slot,
+            opened,
+            self.rank,
+            max_iter,
+            obj,
+            val,
+        )
+        history.extend(val[:nh].tolist())
+        return opened.tolist(), _Value(int(obj[nh - 1]), float(val[nh - 1])), n_swaps
+
 
 def _greedy(prob, open_idx, k, exclude=()):
     """Add the candidate of largest gain until ``k`` are open.
@@ -438,24 +563,21 @@ def _swap_search(prob, open_idx, max_iter, min_gain, history):
 def _shake(prob, open_idx, k, closed_now, rng):
     """Reopen sites up to ``k``, drawn without replacement ~ their opening gain.
 
-    One pass: the draws are made together from the gains with ``open_idx``
-    open (the sites just closed excluded), a cheap kick rather than a
-    careful choice; the swap search that follows does the careful part.
+    One evaluation: the draws are made together from the gains with
+    ``open_idx`` open (the sites just closed excluded), a cheap kick rather
+    than a careful choice; the swap search that follows does the careful part.
     """
-    tot = prob.evaluate(open_idx, with_pairs=False)
-    p = np.maximum(tot.gain, 0).astype(np.float64)
+    p = np.maximum(prob.opening_gains(open_idx), 0).astype(np.float64)
     p[np.asarray(list(open_idx) + list(closed_now), dtype=np.int64)] = 0.0
     need = k - len(open_idx)
     drawn = []
     if np.count_nonzero(p) >= need:
         drawn = rng.choice(p.shape[0], size=need, replace=False, p=p / p.sum()).tolist()
     open_idx = list(open_idx) + [int(c) for c in drawn]
-    return _greedy(prob, open_idx, k)
+    return prob.greedy(open_idx, k)
 
 
-def _perturbed_search(
-    prob, open_idx, tot, n_swaps, rounds, rng, max_iter, min_gain, history
-):
+def _perturbed_search(prob, open_idx, tot, n_swaps, rounds, rng, max_iter, history):
     """Iterated local search: shake the local optimum, search again, keep gains.
 
     Each round closes a random number (1 to half) of the open candidates,
@@ -463,7 +585,8 @@ def _perturbed_search(
     result replaces the current one if it is at least as good (in quanta:
     moving across plateaus of equal value, common in coverage, is what lets
     later rounds escape). The draws come from ``rng`` on the client, so every
-    engine and chunking shakes alike.
+    engine and chunking shakes alike; ``prob`` is a :class:`_Problem` or a
+    :class:`_CoverageIncidence`, whose steps decide alike.
     """
     k = len(open_idx)
     better = (lambda a, b: a >= b) if prob.sign > 0 else (lambda a, b: a <= b)
@@ -472,8 +595,7 @@ def _perturbed_search(
         out = set(rng.choice(k, size=n_out, replace=False).tolist())
         kept = [c for j, c in enumerate(open_idx) if j not in out]
         trial = _shake(prob, kept, k, [open_idx[j] for j in out], rng)
-        scratch = []
-        trial, t_tot, t_swaps = _swap_search(prob, trial, max_iter, min_gain, scratch)
+        trial, t_tot, t_swaps = prob.swap_search(trial, max_iter, [])
         if better(t_tot.obj, tot.obj):
             logger.debug("round %d: %.6g -> %.6g", r, tot.value, t_tot.value)
             open_idx, tot = trial, t_tot
@@ -703,20 +825,20 @@ def coverage_search(
     rs = check_random_state(random_state)
     rank = rs.permutation(cand.shape[0])
     rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
-    prob = _Problem(eng, _block_coverage, (qinv, float(radius)), cand, fixed, rank, +1)
-    start = _greedy(prob, [], k)
+    prob = None
+    if isinstance(eng, _NumpyEngine):
+        prob = _CoverageIncidence.build(
+            X, w, k, qinv, float(radius), cand, fixed, rank, COVERAGE_PAIRS_BYTES
+        )
+    if prob is None:
+        prob = _Problem(
+            eng, _block_coverage, (qinv, float(radius)), cand, fixed, rank, +1
+        )
+    start = prob.greedy([], k)
     history = []
-    open_idx, tot, n_swaps = _swap_search(prob, start, max_iter, lambda t: 0, history)
+    open_idx, tot, n_swaps = prob.swap_search(start, max_iter, history)
     open_idx, tot, n_swaps = _perturbed_search(
-        prob,
-        open_idx,
-        tot,
-        n_swaps,
-        n_rounds,
-        rng,
-        max_iter,
-        lambda t: 0,
-        history,
+        prob, open_idx, tot, n_swaps, n_rounds, rng, max_iter, history
     )
     logger.info("coverage: %.6g of %.6g after %d swaps", tot.value, s["wsum"], n_swaps)
     res = DiscreteResult(

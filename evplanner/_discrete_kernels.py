@@ -559,3 +559,263 @@ def nearest_candidate(X: np.ndarray, grid: CandidateGrid) -> np.ndarray:
             out,
         )
     return out
+
+
+# ---------------------------------------------------------------------------
+# Coverage on a stored incidence (in memory, when the pairs fit a budget)
+# ---------------------------------------------------------------------------
+#
+# The pass-based kernels above recompute, on every pass, which candidates lie
+# within the radius of each point. When the (point, candidate) pairs within the
+# radius fit in memory they are found once, and the coverage search runs on
+# them: a swap evaluation is then O(pairs + m k) integer additions with no
+# distance and no per-call overhead. The decisions (the same integer gains,
+# the same tie-breaks) are those of the pass-based search, so both paths open
+# the same sites.
+
+
+@numba.njit(cache=True)
+def _covered_by_any(X, sites, radius, out):
+    # Summed in coordinate order, like the other kernels; a point at exactly
+    # `radius` is covered.
+    for i in range(X.shape[0]):
+        for s in range(sites.shape[0]):
+            d = 0.0
+            for c in range(X.shape[1]):
+                d += abs(X[i, c] - sites[s, c])
+            if d <= radius:
+                out[i] = True
+                break
+
+
+@numba.njit(cache=True)
+def _coverage_pairs(
+    X,
+    rows,
+    radius,
+    cand,
+    corder,
+    cstart,
+    ax0,
+    ax1,
+    lo0,
+    lo1,
+    h,
+    nx,
+    ny,
+    max_pairs,
+    fill,
+    ptr,
+    idx,
+):
+    # fill=False: ptr[p + 1] = pairs of point rows[p]; returns the total, or -1
+    # once above max_pairs. fill=True: writes the candidates from ptr[p].
+    total = 0
+    for p in range(rows.shape[0]):
+        i = rows[p]
+        ia, ib = _cell_span(X[i, ax0], radius, lo0, h, nx)
+        ja, jb = _cell_span(X[i, ax1], radius, lo1, h, ny)
+        at = ptr[p] if fill else 0
+        for cy in range(ja, jb + 1):
+            row = cy * nx
+            for q in range(cstart[row + ia], cstart[row + ib + 1]):
+                if _l1_capped(X, i, cand, q, radius) > radius:
+                    continue
+                if fill:
+                    idx[at] = corder[q]
+                    at += 1
+                else:
+                    total += 1
+        if not fill:
+            ptr[p + 1] = total
+            if total > max_pairs:
+                return -1
+    return total
+
+
+def coverage_incidence(X, wq, radius, fixed, grid, max_pairs):
+    """Pairs (point, candidate) within ``radius``, for points the search can move.
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, d), float64
+    wq : np.ndarray, shape (n,), int64
+        Weights in whole quanta.
+    radius : float
+        Coverage radius (L1, units of X), inclusive.
+    fixed : np.ndarray, shape (f, d), float64
+        Existing sites; the points they cover are always covered, so they
+        take no part in the search and are only counted.
+    grid : CandidateGrid
+    max_pairs : int
+        Give up (return None) beyond this many pairs.
+
+    Returns
+    -------
+    rows : np.ndarray, shape (p,), int64
+        Points with positive weight not covered by a fixed site.
+    ptr : np.ndarray, shape (p + 1,), int64
+        ``idx[ptr[r]:ptr[r + 1]]`` are the candidates (original indices)
+        within ``radius`` of point ``rows[r]``.
+    idx : np.ndarray, shape (ptr[-1],), int64
+    fixed_covered : np.ndarray, shape (n,), bool
+        Points within ``radius`` of a fixed site.
+
+    Or None when there are more than ``max_pairs`` pairs.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    fixed_covered = np.zeros(X.shape[0], dtype=np.bool_)
+    if fixed.shape[0]:
+        _covered_by_any(X, np.ascontiguousarray(fixed), float(radius), fixed_covered)
+    rows = np.flatnonzero((wq > 0) & ~fixed_covered).astype(np.int64)
+    ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    args = (
+        grid.cand,
+        grid.order,
+        grid.start,
+        grid.ax0,
+        grid.ax1,
+        grid.lo0,
+        grid.lo1,
+        grid.h,
+        grid.nx,
+        grid.ny,
+        int(max_pairs),
+    )
+    idx = np.empty(0, dtype=np.int64)
+    total = _coverage_pairs(X, rows, float(radius), *args, False, ptr, idx)
+    if total < 0:
+        return None
+    idx = np.empty(total, dtype=np.int64)
+    _coverage_pairs(X, rows, float(radius), *args, True, ptr, idx)
+    return rows, ptr, idx, fixed_covered
+
+
+@numba.njit(cache=True)
+def _inc_counts(ptr, idx, slot, cnt, owner):
+    # Open sites covering each point, and the slot of the last one found
+    # (the only one when the count is 1).
+    for p in range(cnt.shape[0]):
+        c = 0
+        o = -1
+        for q in range(ptr[p], ptr[p + 1]):
+            s = slot[idx[q]]
+            if s >= 0:
+                c += 1
+                o = s
+        cnt[p] = c
+        owner[p] = o
+
+
+@numba.njit(cache=True)
+def _inc_gains(ptr, idx, wq, cnt, gain):
+    gain[:] = 0
+    for p in range(cnt.shape[0]):
+        if cnt[p] == 0:
+            for q in range(ptr[p], ptr[p + 1]):
+                gain[idx[q]] += wq[p]
+
+
+@numba.njit(cache=True)
+def _inc_opening_gains(ptr, idx, wq, slot, gain):
+    n = ptr.shape[0] - 1
+    cnt = np.empty(n, dtype=np.int64)
+    owner = np.empty(n, dtype=np.int64)
+    _inc_counts(ptr, idx, slot, cnt, owner)
+    _inc_gains(ptr, idx, wq, cnt, gain)
+
+
+@numba.njit(cache=True)
+def _inc_greedy(ptr, idx, cptr, cidx, wq, slot, rank, opened, n_open):
+    # Opens the closed candidate of largest gain (ties: lowest rank) until
+    # `opened` is full; gains are updated for the points newly covered only.
+    n = ptr.shape[0] - 1
+    m = slot.shape[0]
+    cnt = np.empty(n, dtype=np.int64)
+    owner = np.empty(n, dtype=np.int64)
+    gain = np.empty(m, dtype=np.int64)
+    _inc_counts(ptr, idx, slot, cnt, owner)
+    _inc_gains(ptr, idx, wq, cnt, gain)
+    while n_open < opened.shape[0]:
+        best = -1
+        for c in range(m):
+            if slot[c] >= 0:
+                continue
+            if (
+                best < 0
+                or gain[c] > gain[best]
+                or (gain[c] == gain[best] and rank[c] < rank[best])
+            ):
+                best = c
+        opened[n_open] = best
+        slot[best] = n_open
+        n_open += 1
+        for q in range(cptr[best], cptr[best + 1]):
+            p = cidx[q]
+            if cnt[p] == 0:
+                for q2 in range(ptr[p], ptr[p + 1]):
+                    gain[idx[q2]] -= wq[p]
+            cnt[p] += 1
+
+
+@numba.njit(cache=True)
+def _inc_swap_search(
+    ptr, idx, wq, w, base_q, base_w, slot, opened, rank, max_iter, obj_hist, val_hist
+):
+    # Best-improvement swaps (improvement > 0; ties: lowest rank, then lowest
+    # slot), the objective recorded after each evaluation.
+    n = ptr.shape[0] - 1
+    m = slot.shape[0]
+    k = opened.shape[0]
+    cnt = np.empty(n, dtype=np.int64)
+    owner = np.empty(n, dtype=np.int64)
+    gain = np.empty(m, dtype=np.int64)
+    loss = np.empty(k, dtype=np.int64)
+    extra = np.empty(m * k, dtype=np.int64)
+    n_swaps = 0
+    nh = 0
+    while True:
+        _inc_counts(ptr, idx, slot, cnt, owner)
+        _inc_gains(ptr, idx, wq, cnt, gain)
+        loss[:] = 0
+        extra[:] = 0
+        obj = base_q
+        val = base_w
+        for p in range(n):
+            if cnt[p] == 0:
+                continue
+            obj += wq[p]
+            val += w[p]
+            if cnt[p] == 1:
+                j = owner[p]
+                loss[j] += wq[p]
+                for q in range(ptr[p], ptr[p + 1]):
+                    extra[idx[q] * k + j] += wq[p]
+        obj_hist[nh] = obj
+        val_hist[nh] = val
+        nh += 1
+        if n_swaps >= max_iter:
+            break
+        bc = -1
+        bj = -1
+        bi = np.int64(0)
+        for c in range(m):
+            if slot[c] >= 0:
+                continue
+            for j in range(k):
+                imp = gain[c] - loss[j] + extra[c * k + j]
+                if (
+                    bc < 0
+                    or imp > bi
+                    or (imp == bi and (rank[c] < rank[bc] or (c == bc and j < bj)))
+                ):
+                    bc = c
+                    bj = j
+                    bi = imp
+        if bc < 0 or bi <= 0:
+            break
+        slot[opened[bj]] = -1
+        opened[bj] = bc
+        slot[bc] = bj
+        n_swaps += 1
+    return n_swaps, nh
