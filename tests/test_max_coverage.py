@@ -140,6 +140,80 @@ def test_radius_is_inclusive_and_zero_works():
     assert zero.center_indices_.tolist() == [1] and zero.covered_weight_ == 1.0
 
 
+def _fit_both_paths(monkeypatch, *args, X, w, **kwargs):
+    """MaxCoverage on the stored pairs, then with no memory for them (passes)."""
+    built = []
+    build = _discrete._CoverageIncidence.build
+
+    def spy(*a):
+        built.append(build(*a))
+        return built[-1]
+
+    with monkeypatch.context() as mp:
+        mp.setattr(_discrete._CoverageIncidence, "build", spy)
+        stored = MaxCoverage(*args, **kwargs).fit(X, sample_weight=w)
+    assert len(built) == 1 and built[0] is not None
+    with monkeypatch.context() as mp:
+        mp.setattr(_discrete, "COVERAGE_PAIRS_BYTES", 0)
+        passes = MaxCoverage(*args, **kwargs).fit(X, sample_weight=w)
+    return stored, passes
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_stored_pairs_and_passes_make_the_same_search(monkeypatch, seed):
+    # Integer coordinates: ties and points exactly at the radius are common,
+    # the cases where two implementations would part ways first.
+    r = np.random.default_rng(seed)
+    X = r.integers(0, 40, size=(300, 2)).astype(float)
+    w = r.integers(0, 4, 300).astype(float)
+    w[0] = 1.0
+    C = r.integers(0, 40, size=(50, 2)).astype(float)
+    F = r.integers(0, 40, size=(seed % 3, 2)).astype(float)
+    k = 2 + seed % 5
+    a, b = _fit_both_paths(
+        monkeypatch,
+        k,
+        float(2 + seed % 6),
+        C,
+        X=X,
+        w=w,
+        fixed_centers=F,
+        random_state=seed,
+        n_rounds=10,
+        max_iter=3 + seed,
+    )
+    np.testing.assert_array_equal(a.center_indices_, b.center_indices_)
+    assert a.n_iter_ == b.n_iter_
+    assert a.covered_weight_ == pytest.approx(b.covered_weight_, rel=1e-12)
+    assert a.history_.shape == b.history_.shape
+    np.testing.assert_allclose(a.history_, b.history_, rtol=1e-12)
+
+
+def test_stored_pairs_are_used_only_within_their_budget(monkeypatch, instance):
+    X, w, C, F = instance
+    qinv = dk.quantum_inverse(float(w.max()), X.shape[0])
+    rank = np.arange(C.shape[0])
+    args = (X, w, 3, qinv, 1_000.0, C, F, rank)
+    prob = _discrete._CoverageIncidence.build(*args, 2**30)
+    wq = np.rint(w * qinv)
+    # Every stored pair is within the radius, and every such pair is stored.
+    D = np.abs(X[:, None] - C[None]).sum(2)
+    rows = np.flatnonzero(
+        (wq > 0) & (np.abs(X[:, None] - F[None]).sum(2) > 1_000.0).all(1)
+    )
+    pairs = sorted(
+        (int(rows[p]), int(c))
+        for p in range(rows.shape[0])
+        for c in prob.idx[prob.ptr[p] : prob.ptr[p + 1]]
+    )
+    expected = sorted(zip(*np.nonzero(D[rows] <= 1_000.0), strict=True))
+    assert pairs == [(int(rows[p]), int(c)) for p, c in expected]
+    n_pairs = len(pairs)
+    tight = 16 * n_pairs + 8 * (C.shape[0] * 3 + 4 * X.shape[0])
+    assert _discrete._CoverageIncidence.build(*args, tight) is not None
+    assert _discrete._CoverageIncidence.build(*args, tight - 16) is None
+
+
 @pytest.mark.parametrize("how", CHUNKINGS)
 @pytest.mark.parametrize("with_fixed", [False, True])
 def test_numpy_and_dask_choose_the_same_sites(instance, how, with_fixed):
