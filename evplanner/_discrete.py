@@ -18,7 +18,11 @@ quanta (a power-of-two fraction of the largest possible total, see
 the totals, hence every decision, are identical for NumPy input and for any
 chunking of Dask input. A point only touches the candidates closer than its
 second-nearest open site (p-median) or within the radius (coverage), found on a
-grid over the candidates; no demand x candidate matrix is ever formed.
+grid over the candidates; no demand x candidate matrix is ever formed. For
+coverage in memory, the (point, candidate) pairs within the radius are stored
+once when they fit a memory budget and the search steps run on them in numba
+(:class:`_CoverageIncidence`), with the same gains and tie-breaks as the
+passes, hence the same sites.
 
 The evaluation of a set of open sites is one function
 (``_Problem.evaluate``: objective plus swap gains); a capacitated variant

@@ -99,7 +99,11 @@ class MaxCoverage(BaseEstimator):
 
     *Scale.* A point only meets the candidates within ``radius`` of it (a
     grid over the candidates finds them), so memory is O(n + n_candidates)
-    plus the sparse pairs, never ``n x n_candidates``.
+    plus the sparse pairs, never ``n x n_candidates``. In memory, when those
+    pairs fit ``evplanner._discrete.COVERAGE_PAIRS_BYTES`` (512 MiB), they
+    are found once and the whole search runs on them; otherwise, and for
+    Dask input, every evaluation is a pass over the points that finds them
+    again. Both make the same moves and open the same sites.
 
     Examples
     --------
