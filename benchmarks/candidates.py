@@ -6,8 +6,9 @@ Run:  .venv/bin/python benchmarks/candidates.py                 # quality and ti
 
 Instances (metres, the bundled data's UTM zone):
 
-* ``real-537x150``: the 537 bundled demand locations (ZIP centroids) weighted
-  by registered vehicles; 150 candidate sites.
+* ``real-<n>x150``: the bundled demand points (``real_demand``: census-tract
+  demand, 1,767 points today) weighted by registered vehicles; 150 candidate
+  sites.
 * ``syn-1000x250`` and ``syn-2000x500``: synthetic demand points shaped like the
   bundled data (``synthesize_demand``, unit weights, seed 0); candidates.
 
@@ -82,7 +83,7 @@ def instances():
     out = []
     X = to_xy_m(demand, crs)
     w = demand["weight"].to_numpy("float64")
-    out.append(("real-537x150", X, w, synthetic_xy_m(150, seed=11)[0], 10))
+    out.append((f"real-{X.shape[0]}x150", X, w, synthetic_xy_m(150, seed=11)[0], 10))
     for n, m, k in ((1000, 250, 10), (2000, 500, 20)):
         X, w = synthetic_xy_m(n, seed=0)
         out.append((f"syn-{n}x{m}", X, w, synthetic_xy_m(m, seed=12)[0], k))
