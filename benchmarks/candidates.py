@@ -395,6 +395,28 @@ def quality(args):
     return rows
 
 
+def coverage_paths(args):
+    """MaxCoverage on stored pairs against the pass-based search, same process."""
+    from evplanner import _discrete
+
+    print("\n## MaxCoverage: stored pairs against passes (in memory)")
+    for name, X, w, C, F, k in instances():
+        if args.instances and name not in args.instances:
+            continue
+        fit = partial(ev_coverage, X, w, C, F, k)
+        stored, t_stored = best_time(fit)
+        budget = _discrete.COVERAGE_PAIRS_BYTES
+        _discrete.COVERAGE_PAIRS_BYTES = 0  # no room for the pairs: passes
+        try:
+            passes, t_passes = best_time(fit)
+        finally:
+            _discrete.COVERAGE_PAIRS_BYTES = budget
+        same = np.array_equal(stored, passes)
+        print(f"{name:<18s} stored pairs {t_stored:.4f} s | passes "
+              f"{t_passes:.4f} s | {t_passes / t_stored:.0f}x | same sites "
+              f"{same} | load {load_average()}")  # fmt: skip
+
+
 # ---------------------------------------------------------------------------
 # Scale run
 # ---------------------------------------------------------------------------
@@ -495,6 +517,11 @@ def main(argv=None):
         default="auto",
         help="KMedians n_init for the p-median (default 'auto': one run)",
     )
+    parser.add_argument(
+        "--coverage-paths",
+        action="store_true",
+        help="also time MaxCoverage on stored pairs against the pass-based search",
+    )
     parser.add_argument("--scale", action="store_true", help="also the scale run")
     parser.add_argument("--scale-only", action="store_true")
     parser.add_argument("--scale-n", type=int, default=1_000_000)
@@ -506,6 +533,8 @@ def main(argv=None):
     payload = {"args": vars(args)}
     if not args.scale_only:
         payload["rows"] = quality(args)
+    if args.coverage_paths and not args.scale_only:
+        coverage_paths(args)
     if args.scale or args.scale_only:
         payload["scale"] = scale(args)
     print(f"load average after: {load_average()}")
