@@ -948,7 +948,10 @@ def k_medians(
     their nearest candidates; ``init`` arrays are snapped likewise. Then
     best-improvement swaps (one open site for one candidate) while a swap
     lowers the objective by more than ``tol`` times it, at most
-    ``max_iter`` swaps. Every pass over the points yields the exact gain of
+    ``max_iter`` swaps, then ten rounds of iterated local search (close a
+    few open sites at random, reopen by gain, swap again; keep the result if
+    no worse), on the 20,000-point sample before the passes over all points
+    when there are more points. Every pass over the points yields the exact gain of
     every swap from each point's nearest and second-nearest open site
     (fast interchange, Whitaker 1983, Resende and Werneck 2003), as integer
     sums that add over chunks: NumPy and Dask choose the same candidates.
@@ -1311,7 +1314,8 @@ class KMedians(ClusterMixin, TransformerMixin, BaseEstimator):
     inertia_history_ : np.ndarray
         Objective after each accepted step of the best run (non-increasing).
     n_iter_ : int
-        Lloyd median updates of the best run (with ``candidates``: swaps).
+        Lloyd median updates of the best run (with ``candidates``: swaps,
+        those of accepted rounds of iterated local search included).
     center_indices_ : np.ndarray, shape (n_clusters,), int64, or None
         With ``candidates``: the rows of ``candidates`` opened (ascending);
         ``cluster_centers_ == candidates[center_indices_]``. Else None.

@@ -133,8 +133,11 @@ def test_sites_are_candidates(instance):
     D = np.abs(X[:, None] - sites[None]).sum(2)
     np.testing.assert_array_equal(km.labels_, D.argmin(axis=1))
     assert km.inertia_history_[-1] == pytest.approx(km.inertia_, rel=1e-12)
-    assert (np.diff(km.inertia_history_) < 0).all()
-    assert km.n_iter_ == km.inertia_history_.shape[0] - 1
+    # Swaps lower it; a round of iterated local search may also move along a
+    # plateau (equal objective), and one accepted round can hold several swaps.
+    assert (np.diff(km.inertia_history_) <= 0).all()
+    assert km.inertia_history_[0] > km.inertia_
+    assert km.n_iter_ >= km.inertia_history_.shape[0] - 1
 
 
 def test_result_is_swap_optimal(instance):
