@@ -45,6 +45,7 @@ __all__ = [
     "BUNDLED_TRACTS",
     "BUNDLED_VEHICLES",
     "MAX_TOTAL_WEIGHT",
+    "MIN_PARTITION_ROWS",
     "PLANNING_AREA",
     "LoadReport",
     "attribute_columns",
@@ -78,6 +79,15 @@ PLANNING_AREA: PlanningArea = WASHINGTON
 #: in float64 below 2**53 whatever the order of addition, which is what makes the
 #: chunked (Dask) and in-memory objectives agree; far beyond it they overflow to inf.
 MAX_TOTAL_WEIGHT = 2.0**53
+
+#: Fewest rows :func:`read_points_dask` cuts a partition down to when it splits the
+#: input to give every worker thread work: a smaller partition's fixed costs (a task
+#: round trip and the per-cluster statistics each chunk returns in every pass of the
+#: solver) would outweigh its share of the work.
+MIN_PARTITION_ROWS = 50_000
+#: Rows decoded at a time when a partition starts or ends inside a Parquet row
+#: group, so that reading it holds a batch, not the whole row group.
+_PARQUET_BATCH_ROWS = 65_536
 
 # Drop reasons, worded for the load report a planner reads.
 MISSING_LOCATION = "missing location"
@@ -1090,7 +1100,7 @@ first: unparsable point, 'xx 47.5'; fix the file ...
 
 def read_points_dask(
     paths, *, keep_out_of_area: bool = False, blocksize="64MB",
-    columns=("lon", "lat", "weight"),
+    columns=("lon", "lat", "weight"), min_partitions: int = 1,
 ):  # fmt: skip
     """Read vehicle/demand files lazily with dask.dataframe, cleaning each partition.
 
@@ -1102,11 +1112,19 @@ def read_points_dask(
     keep_out_of_area : bool, default False
         As in :func:`load_vehicles`.
     blocksize : str or int
-        Bytes per partition: CSV blocks (cut at line ends), or Parquet row groups
-        grouped up to this size (uncompressed).
+        Largest partition, bytes: CSV blocks (cut at line ends), or Parquet rows
+        (uncompressed size): whole row groups grouped up to this size, larger row
+        groups cut into row ranges (of at least :data:`MIN_PARTITION_ROWS` rows).
     columns : sequence of str, default ("lon", "lat", "weight")
         Which of :data:`VEHICLE_COLUMNS` to return (the attribute columns are needed
         to filter vehicles by county, EV type or model year on the workers).
+    min_partitions : int, default 1
+        Cut the input into at least this many partitions (for example a small
+        multiple of the cluster's worker threads, so that every thread gets a
+        share of each pass), even a file of one row group or one CSV block, as
+        long as every partition keeps at least :data:`MIN_PARTITION_ROWS` rows
+        (estimated from the first 64 kB for CSV). ``blocksize`` still caps each
+        partition.
 
     Returns
     -------
@@ -1132,6 +1150,12 @@ def read_points_dask(
     :func:`merge_reports` raises as the same one-line
     :class:`~evplanner.errors.InputError` the in-memory reader gives, naming the
     file and the row. Always merge the reports before using the points.
+
+    Partitions follow the files' row order, so the points come out in the order
+    the in-memory reader gives them (whatever the partitioning). A Parquet
+    partition that starts or ends inside a row group decodes that row group in
+    batches of 65,536 rows up to its last row, keeping only its own: memory stays
+    at one partition plus one batch.
     """
     import glob
 
@@ -1152,22 +1176,29 @@ def read_points_dask(
     source = matched[0] if len(matched) == 1 else f"{matched[0]} (+{len(matched) - 1})"
     meta = _clean_points(pd.DataFrame({"lon": [], "lat": []}), Path(source))[0]
     meta = meta[columns]
+    if (
+        isinstance(min_partitions, bool)
+        or not isinstance(min_partitions, (int, np.integer))
+        or min_partitions < 1
+    ):
+        raise ValueError(
+            f"min_partitions: expected an integer >= 1, got {min_partitions!r}"
+        )
+    size = int(parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize)
     if all(_is_parquet(Path(f)) for f in matched):
-        # Partitions of about `blocksize` (whole row groups), so that a large file
-        # is not one huge partition.
-        raw = dd.read_parquet(matched, blocksize=blocksize)
+        pieces = _parquet_pieces(matched, size, int(min_partitions))
         tasks = [
-            dask.delayed(_clean_partition, nout=2)(
-                part, index, source, keep_out_of_area, columns, meta
+            dask.delayed(_clean_parquet_piece, nout=2)(
+                file, ranges, index, keep_out_of_area, columns, meta
             )
-            for index, part in enumerate(raw.to_delayed())
+            for index, (file, ranges) in enumerate(pieces)
         ]
     else:
-        size = parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize
+        size = _csv_block_bytes(matched, size, int(min_partitions))
         tasks = []
         for file in matched:
             header = _read_csv_text_head(Path(file))
-            for offset, length in _csv_blocks(Path(file), len(header), int(size)):
+            for offset, length in _csv_blocks(Path(file), len(header), size):
                 tasks.append(
                     dask.delayed(_clean_csv_block, nout=2)(
                         file,
@@ -1203,6 +1234,136 @@ def _clean_partition(
         reason: f"partition {index}, {text}" for reason, text in report.examples.items()
     }
     return out[columns], _report_to_frame(report, weight=out["weight"].sum())
+
+
+def _rows_per_partition(
+    n_rows: int, bytes_per_row: float, blocksize: int, min_partitions: int
+) -> int:
+    """Rows per partition: at most ``blocksize`` bytes, and few enough for
+    ``min_partitions`` partitions of ``n_rows`` unless that would cut below
+    :data:`MIN_PARTITION_ROWS`."""
+    cap = int(blocksize / bytes_per_row) if bytes_per_row > 0 else n_rows
+    spread = max(-(-n_rows // min_partitions), MIN_PARTITION_ROWS)
+    return max(1, min(cap, spread))
+
+
+def _parquet_pieces(
+    files: list[str], blocksize: int, min_partitions: int
+) -> list[tuple[str, tuple[tuple[int, int, int], ...]]]:
+    """Partitions of Parquet files as ``(file, ((row_group, start, stop), ...))``.
+
+    Consecutive whole row groups of a file are grouped while the partition stays
+    within its row budget (:func:`_rows_per_partition`); a row group above the
+    budget is cut into equal row ranges, of at least :data:`MIN_PARTITION_ROWS`
+    rows (a smaller row group stays whole). A file without rows is one empty
+    partition (its columns still count).
+
+    Raises
+    ------
+    InputError
+        If a file's Parquet footer cannot be read.
+    """
+    import pyarrow.parquet as pq
+
+    layouts = []
+    for file in files:
+        try:
+            meta = pq.ParquetFile(file).metadata
+        except Exception as err:  # pyarrow raises several unrelated types
+            raise InputError(f"not a readable Parquet file ({err})",
+                             path=file) from err  # fmt: skip
+        groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+        layouts.append((file, [(g.num_rows, g.total_byte_size) for g in groups]))
+    n_rows = sum(rows for _, groups in layouts for rows, _ in groups)
+    pieces = []
+    for file, groups in layouts:
+        rows_in_file = sum(rows for rows, _ in groups)
+        bytes_per_row = sum(b for _, b in groups) / max(rows_in_file, 1)
+        budget = _rows_per_partition(n_rows, bytes_per_row, blocksize, min_partitions)
+        before = len(pieces)
+        grouped: list[tuple[int, int, int]] = []
+        grouped_rows = 0
+        for g, (rows, _) in enumerate(groups):
+            if grouped and grouped_rows + rows > budget:
+                pieces.append((file, tuple(grouped)))
+                grouped, grouped_rows = [], 0
+            if rows <= budget:
+                grouped.append((g, 0, rows))
+                grouped_rows += rows
+                continue
+            n_cuts = max(1, min(-(-rows // budget), rows // MIN_PARTITION_ROWS))
+            cuts = np.linspace(0, rows, n_cuts + 1).round().astype(int)
+            pieces.extend(
+                (file, ((g, int(a), int(b)),))
+                for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+            )
+        if grouped:
+            pieces.append((file, tuple(grouped)))
+        if len(pieces) == before:
+            pieces.append((file, ()))
+    return pieces
+
+
+def _read_parquet_piece(
+    file: str, ranges: tuple[tuple[int, int, int], ...]
+) -> pd.DataFrame:
+    """Rows ``start:stop`` of each listed row group, typed as ``pd.read_parquet``
+    types them (the file's pandas metadata applied)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    handle = pq.ParquetFile(file)
+    schema = handle.schema_arrow
+    tables = []
+    for group, start, stop in ranges:
+        if start == 0 and stop == handle.metadata.row_group(group).num_rows:
+            tables.append(handle.read_row_group(group, use_pandas_metadata=True))
+            continue
+        batches, seen = [], 0
+        for batch in handle.iter_batches(
+            batch_size=_PARQUET_BATCH_ROWS, row_groups=[group],
+            use_pandas_metadata=True,
+        ):  # fmt: skip
+            lo, hi = max(start - seen, 0), min(stop - seen, batch.num_rows)
+            if lo < hi:
+                batches.append(batch.slice(lo, hi - lo))
+            seen += batch.num_rows
+            if seen >= stop:
+                break
+        tables.append(pa.Table.from_batches(batches, schema=batches[0].schema))
+    if not tables:
+        return schema.empty_table().to_pandas()
+    table = pa.concat_tables(tables).replace_schema_metadata(schema.metadata)
+    return table.to_pandas()
+
+
+def _clean_parquet_piece(
+    file: str, ranges: tuple[tuple[int, int, int], ...], index: int,
+    keep_out_of_area: bool, columns: list[str], meta: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Read and clean one Parquet partition: points and report frame (never
+    raises)."""
+    try:
+        part = _read_parquet_piece(file, ranges)
+    except Exception as err:  # noqa: BLE001  (a damaged page: pyarrow raises many)
+        error = InputError(f"not a readable Parquet file ({err})", path=file)
+        return meta, _report_to_frame(LoadReport(file, ""), error=error)
+    return _clean_partition(part, index, file, keep_out_of_area, columns, meta)
+
+
+def _csv_block_bytes(files: list[str], blocksize: int, min_partitions: int) -> int:
+    """CSV block size: ``blocksize``, or less so that the files make at least
+    ``min_partitions`` blocks, down to about :data:`MIN_PARTITION_ROWS` rows a
+    block (row length estimated from the first 64 kB of the first file)."""
+    if min_partitions <= 1:
+        return max(int(blocksize), 1)
+    with Path(files[0]).open("rb") as fh:
+        head = fh.read(65536)
+    bytes_per_row = len(head) / max(head.count(b"\n"), 1)
+    n_bytes = sum(Path(f).stat().st_size for f in files)
+    n_rows = int(n_bytes / bytes_per_row)
+    rows = _rows_per_partition(n_rows, bytes_per_row, blocksize, min_partitions)
+    return max(int(rows * bytes_per_row), 1)
 
 
 def _csv_blocks(path: Path, start: int, blocksize: int) -> list[tuple[int, int]]:

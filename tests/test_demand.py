@@ -355,19 +355,26 @@ def test_partitions_on_dask_give_the_in_memory_demand(client, tracts, tmp_path,
     table = pa.Table.from_pandas(vehicles, preserve_index=False)
     for sizes in ([n], [n // 2, n - n // 2], [n // 4] * 3 + [n - 3 * (n // 4)],
                   [1_000, 89_000, 1, n - 90_001]):  # fmt: skip
-        # One row group per partition, read from disk as the pipeline reads.
+        # Row groups never grouped (blocksize 1), the larger ones cut into row
+        # ranges; or all in one partition (blocksize 1 GB); read from disk as the
+        # pipeline reads.
         path = tmp_path / f"v{len(sizes)}.parquet"
         with pq.ParquetWriter(path, table.schema) as writer:
             start = 0
             for size in sizes:
                 writer.write_table(table.slice(start, size))
                 start += size
-        frame, _ = read_points_dask(path, keep_out_of_area=True, blocksize=1,
-                                    columns=VEHICLE_COLUMNS)  # fmt: skip
-        assert frame.npartitions == len(sizes)
-        got = demand_points_dask(frame, tracts=tracts, **options)
-        pd.testing.assert_frame_equal(got, expected, check_exact=True)
-        assert got.attrs["placement"] == expected.attrs["placement"]
+        for blocksize in (1, "1GB"):
+            frame, _ = read_points_dask(path, keep_out_of_area=True,
+                                        blocksize=blocksize,
+                                        columns=VEHICLE_COLUMNS)  # fmt: skip
+            if blocksize == 1:
+                assert frame.npartitions >= len(sizes)
+            else:
+                assert frame.npartitions == 1
+            got = demand_points_dask(frame, tracts=tracts, **options)
+            pd.testing.assert_frame_equal(got, expected, check_exact=True)
+            assert got.attrs["placement"] == expected.attrs["placement"]
 
 
 def test_dask_names_unknown_filter_values(client):

@@ -20,7 +20,7 @@ import dask
 
 from evplanner.errors import ClusterError
 
-__all__ = ["NO_WORKERS_S", "dask_client"]
+__all__ = ["NO_WORKERS_S", "dask_client", "local_worker_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ def dask_client(
             cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=threads_per_worker,
                 processes=True, dashboard_address=":0",  # a free port: never clash
+                env=local_worker_env(workers, threads_per_worker),
             )  # fmt: skip
             client = Client(cluster)
     watchdog = _Watchdog(client, no_workers_s)
@@ -144,6 +145,27 @@ def dask_client(
         finally:
             if cluster is not None:
                 cluster.close()
+
+
+def local_worker_env(workers: int, threads_per_worker: int = 1) -> dict[str, str]:
+    """Environment of ``LocalCluster`` worker processes: their share of the cores.
+
+    The numba kernels run each call on ``NUMBA_NUM_THREADS`` threads (default: all
+    cores). Every local worker doing so would put ``workers`` times more threads
+    than cores on the machine, and they slow each other down; each worker gets its
+    share instead (at least one thread). Dask already pins the BLAS and OpenMP pools
+    of its workers to one thread.
+
+    Examples
+    --------
+    >>> import os
+    >>> local_worker_env(os.cpu_count() or 1)
+    {'NUMBA_NUM_THREADS': '1'}
+    """
+    import os
+
+    share = (os.cpu_count() or 1) // max(1, workers * threads_per_worker)
+    return {"NUMBA_NUM_THREADS": str(max(1, share))}
 
 
 def _lost_scheduler(err: BaseException, client) -> bool:

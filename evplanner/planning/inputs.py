@@ -78,6 +78,12 @@ _NEEDS = {
 }
 _WEIGHTING_NEEDS = {"bev": ("ev_type",), "range": ("electric_range", "make", "model")}
 
+#: Partitions per worker thread when demand is read on a cluster (as long as each
+#: keeps :data:`evplanner.data.MIN_PARTITION_ROWS` rows): every thread works on
+#: every pass of the solver, and a second partition per thread evens out uneven
+#: placement and a slower worker without multiplying per-task costs.
+PARTITIONS_PER_THREAD = 2
+
 
 # --------------------------------------------------------------------------------------
 # Demand
@@ -310,7 +316,10 @@ def load_demand(
         The scenario's vehicles already loaded (the app keeps the bundled ones in
         memory); in memory only.
     blocksize : str or int
-        Partition size when reading on a cluster.
+        Largest partition when reading on a cluster (bytes). Files are cut into
+        at least :data:`PARTITIONS_PER_THREAD` partitions per worker thread of
+        the cluster when they hold enough rows (see
+        :func:`evplanner.data.read_points_dask`), even a file of one row group.
 
     Returns
     -------
@@ -349,7 +358,14 @@ def load_demand(
         report.source = source
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return _demand_in_memory(frame, report, scenario, aggregate, source)
-    return _demand_on_cluster(paths, scenario, aggregate, kind, blocksize)
+    min_partitions = PARTITIONS_PER_THREAD * _worker_threads(client)
+    return _demand_on_cluster(paths, scenario, aggregate, kind, blocksize,
+                              min_partitions)  # fmt: skip
+
+
+def _worker_threads(client) -> int:
+    """Worker threads of the cluster behind ``client`` (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
 
 
 def _demand_in_memory(
@@ -412,12 +428,12 @@ def _project_partition(part: pd.DataFrame, crs_wkt: str) -> pd.DataFrame:
 
 def _demand_on_cluster(
     paths: list[Path], scenario: Scenario, aggregate: bool, kind: str,
-    blocksize: str | int,
+    blocksize: str | int, min_partitions: int,
 ) -> Demand:  # fmt: skip
     columns = VEHICLE_COLUMNS if aggregate else ("lon", "lat", "weight")
     points, reports = read_points_dask(
         [str(p) for p in paths], keep_out_of_area=scenario.keep_out_of_area,
-        blocksize=blocksize, columns=columns,
+        blocksize=blocksize, columns=columns, min_partitions=min_partitions,
     )  # fmt: skip
     source = _source_name(paths)
     # One pass over the files: cleaned points and their load reports together.
