@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dask
+from distributed import WorkerPlugin
 
 from evplanner.errors import ClusterError
 
@@ -126,6 +127,7 @@ def dask_client(
                 env=local_worker_env(workers, threads_per_worker),
             )  # fmt: skip
             client = Client(cluster)
+            client.register_plugin(_NumbaThreads())
     watchdog = _Watchdog(client, no_workers_s)
     watchdog.start()
     try:
@@ -166,6 +168,34 @@ def local_worker_env(workers: int, threads_per_worker: int = 1) -> dict[str, str
 
     share = (os.cpu_count() or 1) // max(1, workers * threads_per_worker)
     return {"NUMBA_NUM_THREADS": str(max(1, share))}
+
+
+class _NumbaThreads(WorkerPlugin):
+    """Worker plugin: numba takes the ``NUMBA_NUM_THREADS`` set for the worker.
+
+    The nanny sets :func:`local_worker_env` in the worker process once it has
+    started; a worker that imported numba before (a ``spawn``-ed process
+    re-imports the caller's main module, which may import evplanner) would
+    keep numba's default, all cores, and fail at its next compilation ("Cannot
+    set NUMBA_NUM_THREADS ... once the threads have been launched"). When the
+    worker starts, before any task has launched numba's threads, numba's
+    configuration is read again and its thread pool size taken from it.
+    """
+
+    name = "evplanner-numba-threads"
+
+    def setup(self, worker) -> None:
+        import sys
+
+        if "numba" not in sys.modules:
+            return  # numba will read the environment when it is imported
+        from numba.core import config
+        from numba.np.ufunc import parallel
+
+        if not parallel._is_initialized:
+            config.reload_config()
+            # numba sized its pool on import; no thread is running yet.
+            parallel.NUM_THREADS = config.NUMBA_NUM_THREADS
 
 
 def _lost_scheduler(err: BaseException, client) -> bool:

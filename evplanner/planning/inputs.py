@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import glob
 import logging
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -358,9 +358,7 @@ def load_demand(
         report.source = source
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return _demand_in_memory(frame, report, scenario, aggregate, source)
-    min_partitions = PARTITIONS_PER_THREAD * _worker_threads(client)
-    return _demand_on_cluster(paths, scenario, aggregate, kind, blocksize,
-                              min_partitions)  # fmt: skip
+    return _demand_on_cluster(paths, scenario, aggregate, kind, blocksize, client)
 
 
 def _worker_threads(client) -> int:
@@ -415,32 +413,60 @@ def _crs(choose) -> pyproj.CRS:
         raise InputError(message, field="crs") from None
 
 
-def _float_frame(*columns: str) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-
-
-def _project_partition(part: pd.DataFrame, crs_wkt: str) -> pd.DataFrame:
+def _project_partition(
+    part: pd.DataFrame, crs_wkt: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """One partition's points in metres in ``crs_wkt``, shape (n, 2), and their
+    weights, shape (n,)."""
     x_m, y_m = to_metres(part["lon"], part["lat"], pyproj.CRS.from_wkt(crs_wkt))
-    return pd.DataFrame({"x_m": x_m, "y_m": y_m,
-                         "weight": part["weight"].to_numpy("float64")},
-                        index=part.index)  # fmt: skip
+    X = np.ascontiguousarray(np.column_stack([x_m, y_m]), dtype="float64")
+    return X, part["weight"].to_numpy("float64", copy=True)
+
+
+def _threads_of(client) -> list[str]:
+    """One worker address per worker thread of the cluster (sorted)."""
+    return [address for address, n in sorted(client.nthreads().items())
+            for _ in range(n)]  # fmt: skip
 
 
 def _demand_on_cluster(
     paths: list[Path], scenario: Scenario, aggregate: bool, kind: str,
-    blocksize: str | int, min_partitions: int,
+    blocksize: str | int, client,
 ) -> Demand:  # fmt: skip
+    import dask.dataframe as dd
+
     columns = VEHICLE_COLUMNS if aggregate else ("lon", "lat", "weight")
-    points, reports = read_points_dask(
+    lazy_points, lazy_reports = read_points_dask(
         [str(p) for p in paths], keep_out_of_area=scenario.keep_out_of_area,
-        blocksize=blocksize, columns=columns, min_partitions=min_partitions,
+        blocksize=blocksize, columns=columns,
+        min_partitions=PARTITIONS_PER_THREAD * _worker_threads(client),
     )  # fmt: skip
     source = _source_name(paths)
     # One pass over the files: cleaned points and their load reports together.
-    points, reports = dask.persist(points, reports)
-    _wait(points)
-    report = merge_reports(reports.compute(), source=source, kind=kind,
+    # Partition i goes to worker thread i (modulo the threads), so that every
+    # worker holds its share of the points and every pass of the solver keeps
+    # every thread busy: left to itself, the scheduler may put three of four
+    # partitions on one worker, which then does three quarters of each pass.
+    # The placement is a preference (`allow_other_workers`): a partition lost
+    # with its worker is read again elsewhere.
+    slots = _threads_of(client)
+    where = [
+        {"workers": [slots[i % len(slots)]], "allow_other_workers": True}
+        for i in range(lazy_points.npartitions)
+    ]
+    placed = [
+        client.compute([part, part_report], **where[i])
+        for i, (part, part_report) in enumerate(
+            zip(lazy_points.to_delayed(), lazy_reports.to_delayed(), strict=True)
+        )
+    ]
+    parts, reports = [p for p, _ in placed], [r for _, r in placed]
+    _wait(parts + reports)
+    report = merge_reports(pd.concat(client.gather(reports), ignore_index=True),
+                           source=source, kind=kind,
                            kept_out_of_area=scenario.keep_out_of_area)  # fmt: skip
+    # The futures in `parts` stay referenced while `points` is used here.
+    points = dd.from_delayed(parts, meta=lazy_points._meta, verify_meta=False)
     if aggregate:
         if scenario.year is not None:
             raise InputError(
@@ -458,20 +484,32 @@ def _demand_on_cluster(
         except ValueError as err:
             raise _field_error(err) from None
         return _finish(summed, report, scenario, aggregate, source)
-    lengths = tuple(int(n) for n in points.map_partitions(len).compute())
+    lengths = [int(n) for n in client.gather(client.map(len, parts))]
     if not sum(lengths):
         raise _no_demand(source, report)
     # As in memory: the zone where most of the weight is (additive histograms).
     crs = _crs(lambda: choose_crs_dask(points, scenario.crs, weight="weight"))
-    projected = points.map_partitions(
-        _project_partition, crs.to_wkt(), meta=_float_frame("x_m", "y_m", "weight")
-    )
-    X = projected[["x_m", "y_m"]].to_dask_array(lengths=lengths)
-    weight = projected["weight"].to_dask_array(lengths=lengths)
-    # Keep the arrays the solver reads (24 bytes a point), not the frames: the
-    # unprojected points are released once these are in memory.
-    X, weight = dask.persist(X, weight)
-    _wait([X, weight])
+    # One task per partition projects it, on its worker, and both arrays are
+    # taken from its result there: a partition's points and weights stay
+    # together, so a pass of the solver moves no points between workers.
+    pairs = [client.submit(_project_partition, part, crs.to_wkt(), **where[i])
+             for i, part in enumerate(parts)]  # fmt: skip
+    X_parts = [client.submit(operator.getitem, pair, 0, **where[i])
+               for i, pair in enumerate(pairs)]  # fmt: skip
+    w_parts = [client.submit(operator.getitem, pair, 1, **where[i])
+               for i, pair in enumerate(pairs)]  # fmt: skip
+    _wait(X_parts + w_parts)
+    # The solver keeps the arrays (24 bytes a point), not the frames: those are
+    # released when this function returns (their lineage stays with the
+    # scheduler, so a chunk lost with a worker is recomputed from the files).
+    X = da.concatenate([
+        da.from_delayed(f, shape=(rows, 2), dtype="float64")
+        for f, rows in zip(X_parts, lengths, strict=True)
+    ])  # fmt: skip
+    weight = da.concatenate([
+        da.from_delayed(f, shape=(rows,), dtype="float64")
+        for f, rows in zip(w_parts, lengths, strict=True)
+    ])  # fmt: skip
     logger.info("demand %s on the cluster: %d points in %d partitions", source,
                 X.shape[0], X.numblocks[0])  # fmt: skip
     # Plain files: a point's weight is its vehicles, no second array.
