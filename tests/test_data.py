@@ -417,6 +417,66 @@ def test_read_points_dask_matches_in_memory(tmp_path):
     assert report.examples[UNPARSABLE_POINT].endswith("'POINT (1)'")
 
 
+@pytest.mark.parametrize(
+    ("rows", "min_partitions", "blocksize", "expected"),
+    [
+        (120_000, 4, "64MB", 2),  # as many as keep MIN_PARTITION_ROWS each
+        (200_000, 4, "64MB", 4),
+        (200_000, 2, "64MB", 2),
+        (40_000, 4, "64MB", 1),  # too few rows to split
+        (120_000, 1, 1, 2),  # blocksize caps, down to MIN_PARTITION_ROWS rows
+        (120_000, 1, "64MB", 1),
+    ],
+)  # fmt: skip
+def test_parquet_of_one_row_group_is_cut_into_row_ranges(
+    tmp_path, rows, min_partitions, blocksize, expected
+):
+    import dask
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(rows)
+    frame = pd.DataFrame({
+        "lon": rng.uniform(-122.5, -117.5, rows),
+        "lat": rng.uniform(45.8, 48.8, rows),
+        "weight": rng.integers(1, 4, rows).astype(float),
+    })  # fmt: skip
+    path = tmp_path / "points.parquet"
+    pq.write_table(pa.Table.from_pandas(frame), path, row_group_size=rows)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    points, reports = read_points_dask(path, blocksize=blocksize,
+                                       min_partitions=min_partitions)  # fmt: skip
+    assert points.npartitions == expected
+    with dask.config.set(scheduler="threads"):
+        got, parts = dask.compute(points, reports)
+    # In file order, every row once, as the in-memory reader gives them.
+    memory, _ = load_vehicles(path)
+    columns = ["lon", "lat", "weight"]
+    np.testing.assert_array_equal(got[columns].to_numpy(), memory[columns].to_numpy())
+    assert merge_reports(parts, source=str(path), kind="points").rows_read == rows
+
+
+def test_csv_blocks_follow_min_partitions(tmp_path):
+    import dask
+
+    rows = 200_000
+    rng = np.random.default_rng(5)
+    lon, lat = rng.uniform(-122.5, -117.5, rows), rng.uniform(45.8, 48.8, rows)
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"lon": lon.round(6), "lat": lat.round(6)}).to_csv(path, index=False)
+    one, _ = read_points_dask(path)
+    four, reports = read_points_dask(path, min_partitions=4)
+    assert one.npartitions == 1
+    # Block sizes come from a row length estimated on the first 64 kB.
+    assert 3 <= four.npartitions <= 5
+    with dask.config.set(scheduler="threads"):
+        got, parts = dask.compute(four, reports)
+    np.testing.assert_array_equal(got["lon"].to_numpy(), lon.round(6))
+    assert merge_reports(parts, source=str(path), kind="points").rows_read == rows
+    with pytest.raises(ValueError, match="min_partitions: expected an integer >= 1"):
+        read_points_dask(path, min_partitions=0)
+
+
 # ---------------------------------------------------------------- planning area
 
 

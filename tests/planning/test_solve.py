@@ -193,3 +193,46 @@ def test_new_sites_with_todays_stations_gather_demand_or_are_optimal_alone(deman
         cost = _conditional_cost(X[near], w[near], others[near], site + grid)
         here = _conditional_cost(X[near], w[near], others[near], site[None, :])[0]
         assert here <= cost.min() * (1 + 1e-12), (new.iloc[j]["site_id"], here)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_a_file_of_one_row_group_is_spread_over_the_cluster(cluster_client, tmp_path):
+    import collections
+
+    import pyarrow.parquet as pq
+    from distributed import Future
+
+    from evplanner.data import MIN_PARTITION_ROWS
+    from evplanner.planning.inputs import PARTITIONS_PER_THREAD
+
+    vehicles, _ = load_vehicles()
+    threads = sum(cluster_client.nthreads().values())
+    n = PARTITIONS_PER_THREAD * threads * MIN_PARTITION_ROWS
+    path = tmp_path / "demand.parquet"
+    # One row group, as `evplanner synth` writes up to a million points: dask's
+    # own reader made it one partition, so one worker did all the work.
+    synthesize_demand(demand_points(vehicles), n, seed=3, path=path, chunk_rows=n)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    scenario = Scenario(new_sites=7, demand=[str(path)], seed=4)
+
+    demand = load_demand(scenario, client=cluster_client)
+    assert demand.n_partitions == PARTITIONS_PER_THREAD * threads
+    assert demand.X.chunks[0] == (MIN_PARTITION_ROWS,) * demand.n_partitions
+    # Every worker holds its share, each chunk's points with its weights.
+    homes = [
+        [cluster_client.who_has(f)[f.key] for f in array.dask.values()
+         if isinstance(f, Future)]
+        for array in (demand.X, demand.weight)
+    ]  # fmt: skip
+    assert homes[0] == homes[1]
+    per_worker = collections.Counter(home for (home,) in homes[0])
+    assert sorted(per_worker.values()) == [PARTITIONS_PER_THREAD] * threads
+
+    memory = solve(scenario)
+    chunked = solve(scenario, client=cluster_client, demand=demand)
+    assert chunked.n_partitions == demand.n_partitions
+    np.testing.assert_array_equal(chunked.new_sites_m, memory.new_sites_m)
+    assert chunked.coverage.objective_m == pytest.approx(
+        memory.coverage.objective_m, rel=1e-12
+    )
