@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from evplanner import _capacitated as cap
 from evplanner import _discrete
 from evplanner import _kernels as kern
-from evplanner._chunked import tree_reduce
+from evplanner._chunked import compute_and_keep, tree_reduce
 from evplanner._validation import as_points, as_weights, check_summary, is_dask
 
 __all__ = ["KMedians", "KMediansResult", "k_medians"]
@@ -553,8 +553,7 @@ class _DaskEngine:
         )
         # One execution of the block tasks: the statistics come back to the
         # client, the per-block labels and bounds stay in (worker) memory.
-        root, *states = dask.persist(root, *[p[1] for p in parts])
-        (s,) = dask.compute(root)
+        s, states = compute_and_keep(root, [p[1] for p in parts])
         self._states = states
         return _State(centers, s["obj"], s["top"], {**s, "states": states})
 
