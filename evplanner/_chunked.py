@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dask
 
-__all__ = ["combine_many", "compute_and_keep", "tree_reduce"]
+__all__ = ["combine_many", "compute_and_keep", "tree_levels", "tree_reduce"]
 
 
 def combine_many(items, combine):
@@ -17,6 +17,22 @@ def combine_many(items, combine):
     for item in items[1:]:
         out = combine(out, item)
     return out
+
+
+def tree_levels(parts, combine, split_every: int = 8):
+    """The levels of :func:`tree_reduce` but the last: at most ``split_every``
+    delayed partial results, whose :func:`combine_many` is the reduction.
+
+    The caller can compute these few and combine them itself (one hop less
+    than a final combine task, which first gathers them on one worker), with
+    the same grouping and order, hence the same floating-point result.
+    """
+    while len(parts) > split_every:
+        parts = [
+            dask.delayed(combine_many)(parts[i : i + split_every], combine)
+            for i in range(0, len(parts), split_every)
+        ]
+    return parts
 
 
 def tree_reduce(parts, combine, split_every: int = 8):
@@ -35,28 +51,24 @@ def tree_reduce(parts, combine, split_every: int = 8):
     dask.delayed.Delayed
         The combined result (compute it once).
     """
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(combine_many)(parts[i : i + split_every], combine)
-            for i in range(0, len(parts), split_every)
-        ]
-    return parts[0]
+    parts = tree_levels(parts, combine, split_every)
+    return parts[0] if len(parts) == 1 else dask.delayed(combine_many)(parts, combine)
 
 
-def compute_and_keep(result, keep):
-    """Compute ``result`` and leave ``keep`` in (worker) memory, in one pass.
+def compute_and_keep(results, keep):
+    """Compute ``results`` and leave ``keep`` in (worker) memory, in one pass.
 
     Parameters
     ----------
-    result : dask.delayed.Delayed
+    results : list of dask.delayed.Delayed
         What comes back to the caller (small statistics).
     keep : list of dask.delayed.Delayed
         Per-block state that later passes read where it is (labels, bounds).
 
     Returns
     -------
-    value : object
-        ``result`` computed.
+    values : list
+        ``results`` computed.
     kept : list
         ``keep`` persisted: distributed futures on a Dask cluster, else
         persisted Delayed objects.
@@ -74,8 +86,8 @@ def compute_and_keep(result, keep):
 
     client = getattr(get_scheduler(), "__self__", None)
     if client is not None and type(client).__name__ == "Client":
-        value, *kept = client.compute([result, *keep])
-        return value.result(), kept
-    result, *kept = dask.persist(result, *keep)
-    (value,) = dask.compute(result)
-    return value, kept
+        futures = client.compute([*results, *keep])
+        return client.gather(futures[: len(results)]), futures[len(results) :]
+    persisted = dask.persist(*results, *keep)
+    values = dask.compute(*persisted[: len(results)])
+    return list(values), list(persisted[len(results) :])

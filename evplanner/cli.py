@@ -832,7 +832,9 @@ def _add_run_options(sub: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--blocksize",
         default="64MB",
-        help="partition size when reading on a cluster (default 64MB)",
+        help="largest partition when reading on a cluster (default 64MB); a file "
+        "is also cut so that every worker thread gets 2 partitions, down to "
+        "50,000 rows each",
     )
     sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 

@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from evplanner import _capacitated as cap
 from evplanner import _discrete
 from evplanner import _kernels as kern
-from evplanner._chunked import compute_and_keep, tree_reduce
+from evplanner._chunked import combine_many, compute_and_keep, tree_levels, tree_reduce
 from evplanner._validation import as_points, as_weights, check_summary, is_dask
 
 __all__ = ["KMedians", "KMediansResult", "k_medians"]
@@ -512,8 +512,8 @@ class _DaskEngine:
             if per_block is not None:
                 lead += (per_block[b],)
             parts.append(dask.delayed(block_fn)(*lead, *args))
-        (out,) = dask.compute(tree_reduce(parts, combine))
-        return out
+        # The last combine runs here: one hop less per pass than a final task.
+        return combine_many(list(dask.compute(*tree_levels(parts, combine))), combine)
 
     def summary(self, limit):
         s = self._reduce(
@@ -548,12 +548,13 @@ class _DaskEngine:
             )
             for xb, wb, off, pb in zip(self._xb, self._wb, self._off, prev, strict=True)
         ]
-        root = tree_reduce(
-            [p[0] for p in parts], lambda a, b: _combine_assign_stats(a, b, r)
-        )
+        combine = lambda a, b: _combine_assign_stats(a, b, r)  # noqa: E731
+        tops = tree_levels([p[0] for p in parts], combine)
         # One execution of the block tasks: the statistics come back to the
-        # client, the per-block labels and bounds stay in (worker) memory.
-        s, states = compute_and_keep(root, [p[1] for p in parts])
+        # client (combined here, as in `_reduce`), the per-block labels and
+        # bounds stay in (worker) memory.
+        stats, states = compute_and_keep(tops, [p[1] for p in parts])
+        s = combine_many(stats, combine)
         self._states = states
         return _State(centers, s["obj"], s["top"], {**s, "states": states})
 
