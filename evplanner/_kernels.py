@@ -143,17 +143,6 @@ def _search(
     return best, best_j, second
 
 
-@_Kernel
-def _assign_l1(X, centers, order, key, axis, labels, dist):
-    k = key.shape[0]
-    for i in numba.prange(X.shape[0]):
-        best, best_j, _ = _search(
-            X, i, centers, order, key, axis, np.inf, k, np.inf, False, False
-        )
-        labels[i] = best_j
-        dist[i] = best
-
-
 def _sorted_axis(centers):
     # Sort along the coordinate where the centres spread most: that prunes most.
     spread = centers.max(axis=0) - centers.min(axis=0)
@@ -161,6 +150,470 @@ def _sorted_axis(centers):
     order = np.argsort(centers[:, axis], kind="stable").astype(np.int64)
     key = np.ascontiguousarray(centers[order, axis])
     return order, key, axis
+
+
+# ---------------------------------------------------------------------------
+# Cell filtering: a grid over the points, a shortlist of sites per cell
+# ---------------------------------------------------------------------------
+
+#: The grid search (below) runs when the points have two coordinates, there
+#: are at least GRID_MIN_SITES centres and GRID_MIN_ROWS points, and every
+#: coordinate is below GRID_MAX_ABS in magnitude (so that no cell bound can
+#: overflow); otherwise the sorted-axis search (:func:`_search`) runs. With
+#: a handful of centres or points the shortlists cannot be much shorter than
+#: the sorted-axis scan, and building them would cost more than it saves.
+GRID_MIN_SITES = 4
+GRID_MIN_ROWS = 4096
+GRID_MAX_ABS = 1e150
+#: Target number of cells per centre (about 2 x 2 cells per Voronoi region,
+#: so that most cells lie inside one region and their shortlists are short).
+GRID_CELLS_PER_SITE = 4
+#: Least average number of points per cell: each cell costs a shortlist
+#: build (a window of the sorted centres), which must be paid back by the
+#: points it serves.
+GRID_ROWS_PER_CELL = 16
+#: Rows (strided) from which the cell edges are taken as quantiles.
+GRID_SAMPLE = 16_384
+#: Relative slack on a cell's pruning radius: the distances and the cell
+#: bounds are computed with the same monotone roundings, so no site that can
+#: win is ever dropped; the slack is a second guard that can only add sites.
+GRID_SLACK = 1e-12
+
+
+def _axis_edges(v, lo, hi, nb):
+    # Cell edges at quantiles of the sampled coordinate, so that dense areas
+    # get small cells; the outer edges are the exact extent of the points.
+    q = np.quantile(v, np.linspace(0.0, 1.0, nb + 1)[1:-1])
+    e = np.unique(np.concatenate([[lo], q, [hi]]))
+    if e.shape[0] == 1:
+        e = np.array([lo, hi])
+    # A coarse uniform lookup table from x to a nearby bin; the kernel
+    # corrects the guess against the explicit edges.
+    m = 4 * (e.shape[0] - 1)
+    width = hi - lo
+    inv = m / width if width > 0 else 0.0
+    slots = lo + np.arange(m) * (width / m)
+    lut = np.clip(np.searchsorted(e, slots, side="right") - 1, 0, e.shape[0] - 2)
+    return e, lut.astype(np.int64), float(inv)
+
+
+@numba.njit(cache=True)
+def _extent(X):
+    # Per-coordinate min and max in one pass over the rows (NumPy's reduction
+    # along axis 0 of a C-ordered (n, 2) array is several times slower).
+    lo = X[0].copy()
+    hi = X[0].copy()
+    for i in range(X.shape[0]):
+        for c in range(X.shape[1]):
+            v = X[i, c]
+            if v < lo[c]:
+                lo[c] = v
+            elif v > hi[c]:
+                hi[c] = v
+    return lo, hi
+
+
+def _grid_plan(X, centers):
+    """Cell edges over ``X`` for the grid search, or None to use the sorted axis.
+
+    Returns ``(xe, ye, xlut, ylut, xinv, yinv)``: edges along each coordinate
+    (cell ``(a, b)`` is ``[xe[a], xe[a + 1]] x [ye[b], ye[b + 1]]``), lookup
+    tables and their scale (see :func:`_axis_edges`).
+    """
+    n, d = X.shape
+    k = centers.shape[0]
+    if d != 2 or k < GRID_MIN_SITES or n < GRID_MIN_ROWS:
+        return None
+    cells = min(GRID_CELLS_PER_SITE * k, n // GRID_ROWS_PER_CELL)
+    lo, hi = _extent(X)
+    big = max(np.abs(lo).max(), np.abs(hi).max(), np.abs(centers).max())
+    if not big < GRID_MAX_ABS:
+        return None
+    per_axis = max(1, int(np.sqrt(cells)))
+    sample = X[:: max(1, n // GRID_SAMPLE)]
+    xe, xlut, xinv = _axis_edges(sample[:, 0], lo[0], hi[0], per_axis)
+    ye, ylut, yinv = _axis_edges(sample[:, 1], lo[1], hi[1], per_axis)
+    # Coarse cells (about one per centre) that nest the fine ones: their
+    # shortlists come from a window of the sorted centres, and each fine
+    # cell then filters its coarse cell's shortlist, which holds all of its
+    # own (see _grid_refine).
+    r = max(1, per_axis // max(1, int(np.sqrt(k))))
+    return xe, ye, xlut, ylut, xinv, yinv, _coarsen(xe, r), _coarsen(ye, r), r
+
+
+def _coarsen(e, r):
+    # Every r-th edge and the last: coarse bin A holds fine bins r A .. r A + r - 1.
+    c = e[::r]
+    if c[-1] != e[-1]:
+        c = np.append(c, e[-1])
+    return np.ascontiguousarray(c)
+
+
+@numba.njit(cache=True, inline="always")
+def _bin_closed(x, e, lut, inv):
+    # Bin b with e[b] <= x <= e[b + 1] for x in [e[0], e[-1]] (a value on an
+    # inner edge may go either side: both cells contain it).
+    nb = e.shape[0] - 1
+    s = int((x - e[0]) * inv)
+    if s < 0:
+        s = 0
+    elif s > lut.shape[0] - 1:
+        s = lut.shape[0] - 1
+    b = lut[s]
+    while b > 0 and x < e[b]:
+        b -= 1
+    while b < nb - 1 and x > e[b + 1]:
+        b += 1
+    return b
+
+
+@numba.njit(cache=True, inline="always")
+def _cell_box(xe, ye, g):
+    ny = ye.shape[0] - 1
+    a = g // ny
+    b = g - a * ny
+    return xe[a], xe[a + 1], ye[b], ye[b + 1]
+
+
+@numba.njit(cache=True, inline="always")
+def _mind(lo, hi, c):
+    # Least |x - c| over x in [lo, hi], rounded as the distances are: every
+    # rounding is monotone, so |x - c| computed for any such x is >= this.
+    if c < lo:
+        return lo - c
+    if c > hi:
+        return c - hi
+    return 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def _maxd(lo, hi, c):
+    # Largest |x - c| over x in [lo, hi], rounded as the distances are.
+    return max(abs(lo - c), abs(hi - c))
+
+
+@_Kernel
+def _grid_count(xe, ye, centers, order, key, axis, nth, radius, count, floor):
+    # Per cell: the pruning radius U = nth smallest (1st or 2nd) of the
+    # largest distance from the cell to each centre, then how many centres
+    # have a least distance to the cell <= U (the shortlist) and the least
+    # such distance among the others (`floor`, a lower bound of the distance
+    # from any point of the cell to any centre off the shortlist).
+    k = key.shape[0]
+    other = 1 - axis
+    for g in numba.prange(count.shape[0]):
+        x0, x1, y0, y1 = _cell_box(xe, ye, g)
+        la, ha, lb, hb = (x0, x1, y0, y1) if axis == 0 else (y0, y1, x0, x1)
+        # Scan the centres sorted along `axis` outwards from the cell's
+        # middle; the largest distance along `axis` alone bounds the sum.
+        mid = 0.5 * (la + ha)
+        lo = 0
+        hi = k
+        while lo < hi:
+            m = (lo + hi) >> 1
+            if key[m] < mid:
+                lo = m + 1
+            else:
+                hi = m
+        u1 = np.inf
+        u2 = np.inf
+        for step in (1, -1):
+            pos = lo if step == 1 else lo - 1
+            while 0 <= pos < k:
+                ma = _maxd(la, ha, key[pos])
+                if ma > (u2 if nth == 2 else u1):
+                    break
+                j = order[pos]
+                s = 0.0
+                s += ma
+                s += _maxd(lb, hb, centers[j, other])
+                if s < u1:
+                    u2 = u1
+                    u1 = s
+                elif s < u2:
+                    u2 = s
+                pos += step
+        u = u2 if nth == 2 else u1
+        u = u + GRID_SLACK * u
+        radius[g] = u
+        # Shortlist: centres whose least distance to the cell is <= u. Along
+        # the sorted axis that distance is monotone outside [la, ha], so the
+        # window ends where it alone exceeds u.
+        lo = 0
+        hi = k
+        while lo < hi:
+            m = (lo + hi) >> 1
+            if key[m] < la:
+                lo = m + 1
+            else:
+                hi = m
+        cnt = 0
+        fl = np.inf
+        for step in (1, -1):
+            pos = lo if step == 1 else lo - 1
+            while 0 <= pos < k:
+                ma = _mind(la, ha, key[pos])
+                if ma > u:
+                    fl = min(fl, ma)
+                    break
+                j = order[pos]
+                s = 0.0
+                s += ma
+                s += _mind(lb, hb, centers[j, other])
+                if s <= u:
+                    cnt += 1
+                else:
+                    fl = min(fl, s)
+                pos += step
+        count[g] = cnt
+        floor[g] = fl
+
+
+@_Kernel
+def _grid_fill(xe, ye, centers, order, key, axis, radius, start, site, site_xy):
+    # Same window scan as _grid_count, writing the shortlist.
+    k = key.shape[0]
+    other = 1 - axis
+    for g in numba.prange(radius.shape[0]):
+        x0, x1, y0, y1 = _cell_box(xe, ye, g)
+        la, ha, lb, hb = (x0, x1, y0, y1) if axis == 0 else (y0, y1, x0, x1)
+        u = radius[g]
+        lo = 0
+        hi = k
+        while lo < hi:
+            m = (lo + hi) >> 1
+            if key[m] < la:
+                lo = m + 1
+            else:
+                hi = m
+        p = start[g]
+        for step in (1, -1):
+            pos = lo if step == 1 else lo - 1
+            while 0 <= pos < k:
+                ma = _mind(la, ha, key[pos])
+                if ma > u:
+                    break
+                j = order[pos]
+                s = 0.0
+                s += ma
+                s += _mind(lb, hb, centers[j, other])
+                if s <= u:
+                    site[p] = j
+                    site_xy[p, 0] = centers[j, 0]
+                    site_xy[p, 1] = centers[j, 1]
+                    p += 1
+                pos += step
+
+
+@_Kernel
+def _grid_refine(
+    xe,
+    ye,
+    xc,
+    yc,
+    r,
+    pstart,
+    psite,
+    pxy,
+    pfloor,
+    nth,
+    count,
+    radius,
+    floor,
+    start,
+    site,
+    site_xy,
+    fill,
+):
+    # The fine cells' shortlists from their coarse cell's. A fine cell lies
+    # inside its coarse cell, so its least distances to the centres are at
+    # least, and its largest at most, the coarse ones (also as rounded): its
+    # radius is reached within the coarse shortlist, and every centre it
+    # keeps is on that shortlist. Run twice: count (fill False), then write.
+    ny = ye.shape[0] - 1
+    ncx = xc.shape[0] - 1
+    ncy = yc.shape[0] - 1
+    for g in numba.prange(count.shape[0]):
+        a = g // ny
+        b = g - a * ny
+        x0 = xe[a]
+        x1 = xe[a + 1]
+        y0 = ye[b]
+        y1 = ye[b + 1]
+        P = min(a // r, ncx - 1) * ncy + min(b // r, ncy - 1)
+        p0 = pstart[P]
+        p1 = pstart[P + 1]
+        if fill:
+            u = radius[g]
+        else:
+            u1 = np.inf
+            u2 = np.inf
+            for p in range(p0, p1):
+                s = 0.0
+                s += _maxd(x0, x1, pxy[p, 0])
+                s += _maxd(y0, y1, pxy[p, 1])
+                if s < u1:
+                    u2 = u1
+                    u1 = s
+                elif s < u2:
+                    u2 = s
+            u = u2 if nth == 2 else u1
+            u = u + GRID_SLACK * u
+            radius[g] = u
+        cnt = 0
+        fl = pfloor[P]
+        q = start[g]
+        for p in range(p0, p1):
+            s = 0.0
+            s += _mind(x0, x1, pxy[p, 0])
+            s += _mind(y0, y1, pxy[p, 1])
+            if s <= u:
+                if fill:
+                    site[q] = psite[p]
+                    site_xy[q, 0] = pxy[p, 0]
+                    site_xy[q, 1] = pxy[p, 1]
+                    q += 1
+                cnt += 1
+            else:
+                fl = min(fl, s)
+        count[g] = cnt
+        floor[g] = fl
+
+
+def _shortlists(xe, ye, centers, order, key, axis, nth, n_rows):
+    # Coarse level: centre windows along the sorted axis, count then fill.
+    cells = (xe.shape[0] - 1) * (ye.shape[0] - 1)
+    radius = np.empty(cells)
+    count = np.empty(cells, dtype=np.int64)
+    floor = np.empty(cells)
+    _grid_count(n_rows, xe, ye, centers, order, key, axis, nth, radius, count, floor)
+    start = np.zeros(cells + 1, dtype=np.int64)
+    np.cumsum(count, out=start[1:])
+    site = np.empty(start[-1], dtype=np.int64)
+    site_xy = np.empty((start[-1], 2))
+    _grid_fill(n_rows, xe, ye, centers, order, key, axis, radius, start, site, site_xy)
+    return start, site, site_xy, floor
+
+
+def _grid_build(plan, centers, order, key, axis, nth, n_rows):
+    """Shortlists of ``centers`` per cell of ``plan`` (see :func:`_grid_count`).
+
+    Returns the tuple the search kernels take: ``(xe, ye, xlut, ylut, xinv,
+    yinv, start, site, site_xy, floor)``; the shortlist of cell ``g`` is
+    ``site[start[g]:start[g + 1]]`` (centre indices) with their coordinates
+    ``site_xy`` alongside, so that a point reads one contiguous run.
+    """
+    xe, ye, xlut, ylut, xinv, yinv, xc, yc, r = plan
+    parent = _shortlists(xc, yc, centers, order, key, axis, nth, n_rows)
+    if r == 1:
+        return (xe, ye, xlut, ylut, xinv, yinv, *parent)
+    cells = (xe.shape[0] - 1) * (ye.shape[0] - 1)
+    radius = np.empty(cells)
+    count = np.empty(cells, dtype=np.int64)
+    floor = np.empty(cells)
+    start = np.zeros(cells + 1, dtype=np.int64)
+    none = np.empty(0, dtype=np.int64)
+    none_xy = np.empty((0, 2))
+    args = (xe, ye, xc, yc, r, *parent, nth, count, radius, floor)
+    _grid_refine(n_rows, *args, start, none, none_xy, False)
+    np.cumsum(count, out=start[1:])
+    site = np.empty(start[-1], dtype=np.int64)
+    site_xy = np.empty((start[-1], 2))
+    _grid_refine(n_rows, *args, start, site, site_xy, True)
+    return xe, ye, xlut, ylut, xinv, yinv, start, site, site_xy, floor
+
+
+#: Stand-in grid for the kernels when the sorted-axis search runs.
+_NO_GRID = (
+    np.zeros(2),
+    np.zeros(2),
+    np.zeros(1, dtype=np.int64),
+    np.zeros(1, dtype=np.int64),
+    0.0,
+    0.0,
+    np.zeros(2, dtype=np.int64),
+    np.zeros(0, dtype=np.int64),
+    np.zeros((0, 2)),
+    np.zeros(1),
+)
+
+
+@numba.njit(cache=True, inline="always")
+def _grid_cell(X, i, grid):
+    # The cell of point i, or -1 if it lies outside the grid.
+    xe, ye, xlut, ylut, xinv, yinv = (
+        grid[0],
+        grid[1],
+        grid[2],
+        grid[3],
+        grid[4],
+        grid[5],
+    )
+    x = X[i, 0]
+    y = X[i, 1]
+    if not (xe[0] <= x <= xe[-1] and ye[0] <= y <= ye[-1]):
+        return -1
+    a = _bin_closed(x, xe, xlut, xinv)
+    b = _bin_closed(y, ye, ylut, yinv)
+    return a * (ye.shape[0] - 1) + b
+
+
+@numba.njit(cache=True, inline="always")
+def _grid_scan(X, i, g, grid):
+    # Nearest and second-nearest distance among cell g's shortlist, distances
+    # summed exactly as _l1_capped sums them (0.0 + |dx| + |dy|, in order).
+    start, site, site_xy = grid[6], grid[7], grid[8]
+    x = X[i, 0]
+    y = X[i, 1]
+    p0 = start[g]
+    p1 = start[g + 1]
+    best = 0.0
+    best += abs(x - site_xy[p0, 0])
+    best += abs(y - site_xy[p0, 1])
+    best_j = site[p0]
+    second = np.inf
+    for p in range(p0 + 1, p1):
+        s = 0.0
+        s += abs(x - site_xy[p, 0])
+        s += abs(y - site_xy[p, 1])
+        j = site[p]
+        if s < best or (s == best and j < best_j):
+            second = best
+            best = s
+            best_j = j
+        elif s < second:
+            second = s
+    return best, best_j, second
+
+
+def _prepare(X, centers, nth):
+    """Search structures for ``centers``: the sorted axis, and the grid if it pays.
+
+    ``nth`` is 2 when the search needs exact second-nearest distances (the
+    shortlists then hold every centre that can be first or second). Returns
+    ``(order, key, axis, grid, use_grid)``.
+    """
+    order, key, axis = _sorted_axis(centers)
+    plan = _grid_plan(X, centers)
+    if plan is None:
+        return order, key, axis, _NO_GRID, False
+    grid = _grid_build(plan, centers, order, key, axis, nth, X.shape[0])
+    return order, key, axis, grid, True
+
+
+@_Kernel
+def _assign_l1(X, centers, order, key, axis, grid, use_grid, labels, dist):
+    k = key.shape[0]
+    for i in numba.prange(X.shape[0]):
+        g = _grid_cell(X, i, grid) if use_grid else -1
+        if g >= 0:
+            best, best_j, _ = _grid_scan(X, i, g, grid)
+        else:
+            best, best_j, _ = _search(
+                X, i, centers, order, key, axis, np.inf, k, np.inf, False, False
+            )
+        labels[i] = best_j
+        dist[i] = best
 
 
 def assign_l1(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,21 +658,31 @@ def assign_l1(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarra
     labels = np.empty(n, dtype=np.int64)
     dist = np.empty(n, dtype=np.float64)
     if n:
-        order, key, axis = _sorted_axis(centers)
-        _assign_l1(n, X, centers, order, key, axis, labels, dist)
+        order, key, axis, grid, use_grid = _prepare(X, centers, 1)
+        _assign_l1(n, X, centers, order, key, axis, grid, use_grid, labels, dist)
     return labels, dist
 
 
 @_Kernel
-def _assign2_l1(X, centers, order, key, axis, labels, dist1, dist2, exact):
+def _assign2_l1(
+    X, centers, order, key, axis, grid, use_grid, labels, dist1, dist2, exact
+):
     # Also keeps the second-best distance (the cost of a point if its own
     # centre were removed), pruning on the second best; or, not `exact`, a
     # lower bound of it found by the plain search.
     k = key.shape[0]
     for i in numba.prange(X.shape[0]):
-        best, best_j, second = _search(
-            X, i, centers, order, key, axis, np.inf, k, np.inf, exact, True
-        )
+        g = _grid_cell(X, i, grid) if use_grid else -1
+        if g >= 0:
+            best, best_j, second = _grid_scan(X, i, g, grid)
+            if not exact:
+                # The shortlist holds the candidates for nearest only; the
+                # centres off it are at least the cell's floor away.
+                second = min(second, grid[9][g])
+        else:
+            best, best_j, second = _search(
+                X, i, centers, order, key, axis, np.inf, k, np.inf, exact, True
+            )
         labels[i] = best_j
         dist1[i] = best
         dist2[i] = second
@@ -256,8 +719,11 @@ def assign2_l1(
     dist1 = np.empty(n, dtype=np.float64)
     dist2 = np.empty(n, dtype=np.float64)
     if n:
-        order, key, axis = _sorted_axis(centers)
-        _assign2_l1(n, X, centers, order, key, axis, labels, dist1, dist2, bool(exact))
+        exact = bool(exact)
+        order, key, axis, grid, use_grid = _prepare(X, centers, 2 if exact else 1)
+        _assign2_l1(
+            n, X, centers, order, key, axis, grid, use_grid, labels, dist1, dist2, exact
+        )
     return labels, dist1, dist2
 
 
@@ -822,6 +1288,8 @@ def _assign_bounded(
     order,
     key,
     axis,
+    grid,
+    use_grid,
     labels,
     lower,
     movers,
@@ -864,9 +1332,15 @@ def _assign_bounded(
             new_lower[i] = lb
             kept[i] = True
             continue
-        best, best_j, second = _search(
-            X, i, centers, order, key, axis, np.inf, k, np.inf, exact, True
-        )
+        g = _grid_cell(X, i, grid) if use_grid else -1
+        if g >= 0:
+            best, best_j, second = _grid_scan(X, i, g, grid)
+            if not exact:
+                second = min(second, grid[9][g])
+        else:
+            best, best_j, second = _search(
+                X, i, centers, order, key, axis, np.inf, k, np.inf, exact, True
+            )
         new_labels[i] = best_j
         new_dist[i] = best
         new_lower[i] = second
@@ -945,7 +1419,7 @@ def assign_bounded(
     new_lower = np.empty(n, dtype=np.float64)
     kept = np.empty(n, dtype=np.bool_)
     if n:
-        order, key, axis = _sorted_axis(centers)
+        order, key, axis, grid, use_grid = _prepare(X, centers, 2 if exact else 1)
         _assign_bounded(
             n,
             X,
@@ -953,6 +1427,8 @@ def assign_bounded(
             order,
             key,
             axis,
+            grid,
+            use_grid,
             labels,
             lower,
             movers,
