@@ -187,12 +187,13 @@ def _axis_edges(v, lo, hi, nb):
     e = np.unique(np.concatenate([[lo], q, [hi]]))
     if e.shape[0] == 1:
         e = np.array([lo, hi])
-    # A coarse uniform lookup table from x to a nearby bin; the kernel
-    # corrects the guess against the explicit edges.
-    m = 4 * (e.shape[0] - 1)
+    # A uniform lookup table: lut[s] is the bin of the start of slot s, so a
+    # value in slot s lies in a bin between lut[s] and lut[s + 1] (usually
+    # the same one), which the kernel narrows down by bisection.
+    m = min(64 * (e.shape[0] - 1), 1 << 16)
     width = hi - lo
     inv = m / width if width > 0 else 0.0
-    slots = lo + np.arange(m) * (width / m)
+    slots = lo + np.arange(m + 1) * (width / m)
     lut = np.clip(np.searchsorted(e, slots, side="right") - 1, 0, e.shape[0] - 2)
     return e, lut.astype(np.int64), float(inv)
 
@@ -257,9 +258,18 @@ def _bin_closed(x, e, lut, inv):
     s = int((x - e[0]) * inv)
     if s < 0:
         s = 0
-    elif s > lut.shape[0] - 1:
-        s = lut.shape[0] - 1
-    b = lut[s]
+    elif s > lut.shape[0] - 2:
+        s = lut.shape[0] - 2
+    lo = lut[s]
+    hi = lut[s + 1]
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        if e[mid] <= x:
+            lo = mid
+        else:
+            hi = mid - 1
+    # The slot was computed with rounding: step to the right bin if need be.
+    b = lo
     while b > 0 and x < e[b]:
         b -= 1
     while b < nb - 1 and x > e[b + 1]:
@@ -539,30 +549,9 @@ _NO_GRID = (
 
 
 @numba.njit(cache=True, inline="always")
-def _grid_cell(X, i, grid):
-    # The cell of point i, or -1 if it lies outside the grid.
-    xe, ye, xlut, ylut, xinv, yinv = (
-        grid[0],
-        grid[1],
-        grid[2],
-        grid[3],
-        grid[4],
-        grid[5],
-    )
-    x = X[i, 0]
-    y = X[i, 1]
-    if not (xe[0] <= x <= xe[-1] and ye[0] <= y <= ye[-1]):
-        return -1
-    a = _bin_closed(x, xe, xlut, xinv)
-    b = _bin_closed(y, ye, ylut, yinv)
-    return a * (ye.shape[0] - 1) + b
-
-
-@numba.njit(cache=True, inline="always")
-def _grid_scan(X, i, g, grid):
+def _grid_scan(X, i, g, start, site, site_xy):
     # Nearest and second-nearest distance among cell g's shortlist, distances
     # summed exactly as _l1_capped sums them (0.0 + |dx| + |dy|, in order).
-    start, site, site_xy = grid[6], grid[7], grid[8]
     x = X[i, 0]
     y = X[i, 1]
     p0 = start[g]
@@ -602,12 +591,41 @@ def _prepare(X, centers, nth):
 
 
 @_Kernel
-def _assign_l1(X, centers, order, key, axis, grid, use_grid, labels, dist):
+def _assign_l1(
+    X,
+    centers,
+    order,
+    key,
+    axis,
+    xe,
+    ye,
+    xlut,
+    ylut,
+    xinv,
+    yinv,
+    start,
+    site,
+    site_xy,
+    floor,
+    use_grid,
+    labels,
+    dist,
+):
     k = key.shape[0]
+    # The cell of a point (-1 outside the grid: the sorted-axis search). The
+    # cell lookup is written out in each loop: as a helper function it ran
+    # several times slower.
+    xlo, xhi, ylo, yhi = xe[0], xe[xe.shape[0] - 1], ye[0], ye[ye.shape[0] - 1]
+    ny = ye.shape[0] - 1
     for i in numba.prange(X.shape[0]):
-        g = _grid_cell(X, i, grid) if use_grid else -1
+        g = -1
+        if use_grid:
+            x = X[i, 0]
+            y = X[i, 1]
+            if x >= xlo and x <= xhi and y >= ylo and y <= yhi:
+                g = _bin_closed(x, xe, xlut, xinv) * ny + _bin_closed(y, ye, ylut, yinv)
         if g >= 0:
-            best, best_j, _ = _grid_scan(X, i, g, grid)
+            best, best_j, _ = _grid_scan(X, i, g, start, site, site_xy)
         else:
             best, best_j, _ = _search(
                 X, i, centers, order, key, axis, np.inf, k, np.inf, False, False
@@ -659,26 +677,55 @@ def assign_l1(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarra
     dist = np.empty(n, dtype=np.float64)
     if n:
         order, key, axis, grid, use_grid = _prepare(X, centers, 1)
-        _assign_l1(n, X, centers, order, key, axis, grid, use_grid, labels, dist)
+        _assign_l1(n, X, centers, order, key, axis, *grid, use_grid, labels, dist)
     return labels, dist
 
 
 @_Kernel
 def _assign2_l1(
-    X, centers, order, key, axis, grid, use_grid, labels, dist1, dist2, exact
+    X,
+    centers,
+    order,
+    key,
+    axis,
+    xe,
+    ye,
+    xlut,
+    ylut,
+    xinv,
+    yinv,
+    start,
+    site,
+    site_xy,
+    floor,
+    use_grid,
+    labels,
+    dist1,
+    dist2,
+    exact,
 ):
     # Also keeps the second-best distance (the cost of a point if its own
     # centre were removed), pruning on the second best; or, not `exact`, a
     # lower bound of it found by the plain search.
     k = key.shape[0]
+    # The cell of a point (-1 outside the grid: the sorted-axis search). The
+    # cell lookup is written out in each loop: as a helper function it ran
+    # several times slower.
+    xlo, xhi, ylo, yhi = xe[0], xe[xe.shape[0] - 1], ye[0], ye[ye.shape[0] - 1]
+    ny = ye.shape[0] - 1
     for i in numba.prange(X.shape[0]):
-        g = _grid_cell(X, i, grid) if use_grid else -1
+        g = -1
+        if use_grid:
+            x = X[i, 0]
+            y = X[i, 1]
+            if x >= xlo and x <= xhi and y >= ylo and y <= yhi:
+                g = _bin_closed(x, xe, xlut, xinv) * ny + _bin_closed(y, ye, ylut, yinv)
         if g >= 0:
-            best, best_j, second = _grid_scan(X, i, g, grid)
+            best, best_j, second = _grid_scan(X, i, g, start, site, site_xy)
             if not exact:
                 # The shortlist holds the candidates for nearest only; the
                 # centres off it are at least the cell's floor away.
-                second = min(second, grid[9][g])
+                second = min(second, floor[g])
         else:
             best, best_j, second = _search(
                 X, i, centers, order, key, axis, np.inf, k, np.inf, exact, True
@@ -722,7 +769,18 @@ def assign2_l1(
         exact = bool(exact)
         order, key, axis, grid, use_grid = _prepare(X, centers, 2 if exact else 1)
         _assign2_l1(
-            n, X, centers, order, key, axis, grid, use_grid, labels, dist1, dist2, exact
+            n,
+            X,
+            centers,
+            order,
+            key,
+            axis,
+            *grid,
+            use_grid,
+            labels,
+            dist1,
+            dist2,
+            exact,
         )
     return labels, dist1, dist2
 
@@ -1288,7 +1346,16 @@ def _assign_bounded(
     order,
     key,
     axis,
-    grid,
+    xe,
+    ye,
+    xlut,
+    ylut,
+    xinv,
+    yinv,
+    start,
+    site,
+    site_xy,
+    floor,
     use_grid,
     labels,
     lower,
@@ -1304,6 +1371,11 @@ def _assign_bounded(
 ):
     k = key.shape[0]
     d = X.shape[1]
+    # The cell of a point (-1 outside the grid: the sorted-axis search). The
+    # cell lookup is written out in each loop: as a helper function it ran
+    # several times slower.
+    xlo, xhi, ylo, yhi = xe[0], xe[xe.shape[0] - 1], ye[0], ye[ye.shape[0] - 1]
+    ny = ye.shape[0] - 1
     for i in numba.prange(X.shape[0]):
         a = labels[i]
         u = 0.0
@@ -1332,11 +1404,16 @@ def _assign_bounded(
             new_lower[i] = lb
             kept[i] = True
             continue
-        g = _grid_cell(X, i, grid) if use_grid else -1
+        g = -1
+        if use_grid:
+            x = X[i, 0]
+            y = X[i, 1]
+            if x >= xlo and x <= xhi and y >= ylo and y <= yhi:
+                g = _bin_closed(x, xe, xlut, xinv) * ny + _bin_closed(y, ye, ylut, yinv)
         if g >= 0:
-            best, best_j, second = _grid_scan(X, i, g, grid)
+            best, best_j, second = _grid_scan(X, i, g, start, site, site_xy)
             if not exact:
-                second = min(second, grid[9][g])
+                second = min(second, floor[g])
         else:
             best, best_j, second = _search(
                 X, i, centers, order, key, axis, np.inf, k, np.inf, exact, True
@@ -1427,7 +1504,7 @@ def assign_bounded(
             order,
             key,
             axis,
-            grid,
+            *grid,
             use_grid,
             labels,
             lower,
