@@ -495,6 +495,43 @@ def _grid_refine(
         floor[g] = fl
 
 
+@_Kernel
+def _sort_shortlists(xe, ye, start, site, site_xy, max_len):
+    # Each shortlist in order of distance from its cell's middle (insertion
+    # sort; lists longer than max_len stay as they are): the first centre a
+    # point measures is then usually its nearest, so the comparisons after
+    # it go the same way and branch prediction holds. The order does not
+    # change the result (ties are broken by index, not by position).
+    ny = ye.shape[0] - 1
+    for g in numba.prange(start.shape[0] - 1):
+        p0 = start[g]
+        p1 = start[g + 1]
+        if p1 - p0 > max_len:
+            continue
+        a = g // ny
+        b = g - a * ny
+        mx = 0.5 * (xe[a] + xe[a + 1])
+        my = 0.5 * (ye[b] + ye[b + 1])
+        for p in range(p0 + 1, p1):
+            j = site[p]
+            cx = site_xy[p, 0]
+            cy = site_xy[p, 1]
+            dist = abs(cx - mx) + abs(cy - my)
+            q = p
+            while q > p0:
+                ox = site_xy[q - 1, 0]
+                oy = site_xy[q - 1, 1]
+                if abs(ox - mx) + abs(oy - my) <= dist:
+                    break
+                site[q] = site[q - 1]
+                site_xy[q, 0] = ox
+                site_xy[q, 1] = oy
+                q -= 1
+            site[q] = j
+            site_xy[q, 0] = cx
+            site_xy[q, 1] = cy
+
+
 def _shortlists(xe, ye, centers, order, key, axis, nth, n_rows):
     # Coarse level: centre windows along the sorted axis, count then fill.
     cells = (xe.shape[0] - 1) * (ye.shape[0] - 1)
@@ -521,6 +558,7 @@ def _grid_build(plan, centers, order, key, axis, nth, n_rows):
     xe, ye, xlut, ylut, xinv, yinv, xc, yc, r = plan
     parent = _shortlists(xc, yc, centers, order, key, axis, nth, n_rows)
     if r == 1:
+        _sort_shortlists(n_rows, xe, ye, *parent[:3], 64)
         return (xe, ye, xlut, ylut, xinv, yinv, *parent)
     cells = (xe.shape[0] - 1) * (ye.shape[0] - 1)
     radius = np.empty(cells)
@@ -535,6 +573,7 @@ def _grid_build(plan, centers, order, key, axis, nth, n_rows):
     site = np.empty(start[-1], dtype=np.int64)
     site_xy = np.empty((start[-1], 2))
     _grid_refine(n_rows, *args, start, site, site_xy, True)
+    _sort_shortlists(n_rows, xe, ye, start, site, site_xy, 64)
     return xe, ye, xlut, ylut, xinv, yinv, start, site, site_xy, floor
 
 
