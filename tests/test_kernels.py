@@ -135,7 +135,7 @@ def test_points_outside_the_grid_fall_back(rng, monkeypatch):
     assert plan is not None
     labels, d1, second = _brute(X, C)
     for nth in (1, 2):
-        grid = kern._grid_build(plan, C, order, key, axis, nth, len(X))
+        grid = kern._grid_build(plan, C, order, key, axis, nth)
         out_labels = np.empty(len(X), dtype=np.int64)
         out_d1 = np.empty(len(X))
         out_d2 = np.empty(len(X))
@@ -158,7 +158,7 @@ def test_grid_is_used_by_default_and_shortlists_are_short(rng):
     plan = kern._grid_plan(X, C)
     assert plan is not None
     order, key, axis = kern._sorted_axis(C)
-    start = kern._grid_build(plan, C, order, key, axis, 1, len(X))[6]
+    start = kern._grid_build(plan, C, order, key, axis, 1)[6]
     assert np.diff(start).mean() < C.shape[0] / 5
     # and not for one coordinate, one centre or few points
     assert kern._grid_plan(X[:, :1].copy(), C[:, :1].copy()) is None
