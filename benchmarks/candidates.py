@@ -354,7 +354,8 @@ def quality(args):
                 what = "not attempted (--exact-max-pmedian)"
             print(
                 f"{kind:<9s} spopt+{solver} {what} | evplanner {v_ev:,.1f} in "
-                f"{t_ev:.3f} s | ratio {ratio:.5f} | {speed:,.0f}x faster"
+                f"{t_ev:.3f} s | ratio {ratio:.5f} | "
+                + (f"{speed:,.0f}x faster" if attempt else "no exact time")
             )
             if lagr is not None:
                 print(f"          Lagrangian bound {lagr:,.1f} ({lagr_it} "
