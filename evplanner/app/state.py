@@ -297,6 +297,12 @@ class PlannerState(param.Parameterized):
     busy = param.Boolean(default=False, doc="A solve is running.")
     rollout_busy = param.Boolean(default=False, doc="A rollout is being planned.")
     status = param.String(default="", doc="One line about the latest solve.")
+    jobs_done = param.Integer(
+        default=0,
+        bounds=(0, None),
+        doc="Jobs (solves, elbow, comparison, rollout) whose result or error was "
+        "applied in this session: tells a new status line from an equal old one.",
+    )
     message = param.String(default="", doc="Problem to show to the user.")
     message_level = param.Selector(
         default="warning", objects=["info", "warning", "danger"]
@@ -371,7 +377,7 @@ class PlannerState(param.Parameterized):
             if first is None:
                 first = engine.solve(self._store, scenario)
             self.solution = first
-            self.status = self._solved_text(first)
+            self.param.update(status=self._solved_text(first), jobs_done=1)
         except ValueError as err:
             self._set_message(str(err), "warning")
 
@@ -723,6 +729,7 @@ class PlannerState(param.Parameterized):
             update = {"busy": self._outstanding()}
             if status is not None:
                 update["status"] = status
+                update["jobs_done"] = self.jobs_done + 1
             self.param.update(**update)
 
     def _apply_result(self, kind: str, gen: int, future: Future) -> str | None:

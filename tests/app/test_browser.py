@@ -243,11 +243,31 @@ def solved_for(page, k: int) -> None:
     page.get_by_text(f"Solved: {k} new sites (k={k})").wait_for(timeout=TIMEOUT_MS)
 
 
-def wait_new_solution(page, before: str) -> None:
-    """Wait for a status line different from ``before`` that reports a solve."""
+def jobs_done(page) -> int:
+    """Jobs the session has finished (the status line's ``data-jobs-done``)."""
+    value = page.locator(".status-text").first.get_attribute("data-jobs-done")
+    return int(value or 0)
+
+
+def solve_mark(page) -> tuple[str, int]:
+    """The status line and the jobs finished, taken before an action."""
+    return status(page), jobs_done(page)
+
+
+def wait_new_solution(page, before: tuple[str, int]) -> None:
+    """Wait for a status line that reports a solve finished after ``before``.
+
+    ``before`` is :func:`solve_mark` taken before the action. A line equal to the
+    old one counts when the session finished another job since (two solves can
+    end with the same words: same demand, same time to 0.01 s).
+    """
+    text, done = before
     wait_until(
         page,
-        lambda: status(page) != before and status(page).startswith(("Solved", "Kept")),
+        lambda: (
+            (status(page) != text or jobs_done(page) > done)
+            and status(page).startswith(("Solved", "Kept"))
+        ),
         "a new solve",
     )
 
@@ -303,7 +323,7 @@ def test_k_typed_and_slider_keys(page):
 def test_selects_change_the_plan(page):
     # The page opens with today's public network held fixed, and measured.
     network = pct(indicator(page, "Today's network within 5 km"))
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Existing stations (kept fixed)").select_option(label="None")
     wait_new_solution(page, before)
     wait_until(
@@ -311,7 +331,7 @@ def test_selects_change_the_plan(page):
         lambda: indicator(page, "Today's network within 5 km") == "–",
         "no network without stations",
     )
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Existing stations (kept fixed)").select_option(
         label="Public stations (all)"
     )
@@ -324,7 +344,7 @@ def test_selects_change_the_plan(page):
     assert 50 < network < 100
     assert pct(indicator(page, "Demand within 5 km (with new sites)")) >= network
 
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Existing stations (kept fixed)").select_option(
         label="Public stations (DC fast only)"
     )
@@ -337,7 +357,7 @@ def test_selects_change_the_plan(page):
     assert pct(indicator(page, "Today's network within 5 km")) < network
 
     objective = indicator(page, "Objective (vehicle-km)")
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Demand weighting").select_option(label="BEV only")
     wait_new_solution(page, before)
     wait_until(
@@ -346,7 +366,7 @@ def test_selects_change_the_plan(page):
         "a BEV-only objective",
     )
 
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Algorithm").select_option(label="K-Means (comparison)")
     wait_new_solution(page, before)
     # K-Means cannot hold stations fixed: the page says so.
@@ -363,7 +383,7 @@ def test_selects_change_the_plan(page):
 
 def test_filters_seed_and_radius(page):
     demand_points = int(re.search(r"on (\d+) demand points", status(page)).group(1))
-    before = status(page)
+    before = solve_mark(page)
     counties = page.locator("input.choices__input--cloned").first  # its search box
     counties.click()
     page.keyboard.type("Spokane")
@@ -374,7 +394,7 @@ def test_filters_seed_and_radius(page):
     assert 0 < fewer < demand_points
 
     objective = indicator(page, "Objective (vehicle-km)")
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_role("button", name="PHEV", exact=True).click()  # BEV only now
     wait_new_solution(page, before)
     wait_until(
@@ -383,7 +403,7 @@ def test_filters_seed_and_radius(page):
         "an objective without PHEVs",
     )
 
-    before = status(page)
+    before = solve_mark(page)
     seed = page.get_by_label("Random seed")
     seed.fill("3")
     seed.press("Enter")
@@ -523,7 +543,7 @@ def demand_points_in_status(page) -> int:
 
 def test_demand_controls(page):
     assert demand_points_in_status(page) == 1767  # census tracts by default
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Demand at").select_option(label="ZIP-code centroid")
     wait_new_solution(page, before)
     assert demand_points_in_status(page) == 537
@@ -535,7 +555,7 @@ def test_demand_controls(page):
 
     # No residents at ZIP centroids: the blend's slider is disabled.
     wait_until(page, share_disabled, "the residents share disabled")
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Demand at").select_option(
         label="Census tract (centre of population)"
     )
@@ -546,7 +566,7 @@ def test_demand_controls(page):
     handle = share.get_by_role("slider")
     wait_until(page, lambda: not share_disabled(), "the residents share enabled")
     objective = indicator(page, "Objective (vehicle-km)")
-    before = status(page)
+    before = solve_mark(page)
     handle.focus()
     handle.press("ArrowRight")
     handle.press("ArrowRight")
@@ -558,7 +578,7 @@ def test_demand_controls(page):
     )
     page.get_by_text("Residents share of demand: 0.1").wait_for(timeout=TIMEOUT_MS)
 
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Demand weighting").select_option(
         label="Residents (tract population)"
     )
@@ -569,7 +589,7 @@ def test_demand_controls(page):
     page.get_by_text("a forecast year plans for the vehicles").wait_for(
         timeout=TIMEOUT_MS
     )
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Demand weighting").select_option(label="All vehicles")
     wait_new_solution(page, before)
     wait_until(
@@ -582,7 +602,7 @@ def test_demand_controls(page):
 def test_utility_and_district_filters(page):
     all_points = demand_points_in_status(page)
     choices = page.locator("input.choices__input--cloned")
-    before = status(page)
+    before = solve_mark(page)
     choices.nth(1).click()  # electric utilities (after counties)
     page.keyboard.type("AVISTA")
     page.keyboard.press("Enter")
@@ -593,7 +613,7 @@ def test_utility_and_district_filters(page):
     chosen = page.locator(".choices__list--multiple .choices__item")
     playwright.expect(chosen.filter(has_text="AVISTA CORP")).to_have_count(1)
 
-    before = status(page)
+    before = solve_mark(page)
     choices.nth(2).click()  # legislative districts
     page.keyboard.type("4")
     page.keyboard.press("Enter")
@@ -677,7 +697,7 @@ def test_candidates_and_objective(page):
         timeout=TIMEOUT_MS
     )
     covered = indicator(page, "Demand within 5 km (with new sites)")
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("New sites may go").select_option(label="Census-tract centres")
     wait_new_solution(page, before)
     wait_until(
@@ -778,7 +798,7 @@ def test_candidate_file_upload_sites_on_it_under_both_objectives(page, tmp_path)
     assert map_new_sites(page) == 7
 
     # Maximal coverage among the same lots.
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Objective").select_option(
         label="Demand within radius (max coverage)"
     )
@@ -871,7 +891,7 @@ def test_k_change_completes_while_another_session_solves_a_heavy_upload(
         + "".join(f"{a:.5f},{b:.5f}\n" for a, b in zip(lon, lat, strict=True))
     )
     # A plans without fixed stations: its k change is a light solve.
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Existing stations (kept fixed)").select_option(label="None")
     wait_new_solution(page, before)
     context, other, errors = _second_page(server, browser)
@@ -956,7 +976,7 @@ def test_capacity_controls_change_the_sizing(page):
 
     # The queue model: its parameters appear, the ratio's go, the sizing changes.
     assert not page.get_by_label("Mean session (hours)").is_visible()
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Sizing method").select_option(label="Queue (Erlang C)")
     wait_new_solution(page, before)
     playwright.expect(page.get_by_label("Mean session (hours)")).to_be_visible()
@@ -966,7 +986,7 @@ def test_capacity_controls_change_the_sizing(page):
         lambda: number(indicator(page, "Ports to add")) != ports_to_add,
         "the queue's ports to add",
     )
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Sizing method").select_option(label="Vehicles per port (ratio)")
     wait_new_solution(page, before)
     wait_until(
@@ -977,7 +997,7 @@ def test_capacity_controls_change_the_sizing(page):
 
     # Fewer vehicles per Level 2 port: more stations overloaded, on the map too.
     box = page.get_by_label("Vehicles per Level 2 port")
-    before = status(page)
+    before = solve_mark(page)
     box.fill("10")
     box.press("Enter")
     wait_new_solution(page, before)
@@ -998,7 +1018,7 @@ def test_capacity_controls_change_the_sizing(page):
 
     # Capacity-aware siting (on one county, so that the solve is quick): no
     # station is overloaded any more.
-    before = status(page)
+    before = solve_mark(page)
     counties = page.locator("input.choices__input--cloned").first
     counties.click()
     page.keyboard.type("Spokane")
@@ -1016,7 +1036,7 @@ def test_capacity_controls_change_the_sizing(page):
     playwright.expect(page.locator(".bk-Checkbox")).to_contain_text(
         "Capacity-aware siting"
     )
-    before = status(page)
+    before = solve_mark(page)
     toggle.check()
     wait_new_solution(page, before)
     wait_until(
@@ -1027,7 +1047,7 @@ def test_capacity_controls_change_the_sizing(page):
     assert indicator(page, "Ports to add") == "0"
 
     # K-Means cannot honour capacities: the toggle is disabled, and says why.
-    before = status(page)
+    before = solve_mark(page)
     page.get_by_label("Algorithm").select_option(label="K-Means (comparison)")
     wait_new_solution(page, before)
     page.get_by_text("K-Means cannot honour capacities").wait_for(timeout=TIMEOUT_MS)

@@ -27,7 +27,7 @@ from evplanner.app import (
     engine,
 )
 from evplanner.app.engine import MAX_UPLOAD_BYTES
-from evplanner.app.layout import load_report_text
+from evplanner.app.layout import _status_html, load_report_text
 from evplanner.planning import Scenario, metrics_json, sites_bytes
 
 
@@ -65,6 +65,21 @@ def test_initial_solution_uses_all_vehicles(state, store):
     assert not state.busy
     # Every demand point is assigned to one of the sites.
     assert set(sol.demand["site_id"]) <= set(sol.sites["site_id"])
+
+
+def test_every_finished_job_is_counted_even_with_an_equal_status(state):
+    # Two solves can end with the same status line (same sites, same time to
+    # 0.01 s); the count tells them apart (the page carries it on the line).
+    first = state.jobs_done
+    assert first >= 1
+    state.k = 8
+    state.wait()
+    state.k = 7
+    state.wait()
+    assert state.jobs_done == first + 2
+    assert f'data-jobs-done="{state.jobs_done}"' in _status_html(
+        state.busy, state.status, state.jobs_done
+    )
 
 
 def test_changing_k_resolves(state):
