@@ -227,11 +227,16 @@ def wait_for_plot(page, title_start: str, min_w: int = 200, min_h: int = 150) ->
         page.wait_for_timeout(250)
 
 
-def wait_until(page, predicate, what: str, timeout_s: float = 60.0):
+def wait_until(page, predicate, what: str, timeout_s: float = TIMEOUT_MS / 1000):
+    """Poll ``predicate`` until it holds; on a timeout, say what the page showed."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout_s:.0f} s waiting for {what}; the status "
+                f"line reads {status(page)!r} ({busy_word(page)}, "
+                f"{jobs_done(page)} jobs done)"
+            )
         page.wait_for_timeout(200)
 
 
@@ -247,6 +252,13 @@ def jobs_done(page) -> int:
     """Jobs the session has finished (the status line's ``data-jobs-done``)."""
     value = page.locator(".status-text").first.get_attribute("data-jobs-done")
     return int(value or 0)
+
+
+def busy_word(page) -> str:
+    """The status light's word: "busy" while a job runs, else "idle"."""
+    return page.locator(".status-text").first.evaluate(
+        "el => el.previousElementSibling ? el.previousElementSibling.title : '?'"
+    )
 
 
 def solve_mark(page) -> tuple[str, int]:
@@ -395,7 +407,11 @@ def test_filters_seed_and_radius(page):
 
     objective = indicator(page, "Objective (vehicle-km)")
     before = solve_mark(page)
-    page.get_by_role("button", name="PHEV", exact=True).click()  # BEV only now
+    phev = page.get_by_role("button", name="PHEV", exact=True)
+    active = re.compile(r"\bbk-active\b")
+    playwright.expect(phev).to_have_class(active)
+    phev.click()  # BEV only now
+    playwright.expect(phev).not_to_have_class(active, timeout=TIMEOUT_MS)
     wait_new_solution(page, before)
     wait_until(
         page,
