@@ -67,6 +67,7 @@ def ensure_parquet(n: int, seed: int) -> Path:
     demand, _ = real_demand()
     start = time.perf_counter()
     tmp = path.with_suffix(".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)  # git-ignored: absent in a clone
     synthesize_demand(demand, n, seed=seed, path=tmp, chunk_rows=1_000_000)
     tmp.rename(path)
     print(f"wrote {path} in {time.perf_counter() - start:.1f} s")

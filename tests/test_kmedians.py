@@ -262,6 +262,34 @@ def test_local_search_does_not_hurt_and_helps_with_outliers(outlier_points):
     assert min(swap) < min(plain) or max(swap) < max(plain)
 
 
+def test_large_inputs_run_on_samples_and_refine_the_best_on_every_point(
+    monkeypatch, rng
+):
+    # Above INIT_SAMPLE_SIZE rows each run's Lloyd and swaps work on its sample
+    # and only the best run is refined on every row: the returned centres are
+    # then a Lloyd fixed point of *all* the points (a median step on their
+    # clusters gains nothing), which the sample's solution alone is not.
+    monkeypatch.setattr(km, "INIT_SAMPLE_SIZE", 200)
+    X = np.vstack([rng.normal(c, 4.0, (600, 2)) for c in (0, 30, 60, 90, 120)])
+    X[:, 1] += rng.normal(0, 20, len(X))
+    w = rng.gamma(2.0, 1.0, len(X))
+    res = k_medians(X, 5, sample_weight=w, tol=0.0, random_state=1)
+    assert res.inertia == pytest.approx(_objective(X, w, res.centers), rel=1e-12)
+    medians = np.array(
+        [
+            [kern.weighted_lower_median(X[res.labels == j, c], w[res.labels == j])
+             for c in range(2)]
+            for j in range(5)
+        ]
+    )  # fmt: skip
+    assert _objective(X, w, medians) >= res.inertia * (1 - 1e-12)
+    # The history is on every point: it starts at the best run's sample
+    # solution and never rises.
+    history = res.inertia_history
+    assert history[-1] == pytest.approx(res.inertia, rel=1e-12)
+    assert np.all(np.diff(history) <= 1e-9 * history[0])
+
+
 # ---------------------------------------------------------------------------
 # Corners
 # ---------------------------------------------------------------------------
