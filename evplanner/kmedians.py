@@ -619,9 +619,13 @@ def _chunked_medians(eng, st):
         gather[order[fits]] = True
         lut = np.full((k, d), -1, dtype=np.int64)
         lut[tgt["j"], tgt["c"]] = np.arange(tgt["j"].shape[0])
+        # Sub-bins only where a target is refined: when every target is
+        # gathered (the usual pass) one bin each keeps the pass's messages
+        # small (B bins x 4 arrays per target and block otherwise).
+        n_sub = eng.n_bins if not gather.all() else 1
         sub_edges = np.stack(
             [
-                np.linspace(a, bnd, eng.n_bins + 1)
+                np.linspace(a, bnd, n_sub + 1)
                 for a, bnd in zip(tgt["a"], tgt["b"], strict=True)
             ]
         )
