@@ -953,16 +953,17 @@ def k_medians(
     ``tol``; Lloyd then re-runs. When no plain swap gains, the best swap of
     each of the 3 most promising centres is tried with Lloyd re-optimisation.
 
-    *Large inputs.* With more than ``INIT_SAMPLE_SIZE`` rows, each run's Lloyd
-    iterations and swaps work on that run's sample of rows (in memory, on the
-    client); one pass over every point ranks the runs, and only the best is
-    refined on every point (Lloyd, then the swaps again). The restarts then
-    cost little more than one, and the passes over the data (each a round trip
-    on a cluster) fall from hundreds to dozens. On 2M points, k = 50, this cut
-    a default fit from 23.5 s to 4.6 s and lowered the objective by 0.8%
-    (``benchmarks/README.md``). ``n_iter`` counts the median updates of the
-    best run's sample phase and of its refinement; ``inertia_history`` holds
-    objectives over every point only.
+    *Large inputs.* With more than ``INIT_SAMPLE_SIZE`` rows and several runs
+    or the local search, each run's Lloyd iterations and swaps work on that
+    run's sample of rows (in memory, on the client); one pass over every point
+    ranks the runs, and only the best is refined on every point (Lloyd, then
+    the swaps again). The restarts then cost little more than one, and the
+    passes over the data (each a round trip on a cluster) fall from hundreds to
+    dozens. On 2M points, k = 50, a default fit went from 25.5 s to 4.3 s with
+    a 0.8% lower objective (``benchmarks/README.md``). ``n_iter`` counts the
+    median updates of the best run's sample phase and of its refinement;
+    ``inertia_history`` holds objectives over every point only. A single run
+    without the local search is plain Lloyd on every point.
 
     *Validation.* ``n_clusters`` may not exceed the number of distinct points
     with positive weight. Fixed centres do not count against that: existing
@@ -1058,7 +1059,9 @@ def k_medians(
         "n_swap_candidates": n_swap_candidates,
         "n_swap_trials": _N_SWAP_TRIALS,
     }
-    sampled = eng.n > INIT_SAMPLE_SIZE
+    # The sample phase pays off when there are restarts to rank or swaps to
+    # search; a single plain Lloyd run keeps its exact iterations (max_iter).
+    sampled = eng.n > INIT_SAMPLE_SIZE and (runs > 1 or local_search)
     best = None
     for run, seed in enumerate(seeds):
         rng = np.random.default_rng(seed)

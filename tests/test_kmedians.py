@@ -228,7 +228,10 @@ def test_objective_never_increases(outlier_points, init, seed):
     np.testing.assert_array_equal(est.labels_, est.predict(X))
 
 
-def test_max_iter_caps_lloyd(outlier_points):
+@pytest.mark.parametrize("sample_size", [km.INIT_SAMPLE_SIZE, 50])
+def test_max_iter_caps_lloyd(monkeypatch, outlier_points, sample_size):
+    # Also above the sample size: one plain Lloyd run has no sample phase.
+    monkeypatch.setattr(km, "INIT_SAMPLE_SIZE", sample_size)
     X, w = outlier_points
     init = X[:5].copy()
     est = KMedians(5, init=init, max_iter=1, local_search=False).fit(X)
