@@ -1047,29 +1047,43 @@ def _hist_select(v, wv, half):
 
 
 @_Kernel
-def _cluster_lower_medians(X, w, labels, n_labels, k, out, wsum):
+def _cluster_lower_medians(X, w, labels, n_labels, k, n_slices, out, wsum):
     n, d = X.shape
     # Counting sort by label: O(n) and stable; each movable cluster's points
     # are copied into contiguous buffers (one per coordinate) so that the
-    # per-cluster work below reads memory in order.
+    # per-cluster work below reads memory in order. The rows are cut into
+    # one slice per thread, each counted and scattered by its thread into its
+    # own ranges (slice order within a label): the layout is that of a serial
+    # stable sort for any number of slices, so the medians are bit-identical.
+    bound = np.empty(n_slices + 1, dtype=np.int64)
+    for t in range(n_slices + 1):
+        bound[t] = n * t // n_slices
+    counts = np.zeros((n_slices, n_labels), dtype=np.int64)
+    for t in numba.prange(n_slices):
+        for i in range(bound[t], bound[t + 1]):
+            counts[t, labels[i]] += 1
     start = np.zeros(n_labels + 1, dtype=np.int64)
-    for i in range(n):
-        start[labels[i] + 1] += 1
+    fill = np.empty((n_slices, n_labels), dtype=np.int64)
+    run = 0
     for j in range(n_labels):
-        start[j + 1] += start[j]
-    fill = start[:k].copy()
+        start[j] = run
+        for t in range(n_slices):
+            fill[t, j] = run
+            run += counts[t, j]
+    start[n_labels] = run
     m = start[k]
     Xs = np.empty((d, m))
     ws = np.empty(m)
-    for i in range(n):
-        j = labels[i]
-        if j >= k:
-            continue
-        p = fill[j]
-        fill[j] += 1
-        ws[p] = w[i]
-        for c in range(d):
-            Xs[c, p] = X[i, c]
+    for t in numba.prange(n_slices):
+        for i in range(bound[t], bound[t + 1]):
+            j = labels[i]
+            if j >= k:
+                continue
+            p = fill[t, j]
+            fill[t, j] += 1
+            ws[p] = w[i]
+            for c in range(d):
+                Xs[c, p] = X[i, c]
     for j in numba.prange(k):
         s = start[j]
         e = start[j + 1]
@@ -1110,15 +1124,20 @@ def cluster_lower_medians(
         Total weight per cluster.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
+    n = X.shape[0]
     out = np.empty((k, X.shape[1]), dtype=np.float64)
     wsum = np.zeros(k, dtype=np.float64)
+    # One slice of rows per thread for the parallel sort (any count gives the
+    # same result); in a kernel, get_num_threads() would defeat numba's cache.
+    n_slices = min(numba.get_num_threads(), n // 4096) if n >= SERIAL_MAX_ROWS else 1
     _cluster_lower_medians(
-        X.shape[0],
+        n,
         X,
         np.ascontiguousarray(w, dtype=np.float64),
         labels,
         n_labels,
         k,
+        max(1, n_slices),
         out,
         wsum,
     )

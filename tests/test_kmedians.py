@@ -118,6 +118,29 @@ def test_median_step_on_large_clusters(rng, kind):
             assert med[j, c] == _brute_lower_median(X[m, c], w[m])
 
 
+@pytest.mark.parametrize("n_slices", [1, 2, 3, 7])
+def test_median_step_sorts_in_slices_to_the_same_medians(rng, n_slices):
+    # The counting sort by label runs one slice of rows per thread; every
+    # slice count must give the medians of the serial sort, bit for bit (with
+    # fixed centres among the labels, and a label with no points).
+    n, k, n_labels = 60_000, 6, 9
+    X = rng.normal(0, 1000, size=(n, 2)).round(1)
+    w = rng.gamma(1.5, 1.0, n)
+    labels = rng.integers(0, n_labels, n)
+    labels[labels == 4] = 5  # cluster 4 is empty
+    outs = []
+    for slices in (1, n_slices):
+        out, wsum = np.empty((k, 2)), np.zeros(k)
+        kern._cluster_lower_medians(n, X, w, labels, n_labels, k, slices, out, wsum)
+        outs.append((out, wsum))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    assert np.isnan(outs[1][0][4]).all()
+    for j in (0, 3, 5):
+        m = labels == j
+        assert outs[1][0][j, 1] == _brute_lower_median(X[m, 1], w[m])
+
+
 def test_weighted_lower_median_definition():
     v = np.array([5.0, 1.0, 3.0, 3.0, 9.0])
     w = np.array([1.0, 2.0, 0.0, 1.0, 2.0])
