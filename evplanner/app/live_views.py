@@ -124,7 +124,11 @@ _SITE_TOOLTIPS = [
     ("mean distance", "@mean_km{0.0} km"),
     ("max distance", "@max_km{0.0} km"),
 ]
-_NEW_SITE_TOOLTIPS = [*_SITE_TOOLTIPS, ("ports needed", "@ports")]
+_NEW_SITE_TOOLTIPS = [
+    ("site", "@site_id @name"),  # a candidate's name when sited on candidates
+    *_SITE_TOOLTIPS[1:],
+    ("ports needed", "@ports"),
+]
 _STATION_TOOLTIPS = [
     ("station", "@site_id @name"),
     *_SITE_TOOLTIPS[1:],

@@ -37,7 +37,7 @@ METRICS_SCHEMA = "evplanner.plan/1"
 SITE_COLUMNS = (
     "site_id",  # "N01".."Nk" for new sites, "E<station id>" for existing ones
     "kind",  # "new" or "existing"
-    "name",  # station name ("" for new sites)
+    "name",  # station name; a new site's candidate name ("" off candidates)
     "station_id",  # AFDC (or the file's) station id; empty for new sites
     "candidate_id",  # the candidate a new site was placed at (with candidates)
     "lon",

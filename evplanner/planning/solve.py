@@ -444,8 +444,13 @@ def solve(
     for column in sized.columns:
         sites[column] = sized[column].to_numpy()
     if fit.chosen is not None:
+        # A new site at a candidate is that place: its id and its name.
+        chosen = candidates.sites.iloc[fit.chosen]
         sites.loc[: k - 1, "candidate_id"] = (
-            candidates.sites["candidate_id"].astype(str).to_numpy()[fit.chosen]
+            chosen["candidate_id"].astype(str).to_numpy()
+        )
+        sites.loc[: k - 1, "name"] = (
+            chosen["name"].astype("string").fillna("").to_numpy(object)
         )
     points = None
     if not demand.is_dask:

@@ -813,6 +813,19 @@ def test_candidate_file_upload_sites_on_it_under_both_objectives(page, tmp_path)
     assert candidate_layer_visible(page) == [True, True]
     assert map_new_sites(page) == 7
 
+    def new_site_names():
+        kinds = source_column(page, "share_pct", "kind") or []
+        names = source_column(page, "share_pct", "name") or []
+        return [n for k, n in zip(kinds, names, strict=True) if k == "new"]
+
+    # The site table names each new site after the lot it stands on.
+    lot_names = {name for name, *_ in lots}
+    wait_until(
+        page,
+        lambda: len(new_site_names()) == 7 and set(new_site_names()) <= lot_names,
+        "the lots' names on the new sites",
+    )
+
     # Maximal coverage among the same lots.
     before = solve_mark(page)
     page.get_by_label("Objective").select_option(

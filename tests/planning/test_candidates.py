@@ -90,6 +90,10 @@ def test_candidate_files_csv_geojson_geoparquet(tmp_path, demand):
                               counties=["Spokane"]), demand=demand)  # fmt: skip
         new = plan.sites[plan.sites["kind"] == "new"]
         chosen.append(sorted(np.round(new["lon"].to_numpy(), 6)))
+        # Each new site carries its candidate's name, looked up by place.
+        by_lon = dict(zip(np.round([p[0] for p in points], 6), frame["name"],
+                          strict=True))  # fmt: skip
+        assert new["name"].tolist() == [by_lon[x] for x in np.round(new["lon"], 6)]
     assert chosen[0] == chosen[1] == chosen[2]
     sites, _ = read_candidates(tmp_path / "c.geojson")
     assert sites["max_ports"].tolist() == [8, 4, 6, 2]
