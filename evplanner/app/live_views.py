@@ -967,7 +967,8 @@ def year_colours(years) -> dict[int, str]:
     }
 
 
-_ROLLOUT_COLUMNS = ["x_web", "y_web", "site_id", "year", "lon", "lat", "vehicles"]
+_ROLLOUT_COLUMNS = ["x_web", "y_web", "site_id", "name", "year", "lon", "lat",
+                    "vehicles"]  # fmt: skip
 
 
 def rollout_site_data(view: RolloutView | None, year: int | None) -> dict:
@@ -975,8 +976,8 @@ def rollout_site_data(view: RolloutView | None, year: int | None) -> dict:
     year each is built (``colour``; ``label`` for the legend)."""
     if view is None or year is None:
         data = {c: np.zeros(0, dtype="f8") for c in _ROLLOUT_COLUMNS}
-        data.update(site_id=np.zeros(0, object), colour=np.zeros(0, object),
-                    label=np.zeros(0, object))  # fmt: skip
+        data.update(site_id=np.zeros(0, object), name=np.zeros(0, object),
+                    colour=np.zeros(0, object), label=np.zeros(0, object))  # fmt: skip
         return data
     built = view.built_by(year)
     years = built["year"].to_numpy(dtype="int64")
@@ -985,6 +986,8 @@ def rollout_site_data(view: RolloutView | None, year: int | None) -> dict:
         "x_web": built["x_web"].to_numpy(),
         "y_web": built["y_web"].to_numpy(),
         "site_id": built["site_id"].to_numpy(dtype=object),
+        # A candidate's name when the rollout sites on candidates, else "".
+        "name": built["name"].astype("string").fillna("").to_numpy(dtype=object),
         "year": years,
         "lon": built["lon"].to_numpy(),
         "lat": built["lat"].to_numpy(),
@@ -1025,7 +1028,7 @@ class RolloutMap:
             HoverTool(
                 renderers=[new],
                 tooltips=[
-                    ("site", "@site_id"),
+                    ("site", "@site_id @name"),
                     ("built", "@year"),
                     ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
                     ("vehicles served (last year)", "@vehicles{0,0}"),

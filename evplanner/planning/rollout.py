@@ -230,13 +230,24 @@ def rollout(
         scenario,
         tuple(years),
         tuple(plans),
-        _rollout_sites(plans[-1], years[-1]),
+        _rollout_sites(plans, years),
         datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 
-def _rollout_sites(last: Plan, last_year: int) -> pd.DataFrame:
-    """The last plan's sites with the year each new site is built."""
+def _rollout_sites(plans, years) -> pd.DataFrame:
+    """The last plan's sites with the year each new site is built.
+
+    Earlier years' sites are stations in the last plan; their name and
+    candidate id (blank off candidates) come from the plan that placed them.
+    """
+    last, last_year = plans[-1], years[-1]
+    placed = {}
+    for plan, y in zip(plans, years, strict=True):
+        new = plan.sites[plan.sites["kind"] == "new"]
+        tags = [f"{y}-{sid}" for sid in new["site_id"]]
+        placed.update(zip(tags, zip(new["name"], new["candidate_id"], strict=True),
+                          strict=True))  # fmt: skip
     sites = last.sites.copy()
     year = pd.array([pd.NA] * len(sites), dtype="Int64")
     planned = sites["station_id"].str.startswith(_PLANNED)
@@ -245,7 +256,9 @@ def _rollout_sites(last: Plan, last_year: int) -> pd.DataFrame:
     new = (sites["kind"] == "new").to_numpy()
     year[new] = last_year
     sites.loc[planned, "site_id"] = tags.to_numpy()
-    sites.loc[planned, ["kind", "name", "station_id"]] = ["new", "", ""]
+    sites.loc[planned, ["kind", "station_id"]] = ["new", ""]
+    sites.loc[planned, "name"] = [placed[t][0] for t in tags]
+    sites.loc[planned, "candidate_id"] = [placed[t][1] for t in tags]
     sites.loc[new, "site_id"] = [
         f"{last_year}-{sid}" for sid in sites.loc[new, "site_id"]
     ]

@@ -50,6 +50,23 @@ def test_demand_grows_and_coverage_follows(staged):
     json.dumps(metrics, allow_nan=False)
 
 
+def test_a_rollout_on_candidates_keeps_each_sites_candidate(staged):
+    # Every year's sites are candidates (tract centres here); the site table
+    # names each one after its candidate, earlier years' ones too (they are
+    # stations in the later plans). Off candidates the names stay blank.
+    assert (staged.sites.loc[staged.sites["kind"] == "new", "name"] == "").all()
+    on = rollout(Scenario(new_sites=3, counties=["Spokane"], candidates="tracts"),
+                 [2025, 2026])  # fmt: skip
+    new = on.sites[on.sites["kind"] == "new"]
+    assert new["year"].tolist() == [2025] * 3 + [2026] * 3
+    assert new["candidate_id"].str.len().gt(0).all()
+    assert (new["name"] == "tract " + new["candidate_id"]).all()
+    first = on.plans[0].sites[on.plans[0].sites["kind"] == "new"]
+    assert new[new["year"] == 2025]["candidate_id"].tolist() == (
+        first["candidate_id"].tolist()
+    )
+
+
 def test_bad_years_are_refused():
     with pytest.raises(InputError, match="ascending"):
         rollout(Scenario(new_sites=1), [2026, 2025])
