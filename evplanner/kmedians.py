@@ -49,6 +49,10 @@ INIT_SAMPLE_SIZE = 20_000
 _N_BINS = 1024
 #: Most (value, weight) pairs one refinement pass gathers to the client.
 _GATHER_BUDGET = 2_000_000
+#: Least effective rows per centre for a run to work on its sample (Kish's
+#: effective size (sum w)^2 / sum w^2: the sample's rows when the weights are
+#: equal, a handful when a few rows carry most of the weight).
+_SAMPLE_ROWS_PER_CENTRE = 50
 #: Centres whose best swap is retried with Lloyd when no plain swap helps.
 _N_SWAP_TRIALS = 3
 #: Rows per block when counting distinct points in memory.
@@ -187,6 +191,12 @@ def _sample_index(n, rng):
     if n <= INIT_SAMPLE_SIZE:
         return None
     return np.sort(rng.choice(n, size=INIT_SAMPLE_SIZE, replace=False))
+
+
+def _sample_represents(ws, k):
+    """Whether a sample of weights ``ws`` is rich enough to place ``k`` centres."""
+    total, square = float(np.sum(ws)), float(np.dot(ws, ws))
+    return square > 0 and total * total >= _SAMPLE_ROWS_PER_CENTRE * k * square
 
 
 def _draw(p, u):
@@ -963,7 +973,10 @@ def k_medians(
     a 0.8% lower objective (``benchmarks/README.md``). ``n_iter`` counts the
     median updates of the best run's sample phase and of its refinement;
     ``inertia_history`` holds objectives over every point only. A single run
-    without the local search is plain Lloyd on every point.
+    without the local search is plain Lloyd on every point, and so is a run
+    whose sample is too thin to stand for the data: fewer than 50 effective
+    rows per centre (Kish's ``(sum w)^2 / sum w^2``; 20,000 with equal
+    weights, a handful when a few rows carry most of the weight).
 
     *Validation.* ``n_clusters`` may not exceed the number of distinct points
     with positive weight. Fixed centres do not count against that: existing
@@ -1073,7 +1086,8 @@ def k_medians(
         else:
             centers = _init_kmedianspp(Xs, ws, n_clusters, fixed, rng)
         pool = Xs[_draw(ws, rng.random(n_swap_candidates // 2))]
-        if sampled:
+        on_sample = sampled and _sample_represents(ws, n_clusters)
+        if on_sample:
             # Many points: the run's Lloyd and swaps on its sample, then one
             # pass over every point to rank the runs; only the best is refined
             # on every point (below).
@@ -1090,9 +1104,9 @@ def k_medians(
             "run %d: objective %.6g after %d iterations", run, st.objective, n_iter
         )
         if best is None or st.objective < best[1].objective:
-            best = (centers, st, n_iter, history, pool)
-    centers, st, n_iter, history, pool = best
-    if sampled:
+            best = (centers, st, n_iter, history, pool, on_sample)
+    centers, st, n_iter, history, pool, on_sample = best
+    if on_sample:
         centers, st, more, history = _refine(
             eng, centers, fixed, st, distinct, pool, params, local_search
         )

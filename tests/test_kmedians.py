@@ -177,17 +177,21 @@ def test_numpy_and_dask_agree(outlier_points, how):
 
 
 @pytest.mark.parametrize(
-    "how, budget", [(how, 60) for how in CHUNKINGS] + [("four", 1)]
+    "how, budget, sample_size",
+    [(how, 60, 150) for how in CHUNKINGS]
+    + [("four", 1, 150), ("uneven", 60, 400), ("four", 1, 400)],
 )
 def test_numpy_and_dask_agree_sampled_init_and_refinement(
-    monkeypatch, rng, how, budget
+    monkeypatch, rng, how, budget, sample_size
 ):
     # Force every path that only large inputs take: the chunk-invariant
     # initialisation sample, sampled swap candidates, tiny histograms and a
     # tiny gather budget, so that the exact median needs refinement passes
     # (on data with many repeated coordinate values, float weights). With a
-    # budget of 1 nearly every median is found by refinement alone.
-    monkeypatch.setattr(km, "INIT_SAMPLE_SIZE", 150)
+    # budget of 1 nearly every median is found by refinement alone. A sample
+    # of 150 rows is too thin for 4 centres (every run works on all points);
+    # one of 400 is not (runs on samples, the best refined on all points).
+    monkeypatch.setattr(km, "INIT_SAMPLE_SIZE", sample_size)
     monkeypatch.setattr(km, "_N_BINS", 8)
     monkeypatch.setattr(km, "_GATHER_BUDGET", budget)
     X = np.vstack([rng.normal(0, 3, (400, 2)).round(), rng.normal(40, 9, (300, 2))])
@@ -198,10 +202,13 @@ def test_numpy_and_dask_agree_sampled_init_and_refinement(
         n_swap_candidates=20,
         fixed_centers=[[40.0, 0.0]],
     )
+    rows_refined = _spy_refine(monkeypatch)
     r_np = k_medians(X, 4, **kw)
     Xd, wd = to_dask(X, w, how)
     r_da = k_medians(Xd, 4, **{**kw, "sample_weight": wd})
     _assert_same(r_np, r_da)
+    runs = [len(X)] * 3 if sample_size == 150 else [sample_size] * 3 + [len(X)]
+    assert rows_refined == runs * 2  # NumPy, then Dask: the same phases
 
 
 @pytest.mark.parametrize("how", ["two", "uneven"])
@@ -288,6 +295,32 @@ def test_local_search_does_not_hurt_and_helps_with_outliers(outlier_points):
     assert min(swap) < min(plain) or max(swap) < max(plain)
 
 
+def _spy_refine(monkeypatch) -> list[int]:
+    """Record the rows of every Lloyd-and-swaps phase a fit runs."""
+    rows = []
+    real = km._refine
+
+    def spy(eng, *args):
+        rows.append(eng.n)
+        return real(eng, *args)
+
+    monkeypatch.setattr(km, "_refine", spy)
+    return rows
+
+
+def test_a_thin_sample_is_not_trusted(monkeypatch, rng):
+    # When a few rows carry the weight, a row sample misses most of it: each
+    # run then works on every point, as small inputs do.
+    monkeypatch.setattr(km, "INIT_SAMPLE_SIZE", 600)
+    rows_refined = _spy_refine(monkeypatch)
+    X = rng.normal(0, 100.0, (3000, 2))
+    w = np.zeros(len(X))
+    w[rng.choice(len(X), 60, replace=False)] = rng.gamma(2.0, 1.0, 60)
+    res = k_medians(X, 5, sample_weight=w, random_state=0)
+    assert rows_refined == [len(X)] * 3
+    assert res.inertia == pytest.approx(_objective(X, w, res.centers), rel=1e-12)
+
+
 def test_large_inputs_run_on_samples_and_refine_the_best_on_every_point(
     monkeypatch, rng
 ):
@@ -295,11 +328,13 @@ def test_large_inputs_run_on_samples_and_refine_the_best_on_every_point(
     # and only the best run is refined on every row: the returned centres are
     # then a Lloyd fixed point of *all* the points (a median step on their
     # clusters gains nothing), which the sample's solution alone is not.
-    monkeypatch.setattr(km, "INIT_SAMPLE_SIZE", 200)
+    monkeypatch.setattr(km, "INIT_SAMPLE_SIZE", 600)
+    rows_refined = _spy_refine(monkeypatch)
     X = np.vstack([rng.normal(c, 4.0, (600, 2)) for c in (0, 30, 60, 90, 120)])
     X[:, 1] += rng.normal(0, 20, len(X))
     w = rng.gamma(2.0, 1.0, len(X))
     res = k_medians(X, 5, sample_weight=w, tol=0.0, random_state=1)
+    assert rows_refined == [600, 600, 600, len(X)]  # 3 runs on samples, 1 on all
     assert res.inertia == pytest.approx(_objective(X, w, res.centers), rel=1e-12)
     medians = np.array(
         [
