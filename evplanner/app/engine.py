@@ -773,11 +773,17 @@ class RolloutView:
     sites : pandas.DataFrame, shape (sites,)
         The rollout's site table plus ``x_web``, ``y_web`` (Web Mercator metres);
         ``year`` is the year a new site is built (missing for today's sites).
+    candidates : pandas.DataFrame
+        :func:`candidate_frame` of the rollout's candidate sites (empty when
+        sites may go anywhere) plus ``year``, the year each is opened (NaN:
+        never).
     """
 
     rollout: Rollout
     per_year: pd.DataFrame = field(repr=False)
     sites: pd.DataFrame = field(repr=False)
+    candidates: pd.DataFrame = field(default_factory=lambda: candidate_frame(None),
+                                     repr=False)  # fmt: skip
 
     @property
     def years(self) -> tuple[int, ...]:
@@ -788,8 +794,10 @@ class RolloutView:
         return self.rollout.scenario.radius_m / 1000
 
     @classmethod
-    def from_rollout(cls, result: Rollout) -> RolloutView:
-        """Shape ``result`` for display."""
+    def from_rollout(
+        cls, result: Rollout, candidates: CandidateSites | None = None
+    ) -> RolloutView:
+        """Shape ``result`` (planned among ``candidates``, if given) for display."""
         per_year = result.per_year()
         per_year = per_year.assign(
             coverage_pct=per_year["coverage_share"] * 100,
@@ -798,7 +806,14 @@ class RolloutView:
         )
         sites = result.sites.copy()
         sites["x_web"], sites["y_web"] = web_mercator(sites["lon"], sites["lat"])
-        return cls(result, per_year, sites)
+        frame = candidate_frame(candidates)
+        # The year each candidate is opened (NaN: never): each year's plan opens
+        # its own new sites, earlier ones being held as stations.
+        opened = np.full(len(frame), np.nan)
+        for year, plan in zip(result.years, result.plans, strict=True):
+            if plan.chosen_candidates is not None and len(frame):
+                opened[np.asarray(plan.chosen_candidates, dtype=np.int64)] = year
+        return cls(result, per_year, sites, frame.assign(year=opened))
 
     def built_by(self, year: int) -> pd.DataFrame:
         """The new sites built in ``year`` or earlier."""
@@ -946,4 +961,4 @@ def rollout(store: DataStore, scenario: Scenario, years,
     with store.lanes.lock(heavy=True):
         result = plan_rollout(scenario, list(years), vehicles=store.vehicles,
                               existing=existing, candidates=sites)  # fmt: skip
-    return RolloutView.from_rollout(result)
+    return RolloutView.from_rollout(result, sites)

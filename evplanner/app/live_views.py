@@ -367,12 +367,19 @@ def candidate_data(solution: Solution | None, chosen: bool) -> dict:
     ``chosen`` is a text column (``"yes"``/``"no"``) for the hover;
     ``max_ports_text`` is the file's ``max_ports`` (``"-"`` when not given).
     """
-    text = ("candidate_id", "name", "max_ports_text", "chosen")
     if solution is None or solution.candidates.empty:
+        return _candidate_columns(None, None, chosen)
+    frame = solution.candidates
+    return _candidate_columns(frame, frame["chosen"].to_numpy(bool) == chosen, chosen)
+
+
+def _candidate_columns(frame: pd.DataFrame | None, mask, chosen: bool) -> dict:
+    """The rows ``mask`` of a :func:`~evplanner.app.engine.candidate_frame` as
+    the columns of a candidate data source (empty for None)."""
+    text = ("candidate_id", "name", "max_ports_text", "chosen")
+    if frame is None:
         return {c: np.zeros(0, dtype=object if c in text else "f8")
                 for c in _CANDIDATE_COLUMNS}  # fmt: skip
-    frame = solution.candidates
-    mask = frame["chosen"].to_numpy(bool) == chosen
     data = {c: frame[c].to_numpy()[mask] for c in ("x_web", "y_web", "lon", "lat")}
     data["candidate_id"] = frame["candidate_id"].astype(str).to_numpy(object)[mask]
     data["name"] = frame["name"].astype("string").fillna("").to_numpy(object)[mask]
@@ -998,6 +1005,24 @@ def rollout_site_data(view: RolloutView | None, year: int | None) -> dict:
     }
 
 
+def rollout_candidate_data(view: RolloutView | None, year: int | None) -> dict:
+    """Columns of the rollout map's candidate sites not opened by ``year`` (the
+    opened ones are the new sites); empty when sites may go anywhere."""
+    if view is None or year is None or view.candidates.empty:
+        return {**_candidate_columns(None, None, chosen=False),
+                "opens": np.zeros(0, dtype=object)}  # fmt: skip
+    frame = view.candidates
+    years = frame["year"].to_numpy("f8")
+    later = ~(years <= year)  # NaN (never opened) compares False
+    data = _candidate_columns(frame, later, chosen=False)
+    # For the hover: the year a candidate opens later in the rollout, if any.
+    data["opens"] = np.array(
+        ["not in this rollout" if np.isnan(y) else f"{int(y)}" for y in years[later]],
+        dtype=object,
+    )
+    return data
+
+
 class RolloutMap:
     """Map of a staged rollout: today's stations and the new sites built by a year.
 
@@ -1020,6 +1045,14 @@ class RolloutMap:
         fig.scatter("x_web", "y_web", source=self._existing, size=6,
                     marker="triangle", fill_color=views.EXISTING_COLOUR,
                     line_color="#424242", legend_label="today's stations")  # fmt: skip
+        # Candidate sites not opened by the year shown (when the rollout sites
+        # on candidates): grey dots under the sites, hidden otherwise.
+        self._candidates = ColumnDataSource(rollout_candidate_data(None, None))
+        self._candidate_glyph = fig.scatter(
+            "x_web", "y_web", source=self._candidates, size=CANDIDATE_SIZE_PX,
+            fill_color=CANDIDATE_COLOUR, fill_alpha=0.6, line_color=None,
+            legend_label="candidate sites (not yet opened)", visible=False,
+        )  # fmt: skip
         self._new = ColumnDataSource(rollout_site_data(None, None))
         new = fig.scatter("x_web", "y_web", source=self._new, size=14,
                           fill_color="colour", line_color="black", line_width=2,
@@ -1033,7 +1066,11 @@ class RolloutMap:
                     ("lon, lat", "@lon{0.0000}, @lat{0.0000}"),
                     ("vehicles served (last year)", "@vehicles{0,0}"),
                 ],
-            )
+            ),
+            HoverTool(
+                renderers=[self._candidate_glyph],
+                tooltips=[*_CANDIDATE_TOOLTIPS[:-1], ("opens", "@opens")],
+            ),
         )
         fig.legend.location = "top_left"
         fig.legend.background_fill_alpha = 0.7
@@ -1046,6 +1083,12 @@ class RolloutMap:
             self._view = view
             self._existing.data = _rollout_existing(view)
         self._new.data = rollout_site_data(view, year)
+        self._candidates.data = rollout_candidate_data(view, year)
+        shown = view is not None and not view.candidates.empty
+        for item in self.figure.legend[0].items:
+            if self._candidate_glyph in item.renderers:
+                item.visible = shown
+        self._candidate_glyph.visible = shown
         if view is not None and year is not None:
             row = view.row(year)
             self.figure.title.text = (

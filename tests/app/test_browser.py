@@ -725,6 +725,31 @@ def test_candidates_and_objective(page):
     assert pct(indicator(page, "Demand within 5 km (with new sites)")) >= pct(covered)
     assert map_new_sites(page) == 7
 
+    # A staged rollout among the same candidates: its map draws the candidates
+    # not opened by the year shown, and each built site stands on one of them.
+    candidates = _map_points(page, "candidate_id", "d.opens === undefined")
+    per_year = page.get_by_label("New sites per year")
+    per_year.fill("2")
+    per_year.press("Enter")
+    years = page.locator(".bk-input-group", has_text="Rollout years")
+    upper = years.get_by_role("slider").nth(1)
+    upper.focus()
+    for _ in range(4):  # 2025-2026
+        upper.press("ArrowLeft")
+    page.wait_for_timeout(500)  # the slider's value reaches the server
+    page.get_by_role("button", name="Plan staged rollout").click()
+    page.get_by_text(
+        "Rollout planned: 2 new sites a year, 2025-2026 (4 sites)."
+    ).wait_for(timeout=TIMEOUT_MS)
+    open_tab(page, "Rollout")
+    wait_for_plot(page, "Rollout network in 2026: 4 new sites built", min_h=300)
+    not_opened = _map_points(page, "opens", "true")
+    assert len(not_opened) == len(candidates) - 4
+    built = list(zip(source_column(page, "label", "lon"),
+                     source_column(page, "label", "lat"), strict=True))  # fmt: skip
+    assert len(built) == 4 and _members(built, candidates)
+    assert not any(_members([p], not_opened) for p in built)
+
 
 def _map_points(page, marker: str, where: str) -> list[list[float]]:
     """``[lon, lat]`` of the rows of the map's data sources that have a column
@@ -760,7 +785,8 @@ def map_new_site_points(page) -> list[list[float]]:
 
 
 def candidate_layer_visible(page) -> list[bool]:
-    """Whether each of the map's candidate glyphs (sites, chosen) is drawn."""
+    """Whether each of the map's candidate glyphs (sites, chosen) is drawn (the
+    rollout map's, whose source has an ``opens`` column, left out)."""
     return page.evaluate(
         """() => {
             const out = [];
@@ -768,6 +794,7 @@ def candidate_layer_visible(page) -> list[bool]:
                 for (const m of doc.all_models)
                     if (m.data_source && m.data_source.data
                         && m.data_source.data.candidate_id !== undefined
+                        && m.data_source.data.opens === undefined
                         && m.visible !== undefined)
                         out.push(m.visible);
             return out;

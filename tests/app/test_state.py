@@ -538,6 +538,35 @@ def test_staged_rollout_off_the_event_loop(state):
     app.rollout_plots._source.selected.indices = [0]
     assert state.rollout_year == 2026
     assert app.rollout_table.value["year"].tolist() == [2026, 2027, 2028]
+    # Sites may go anywhere: no candidate layer.
+    assert not app.rollout_map._candidate_glyph.visible
+    assert len(app.rollout_map._candidates.data["x_web"]) == 0
+
+
+def test_staged_rollout_on_candidates_draws_those_not_yet_opened(state):
+    app = PlannerApp(state)
+    state.param.update(counties=["Spokane"], candidates="tracts",
+                       rollout_years=(2026, 2027), per_year=2)  # fmt: skip
+    state.wait()
+    state.run_rollout = True
+    state.wait(300)
+    view = state.rollout
+    n = len(view.candidates)
+    assert n > 4 and view.candidates["year"].notna().sum() == 4
+
+    def points(data):
+        return set(zip(np.round(data["x_web"], 3), np.round(data["y_web"], 3),
+                       strict=True))  # fmt: skip
+
+    # 2027: both years' sites are open; the other candidates are drawn grey.
+    assert app.rollout_map._candidate_glyph.visible
+    shown = points(app.rollout_map._candidates.data)
+    built = points(app.rollout_map._new.data)
+    assert len(shown) == n - 4 and len(built) == 4 and not built & shown
+    # The new sites carry their tracts' names.
+    assert set(app.rollout_map._new.data["name"]) <= set(view.candidates["name"])
+    state.rollout_year = 2026
+    assert len(app.rollout_map._candidates.data["x_web"]) == n - 2
 
 
 def test_rollout_on_zip_demand_says_why(state):
