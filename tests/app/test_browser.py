@@ -248,6 +248,19 @@ def solved_for(page, k: int) -> None:
     page.get_by_text(f"Solved: {k} new sites (k={k})").wait_for(timeout=TIMEOUT_MS)
 
 
+def set_rollout(page, per_year: int, steps_left: int) -> None:
+    """Type the new sites per year; move the rollout's last year (2030) left."""
+    field = page.get_by_label("New sites per year")
+    field.fill(str(per_year))
+    field.press("Enter")
+    years = page.locator(".bk-input-group", has_text="Rollout years")
+    upper = years.get_by_role("slider").nth(1)
+    upper.focus()
+    for _ in range(steps_left):
+        upper.press("ArrowLeft")
+    page.wait_for_timeout(500)  # the slider's value reaches the server
+
+
 def jobs_done(page) -> int:
     """Jobs the session has finished (the status line's ``data-jobs-done``)."""
     value = page.locator(".status-text").first.get_attribute("data-jobs-done")
@@ -640,16 +653,8 @@ def test_utility_and_district_filters(page):
 
 
 def test_rollout_timeline(page):
-    per_year = page.get_by_label("New sites per year")
-    per_year.fill("2")
-    per_year.press("Enter")
     # Three years: the rollout's upper year three steps to the left of 2030.
-    years = page.locator(".bk-input-group", has_text="Rollout years")
-    upper = years.get_by_role("slider").nth(1)
-    upper.focus()
-    for _ in range(3):
-        upper.press("ArrowLeft")
-    page.wait_for_timeout(500)  # the slider's value reaches the server
+    set_rollout(page, per_year=2, steps_left=3)
 
     page.get_by_role("button", name="Plan staged rollout").click()
     # Busy while it runs (the light and the text), then done.
@@ -728,15 +733,7 @@ def test_candidates_and_objective(page):
     # A staged rollout among the same candidates: its map draws the candidates
     # not opened by the year shown, and each built site stands on one of them.
     candidates = _map_points(page, "candidate_id", "d.opens === undefined")
-    per_year = page.get_by_label("New sites per year")
-    per_year.fill("2")
-    per_year.press("Enter")
-    years = page.locator(".bk-input-group", has_text="Rollout years")
-    upper = years.get_by_role("slider").nth(1)
-    upper.focus()
-    for _ in range(4):  # 2025-2026
-        upper.press("ArrowLeft")
-    page.wait_for_timeout(500)  # the slider's value reaches the server
+    set_rollout(page, per_year=2, steps_left=4)  # 2025-2026
     page.get_by_role("button", name="Plan staged rollout").click()
     page.get_by_text(
         "Rollout planned: 2 new sites a year, 2025-2026 (4 sites)."
