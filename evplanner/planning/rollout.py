@@ -245,8 +245,8 @@ def _rollout_sites(plans, years) -> pd.DataFrame:
     placed = {}
     for plan, y in zip(plans, years, strict=True):
         new = plan.sites[plan.sites["kind"] == "new"]
-        tags = [f"{y}-{sid}" for sid in new["site_id"]]
-        placed.update(zip(tags, zip(new["name"], new["candidate_id"], strict=True),
+        keys = [f"{y}-{sid}" for sid in new["site_id"]]  # the tags held below
+        placed.update(zip(keys, zip(new["name"], new["candidate_id"], strict=True),
                           strict=True))  # fmt: skip
     sites = last.sites.copy()
     year = pd.array([pd.NA] * len(sites), dtype="Int64")
