@@ -1129,7 +1129,6 @@ def cluster_lower_medians(
     wsum = np.zeros(k, dtype=np.float64)
     # One slice of rows per thread for the parallel sort (any count gives the
     # same result); in a kernel, get_num_threads() would defeat numba's cache.
-    # (From SERIAL_MAX_ROWS rows on, n // 4096 >= 12: never zero.)
     n_slices = min(numba.get_num_threads(), n // 4096) if n >= SERIAL_MAX_ROWS else 1
     _cluster_lower_medians(
         n,
@@ -1138,7 +1137,7 @@ def cluster_lower_medians(
         labels,
         n_labels,
         k,
-        n_slices,
+        max(1, n_slices),  # SERIAL_MAX_ROWS may be lowered (the tests do)
         out,
         wsum,
     )
